@@ -1,0 +1,103 @@
+"""Held-out loss over wall-clock time for lstmgen's default settings (or overrides).
+
+    python benchmarks/quality_vs_time.py ../shared/data/tinyshakespeare.txt --budget 600
+    python benchmarks/quality_vs_time.py CORPUS --budget 300 --set hidden=384 --set layers=2
+
+Trains with lstmgen.train (the real trainer, held-out = last 10 %), evaluating the
+whole held-out split every --eval-every, and prints a table of held-out nats/char
+at 60, 120, 300 and 600 s (the last evaluation at or before each time; evaluation
+time counts against the budget) plus training tokens/s. --markdown appends the
+table to a file; results also go to benchmarks/out/<name>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+import lstmgen
+
+CHECKPOINTS_S = (60, 120, 300, 600)
+
+
+def parse_value(text: str):
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return {"true": True, "false": False}.get(text.lower(), text)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("corpus")
+    parser.add_argument("--budget", type=float, default=600, help="seconds of training (wall clock)")
+    parser.add_argument("--eval-every", default="60s")
+    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="override a default")
+    parser.add_argument("--name", default=None, help="label of this run in the outputs")
+    parser.add_argument("--markdown", type=Path, default=None, help="append the table to this file")
+    args = parser.parse_args()
+
+    overrides = {k.replace("-", "_"): parse_value(v) for k, v in (s.split("=", 1) for s in args.set)}
+    name = args.name or (Path(args.corpus).stem + "".join(f"-{k}{v}" for k, v in overrides.items()) + f"-{int(args.budget)}s")
+    out_dir = Path("benchmarks/out")
+    run_dir = out_dir / "runs" / name
+    started = time.perf_counter()
+    result = lstmgen.train(
+        [args.corpus], out=run_dir, overwrite=True, quiet=True,
+        max_time=f"{args.budget}s", eval_every=args.eval_every, **overrides,
+    )
+    wall = time.perf_counter() - started
+    metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    info = lstmgen.info(run_dir)
+
+    def at(seconds: float):
+        seen = [m["val_loss"] for m in metrics if m["elapsed_s"] <= seconds + 1.0]
+        return min(seen) if seen else None
+
+    points = {t: at(t) for t in CHECKPOINTS_S if t <= args.budget + 1}
+    tokens_per_s = result.tokens / result.elapsed_s
+    summary = {
+        "name": name,
+        "corpus": args.corpus,
+        "budget_s": args.budget,
+        "overrides": overrides,
+        "model": info["model"],
+        "train": {k: info["train"][k] for k in ("batch_size", "seq_len", "lr", "weight_decay", "warmup_steps", "grad_clip")},
+        "parameters": info["parameters"],
+        "val_nats_at": points,
+        "final_val_nats": metrics[-1]["val_loss"],
+        "best_val_nats": min(m["val_loss"] for m in metrics),
+        "tokens": result.tokens,
+        "tokens_per_s": tokens_per_s,
+        "epochs": result.epochs,
+        "curve": [(m["elapsed_s"], m["val_loss"]) for m in metrics],
+        "wall_s": wall,
+        "machine": f"{platform.machine()} {platform.processor() or ''} {torch.get_num_threads()} threads, torch {torch.__version__}",
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / f"{name}.json").write_text(json.dumps(summary, indent=2))
+    m = info["model"]
+    header = "| run | model | params | " + " | ".join(f"{t} s" for t in points) + " | best | tokens/s | epochs |"
+    row = (
+        f"| {name} | {m['layers']}×{m['hidden']} emb {m['embedding']} drop {m['dropout']}, "
+        f"B {info['train']['batch_size']} T {info['train']['seq_len']} lr {info['train']['lr']} | {info['parameters'] / 1e6:.2f}M | "
+        + " | ".join("—" if v is None else f"{v:.4f}" for v in points.values())
+        + f" | {summary['best_val_nats']:.4f} | {tokens_per_s:,.0f} | {result.epochs:.2f} |"
+    )
+    print(header)
+    print("|" + "---|" * (header.count("|") - 1))
+    print(row)
+    if args.markdown:
+        with open(args.markdown, "a", encoding="utf-8") as f:
+            f.write(row + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,349 @@
+"""The Python API: lstmgen.train(...), lstmgen.load(...) and the Model it returns."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import __version__
+from .batches import max_batch_size
+from .checkpoint import (
+    RUN_FORMAT,
+    load_trainer_state,
+    load_weights,
+    read_config,
+    read_progress,
+    recover,
+    save_trainer_state,
+    save_weights,
+    write_checkpoint,
+    write_json,
+)
+from .errors import LstmgenError, warn
+from .generate import SampleConfig, sample_ids
+from .model import LSTMLanguageModel, ModelConfig
+from .report import RunReporter
+from .sources import resolve_sources
+from .store import TokenStore, prepare
+from .tokenizers import CharTokenizer, load_tokenizer
+from .train import LN2, Progress, Trainer, TrainConfig, evaluate_tokens, resolve_device
+
+MODEL_FIELDS = {f.name for f in fields(ModelConfig)} - {"vocab_size"}
+TRAIN_FIELDS = {f.name for f in fields(TrainConfig)}
+# What may change when a run is resumed: how long it goes on, and where it runs.
+RESUMABLE_FIELDS = {"epochs", "max_time", "max_steps", "patience", "eval_every", "save_every", "device"}
+
+
+class Model:
+    """A trained model with its tokenizer: generate, stream and evaluate text."""
+
+    def __init__(self, module: LSTMLanguageModel, tokenizer: CharTokenizer, *, run_dir: Path | None = None):
+        self.module, self.tokenizer, self.run_dir = module, tokenizer, run_dir
+        self.module.eval()
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.module.parameters()).device
+
+    def encode(self, text: str, *, what: str = "text") -> np.ndarray:
+        """Token ids for text; unseen characters become the unknown id, with one warning."""
+        ids = self.tokenizer.encode(text)
+        unknown = int((ids == self.tokenizer.unknown_id).sum())
+        if unknown:
+            seen = sorted({ch for ch in text if self.tokenizer.encode(ch)[0] == self.tokenizer.unknown_id})
+            shown = "".join(seen[:10]) + ("…" if len(seen) > 10 else "")
+            warn(
+                f"{what} has {unknown} character(s) not in this model's {self.tokenizer.vocab_size - 1}-character "
+                f"vocabulary ({shown!r}); they were mapped to the unknown character"
+            )
+        return ids
+
+    def _prime_ids(self, prime: str) -> torch.Tensor:
+        if prime:
+            return torch.from_numpy(self.encode(prime, what="the prime"))
+        # No prime: start as if after a line break (or the most common character).
+        start = self.tokenizer.encode("\n")
+        if start[0] == self.tokenizer.unknown_id:
+            start = np.array([1], dtype=np.int64)
+        return torch.from_numpy(start)
+
+    def stream(self, prime: str = "", **settings) -> Iterator[str]:
+        """Yield the text of one sample piece by piece as it is generated (the prime is not repeated)."""
+        config = SampleConfig(**{**settings, "num_samples": 1})
+        for token in sample_ids(self.module, self._prime_ids(prime), config):
+            yield self.tokenizer.token_text(int(token[0]))
+
+    def generate(self, prime: str = "", **settings) -> str | list[str]:
+        """Generated text after the prime; a list of texts when num_samples > 1.
+
+        Settings: length, temperature, top_k, top_p, seed, num_samples (see SampleConfig).
+        """
+        config = SampleConfig(**settings)
+        steps = list(sample_ids(self.module, self._prime_ids(prime), config))
+        if not steps:
+            texts = [""] * config.num_samples
+        else:
+            ids = torch.stack(steps, dim=1)  # (num_samples, length)
+            texts = [self.tokenizer.decode(row) for row in ids.tolist()]
+        return texts if config.num_samples > 1 else texts[0]
+
+    def evaluate(self, text: str) -> dict:
+        """Held-out quality on text: nats and bits per character, perplexity, characters scored."""
+        ids = self.encode(text, what="the evaluation text")
+        if len(ids) < 2:
+            raise LstmgenError("the evaluation text needs at least 2 characters")
+        nats, count = evaluate_tokens(self.module, ids)
+        per_char = nats / count
+        return {
+            "nats_per_char": per_char,
+            "bits_per_char": per_char / LN2,
+            "perplexity": float(np.exp(per_char)),
+            "characters": count,
+            "unknown_characters": int((ids == self.tokenizer.unknown_id).sum()),
+        }
+
+
+def load(run_dir: str | Path, *, checkpoint: str = "best", device: str = "auto") -> Model:
+    """Load a run directory for generation or evaluation (weights of best/ by default, or 'latest')."""
+    run_dir = Path(run_dir)
+    config = read_config(run_dir)
+    if checkpoint not in ("best", "latest"):
+        raise LstmgenError(f"checkpoint {checkpoint!r} must be best or latest")
+    weights_dir = run_dir / "best" if checkpoint == "best" and (run_dir / "best").is_dir() else run_dir
+    recover(weights_dir)
+    tokenizer = load_tokenizer(run_dir / "tokenizer.json")
+    module = build_model(config, tokenizer)
+    load_weights(module, weights_dir / "model.safetensors")
+    return Model(module.to(resolve_device(device)), tokenizer, run_dir=run_dir)
+
+
+def build_model(config: dict, tokenizer: CharTokenizer) -> LSTMLanguageModel:
+    model_config = ModelConfig.from_dict(config["model"])
+    if model_config.vocab_size != tokenizer.vocab_size:
+        raise LstmgenError("config.json and tokenizer.json disagree on the vocabulary size; the run directory is inconsistent")
+    return LSTMLanguageModel(model_config)
+
+
+@dataclass
+class TrainResult:
+    """What lstmgen.train returns."""
+
+    run_dir: Path
+    stopped_because: str
+    steps: int
+    epochs: float
+    tokens: int
+    elapsed_s: float
+    best_val_bits_per_char: float | None
+    last_val_bits_per_char: float | None
+
+
+def _make_run(sources, out: Path, options: dict, *, overwrite: bool, encoding: str, errors: str, val_fraction: float, quiet: bool) -> dict:
+    """Create a new run directory: prepare the data, fit the tokenizer, write config.json."""
+    if out.exists() and any(out.iterdir()):
+        if not (out / "config.json").exists() and not (out / "data").exists():
+            raise LstmgenError(f"{out} exists and is not an lstmgen run; choose another --out")
+        if not overwrite:
+            raise LstmgenError(
+                f"{out} already holds a run; continue it with: lstmgen train --resume {out}  "
+                f"(or pass --overwrite to start over)"
+            )
+        shutil.rmtree(out)
+    model_config = ModelConfig(**{k: v for k, v in options.items() if k in MODEL_FIELDS})  # validate before work
+    train_config = TrainConfig(**{k: v for k, v in options.items() if k in TRAIN_FIELDS})
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        resolved = resolve_sources(sources if not isinstance(sources, (str, Path)) else [sources], spool_dir=out / ".stdin")
+        tokenizer = prepare(resolved, out / "data", val_fraction=val_fraction, encoding=encoding, errors=errors)
+    except BaseException:
+        shutil.rmtree(out, ignore_errors=True)  # nothing half-made is left behind
+        raise
+    finally:
+        shutil.rmtree(out / ".stdin", ignore_errors=True)
+    store = TokenStore.open(out / "data")
+    fit = max_batch_size(len(store.train), train_config.seq_len)
+    if fit < 1:
+        shutil.rmtree(out, ignore_errors=True)
+        raise LstmgenError(
+            f"the training text has {len(store.train)} characters, too few for one sequence of --seq-len "
+            f"{train_config.seq_len}; give at least {train_config.seq_len + 2} characters (about "
+            f"{(train_config.seq_len + 2) / (1 - val_fraction):.0f} in all) or lower --seq-len"
+        )
+    if fit < train_config.batch_size:
+        warn(
+            f"the training text ({len(store.train)} characters) is too small for --batch-size "
+            f"{train_config.batch_size} at --seq-len {train_config.seq_len}; using --batch-size {fit}"
+        )
+        train_config.batch_size = fit
+    model_config.vocab_size = tokenizer.vocab_size
+    tokenizer.save(out / "tokenizer.json")
+    config = {
+        "format": RUN_FORMAT,
+        "lstmgen_version": __version__,
+        "level": tokenizer.kind,
+        "model": model_config.to_dict(),
+        "train": train_config.to_dict(),
+        "data": {k: store.meta[k] for k in ("sources", "characters", "documents", "train_tokens", "val_tokens", "val_fraction", "encoding", "errors")},
+    }
+    write_json(out / "config.json", config)
+    return config
+
+
+def train(
+    sources: str | Path | Sequence[str | Path] | None = None,
+    *,
+    out: str | Path,
+    resume: bool = False,
+    overwrite: bool = False,
+    encoding: str = "utf-8",
+    errors: str = "strict",
+    val_fraction: float = 0.1,
+    quiet: bool = False,
+    **options,
+) -> TrainResult:
+    """Train a model on sources (files, folders, '-', 'python-docs') into the run directory `out`.
+
+    `options` are ModelConfig and TrainConfig fields (hidden=512, max_time="10m", ...).
+    With resume=True, continue the run in `out` exactly where it stopped; only how long
+    it goes on (epochs, max_time, max_steps, patience, ...) and the device may change.
+    """
+    out = Path(out)
+    unknown = set(options) - MODEL_FIELDS - TRAIN_FIELDS
+    if unknown:
+        raise LstmgenError(f"unknown training option(s): {', '.join(sorted(unknown))}")
+    if resume:
+        if sources:
+            raise LstmgenError("--resume continues a run on its own data; do not name sources with it")
+        config = read_config(out)
+        fixed = {k for k in options if k not in RESUMABLE_FIELDS and options[k] != {**config["model"], **config["train"]}.get(k)}
+        if fixed:
+            raise LstmgenError(
+                f"cannot change {', '.join('--' + k.replace('_', '-') for k in sorted(fixed))} when resuming; "
+                f"start a new run with --out instead"
+            )
+        config["train"].update(options)
+    else:
+        if sources is None or (not isinstance(sources, (str, Path)) and not list(sources)):
+            raise LstmgenError("no input given; name text files, folders, '-' for stdin, or python-docs")
+        config = _make_run(sources, out, options, overwrite=overwrite, encoding=encoding, errors=errors, val_fraction=val_fraction, quiet=quiet)
+    return _run_training(out, config, resume=resume, quiet=quiet)
+
+
+def _run_training(out: Path, config: dict, *, resume: bool, quiet: bool) -> TrainResult:
+    train_config = TrainConfig.from_dict(config["train"])
+    device = resolve_device(train_config.device)
+    torch.manual_seed(train_config.seed)
+    tokenizer = load_tokenizer(out / "tokenizer.json")
+    model = build_model(config, tokenizer).to(device)
+    store = TokenStore.open(out / "data")
+    sampler_model = Model(model, tokenizer)
+
+    def sampler(**settings) -> str:
+        was_training = model.training
+        text = sampler_model.generate("", **settings)
+        model.train(was_training)
+        return text  # type: ignore[return-value]
+
+    reporter = RunReporter(out, sampler=sampler, quiet=quiet)
+    trainer = Trainer(
+        model, store.train, store.val, train_config, hooks=reporter, save=lambda t, best=False: _save(out, config, tokenizer, t, best), device=device
+    )
+    if resume and (out / "model.safetensors").exists():
+        progress = Progress(**read_progress(out / "model.safetensors"))
+        load_weights(model, out / "model.safetensors")
+        trainer.load_trainer_state(load_trainer_state(out / "trainer_state.pt"), progress)
+        _truncate_metrics(out / "metrics.jsonl", progress.step)
+        reporter.print(f"resuming {out} at step {progress.step:,} (epoch {progress.epoch + 1}, {progress.tokens:,} tokens seen)")
+    elif not quiet:
+        reporter.print(
+            f"training {model.num_parameters():,} parameters on {len(store.train):,} characters "
+            f"({len(store.val):,} held out), device {device}"
+        )
+    reason = trainer.fit()
+    p = trainer.progress
+    result = TrainResult(
+        run_dir=out,
+        stopped_because=reason,
+        steps=p.step,
+        epochs=p.epoch + p.batch / max(trainer.steps_per_epoch, 1),
+        tokens=p.tokens,
+        elapsed_s=p.elapsed_s,
+        best_val_bits_per_char=None if p.best_val_nats is None else p.best_val_nats / LN2,
+        last_val_bits_per_char=None if p.last_val_nats is None else p.last_val_nats / LN2,
+    )
+    if reason.startswith("interrupted"):
+        raise TrainingInterrupted(result)
+    best = f"best held-out {result.best_val_bits_per_char:.4f} bits/char" if result.best_val_bits_per_char else "not evaluated"
+    reporter.print(f"stopped ({reason}) after {p.step:,} steps; {best}. Generate with: lstmgen generate {out}")
+    return result
+
+
+class TrainingInterrupted(Exception):
+    """Training stopped on Ctrl-C or SIGTERM after saving a checkpoint."""
+
+    def __init__(self, result: TrainResult):
+        super().__init__(f"training interrupted; saved at step {result.steps}. Resume with: lstmgen train --resume {result.run_dir}")
+        self.result = result
+
+
+def _save(out: Path, config: dict, tokenizer: CharTokenizer, trainer: Trainer, best: bool) -> None:
+    progress = dict(vars(trainer.progress))
+    if best:
+        write_checkpoint(
+            out / "best",
+            {
+                "model.safetensors": lambda path: save_weights(trainer.model, path, progress),
+                "config.json": lambda path: write_json(path, config),
+                "tokenizer.json": lambda path: tokenizer.save(path),
+            },
+        )
+        return
+    write_checkpoint(
+        out,
+        {
+            "model.safetensors": lambda path: save_weights(trainer.model, path, progress),
+            "trainer_state.pt": lambda path: save_trainer_state(trainer.trainer_state(), path),
+            "config.json": lambda path: write_json(path, config),
+        },
+    )
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Drop metric lines written after the checkpoint we resume from (they will be written again)."""
+    if not path.exists():
+        return
+    kept = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip() and json.loads(line)["step"] <= step]
+    path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+
+
+def info(run_dir: str | Path) -> dict:
+    """What a run is: config, parameter count, progress, best held-out bits/char."""
+    run_dir = Path(run_dir)
+    config = read_config(run_dir)
+    tokenizer = load_tokenizer(run_dir / "tokenizer.json")
+    module = build_model(config, tokenizer)
+    weights = run_dir / "model.safetensors"
+    progress = read_progress(weights) if weights.exists() else {}
+    best = progress.get("best_val_nats")
+    return {
+        "run": str(run_dir),
+        "level": config.get("level", "char"),
+        "vocab_size": tokenizer.vocab_size,
+        "parameters": module.num_parameters(),
+        "model": config["model"],
+        "train": config["train"],
+        "data": config.get("data", {}),
+        "steps": progress.get("step", 0),
+        "epochs": progress.get("epoch", 0),
+        "tokens_seen": progress.get("tokens", 0),
+        "elapsed_s": round(progress.get("elapsed_s", 0.0), 1),
+        "best_val_bits_per_char": None if best is None else best / LN2,
+        "best_step": progress.get("best_step"),
+        "has_best": (run_dir / "best" / "model.safetensors").exists(),
+    }

@@ -1,0 +1,45 @@
+"""Truncated-BPTT batches: B contiguous streams read T steps at a time, state carried between batches."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+class StreamBatches:
+    """One epoch's batches over a token array.
+
+    The array (after a random start offset in [0, T)) is cut into B equal
+    contiguous streams; batch i holds steps [i*T, (i+1)*T) of every stream, so
+    batch i+1 continues exactly where batch i stopped and the hidden state can
+    be carried. Every position of the streams is a target once per epoch.
+    """
+
+    def __init__(self, tokens: np.ndarray, batch_size: int, seq_len: int, *, seed: int, epoch: int):
+        self.batch_size, self.seq_len = batch_size, seq_len
+        slack = len(tokens) - 1 - batch_size * seq_len
+        if slack < 0:
+            raise ValueError("too few tokens for one batch")  # callers check with max_batch_size first
+        rng = np.random.default_rng([seed, epoch])  # offset depends only on (seed, epoch): resumable
+        offset = int(rng.integers(0, min(seq_len - 1, slack) + 1))
+        stream_len = (len(tokens) - 1 - offset) // batch_size
+        self.steps = stream_len // seq_len
+        span = batch_size * stream_len
+        # Views into the memmap: (B, stream_len); nothing is copied until a batch is read.
+        self._inputs = tokens[offset : offset + span].reshape(batch_size, stream_len)
+        self._targets = tokens[offset + 1 : offset + 1 + span].reshape(batch_size, stream_len)
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def get(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Batch `index`: inputs and next-token targets, each (B, T) int64."""
+        cols = slice(index * self.seq_len, (index + 1) * self.seq_len)
+        x = torch.from_numpy(self._inputs[:, cols].astype(np.int64))
+        y = torch.from_numpy(self._targets[:, cols].astype(np.int64))
+        return x, y
+
+
+def max_batch_size(num_tokens: int, seq_len: int) -> int:
+    """The most streams of length seq_len that num_tokens can fill (0 if not even one)."""
+    return max(0, (num_tokens - 1) // seq_len)

@@ -1,0 +1,106 @@
+"""The language model: Embedding → dropout → LSTM/GRU stack → dropout → Linear."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .errors import LstmgenError
+
+State = tuple[torch.Tensor, torch.Tensor] | torch.Tensor  # (h, c) for LSTM, h for GRU; each (L, B, H)
+
+
+@dataclass
+class ModelConfig:
+    vocab_size: int = 0  # set from the tokenizer
+    embedding: int = 64  # a character needs few dimensions; the hidden state carries the context
+    hidden: int = 512  # benchmark winner on 2 CPU cores at a 10-minute budget (BENCHMARKS.md)
+    layers: int = 2
+    dropout: float = 0.1  # light: a 10-minute run underfits more than it overfits
+    cell: str = "lstm"  # lstm | gru
+    tie_weights: bool = False  # share input embedding and output matrix (needs embedding == hidden)
+
+    def __post_init__(self) -> None:
+        for name in ("embedding", "hidden", "layers"):
+            if getattr(self, name) < 1:
+                raise LstmgenError(f"--{name} must be at least 1 (got {getattr(self, name)})")
+        if not 0 <= self.dropout < 1:
+            raise LstmgenError(f"--dropout {self.dropout} must be in [0, 1)")
+        if self.cell not in ("lstm", "gru"):
+            raise LstmgenError(f"--cell {self.cell!r} must be lstm or gru")
+        if self.tie_weights and self.embedding != self.hidden:
+            raise LstmgenError(
+                f"--tie-weights needs --embedding equal to --hidden (got {self.embedding} and {self.hidden})"
+            )
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ModelConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+class LSTMLanguageModel(nn.Module):
+    """Predicts the next token at every position; the recurrent state is passed in and out."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        self.embed = nn.Embedding(config.vocab_size, config.embedding)
+        self.drop = nn.Dropout(config.dropout)
+        rnn_class = nn.LSTM if config.cell == "lstm" else nn.GRU
+        self.rnn = rnn_class(
+            config.embedding,
+            config.hidden,
+            config.layers,
+            batch_first=True,
+            dropout=config.dropout if config.layers > 1 else 0.0,
+        )
+        self.head = nn.Linear(config.hidden, config.vocab_size)
+        if config.tie_weights:
+            self.head.weight = self.embed.weight
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        nn.init.normal_(self.embed.weight, std=0.1 if not self.config.tie_weights else 1 / self.config.hidden**0.5)
+        if self.config.cell == "lstm":
+            # A forget-gate bias of 1 lets gradients flow through long spans from the first step.
+            hidden = self.config.hidden
+            for name, param in self.rnn.named_parameters():
+                if name.startswith("bias_ih"):
+                    with torch.no_grad():
+                        param[hidden : 2 * hidden].fill_(1.0)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def forward(
+        self, idx: torch.Tensor, state: State | None = None, targets: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None, State]:
+        """idx (B, T) token ids → logits (B, T, V), mean cross-entropy if targets given, new state."""
+        x = self.drop(self.embed(idx))  # (B, T, E)
+        out, state = self.rnn(x, state)  # (B, T, H)
+        logits = self.head(self.drop(out))  # (B, T, V)
+        loss = None
+        if targets is not None:
+            loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1))
+        return logits, loss, state
+
+    @torch.no_grad()
+    def step(self, token: torch.Tensor, state: State | None) -> tuple[torch.Tensor, State]:
+        """One token per stream: token (B,) → next-token logits (B, V), new state. O(1) per token."""
+        out, state = self.rnn(self.embed(token[:, None]), state)  # (B, 1, H)
+        return self.head(out[:, 0]), state
+
+
+def detach_state(state: State | None) -> State | None:
+    if state is None:
+        return None
+    if isinstance(state, tuple):
+        return tuple(s.detach() for s in state)  # type: ignore[return-value]
+    return state.detach()

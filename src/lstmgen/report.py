@@ -1,0 +1,115 @@
+"""What a training run tells the world: progress bar, metrics.jsonl, samples after each epoch."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn
+
+from .train import LN2, Trainer
+
+SAMPLE_TEMPERATURES = (0.2, 0.5, 0.8, 1.0)
+
+
+def format_seconds(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
+
+
+class RunReporter:
+    """The trainer's hooks: draws progress, appends metrics.jsonl and samples.md, prints results."""
+
+    def __init__(self, run_dir: Path, *, sampler, quiet: bool = False, console: Console | None = None):
+        self.run_dir, self.sampler, self.quiet = run_dir, sampler, quiet
+        self.console = console or Console(stderr=True, highlight=False)
+        self.bar: Progress | None = None
+        self.task = None
+        self.window_tokens, self.window_start = 0, time.perf_counter()
+        self.tokens_per_second = 0.0
+        self.loss_ema: float | None = None
+
+    def print(self, text: str) -> None:
+        if not self.quiet:
+            self.console.print(text, markup=False)
+
+    # ----- hooks ------------------------------------------------------------------------------
+    def on_start(self, trainer: Trainer) -> None:
+        self.window_start = time.perf_counter()
+        if self.quiet:
+            return
+        self.bar = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.percentage:>3.0f}%  {task.fields[stats]}"),
+            console=self.console,
+            transient=True,
+        )
+        self.bar.start()
+        self.task = self.bar.add_task("training", total=1.0, stats="")
+
+    def on_step(self, trainer: Trainer, loss, lr: float) -> None:
+        p = trainer.progress
+        self.window_tokens += trainer.config.batch_size * trainer.config.seq_len
+        if p.step % 10 and p.step > 1:
+            return
+        value = float(loss)  # a device sync: only every 10th step
+        self.loss_ema = value if self.loss_ema is None or not math.isfinite(self.loss_ema) else 0.9 * self.loss_ema + 0.1 * value
+        now = time.perf_counter()
+        if now - self.window_start > 1.0:
+            self.tokens_per_second = self.window_tokens / (now - self.window_start)
+            self.window_tokens, self.window_start = 0, now
+        if self.bar is None:
+            return
+        done = trainer._fraction_done()
+        left = p.elapsed_s / done - p.elapsed_s if done > 0 else 0.0
+        val = f"val {p.last_val_nats / LN2:.3f} bpc  " if p.last_val_nats is not None else ""
+        epochs = trainer.config.effective_epochs
+        description = f"epoch {p.epoch + 1}" + (f"/{epochs}" if epochs else "")
+        stats = (
+            f"loss {self.loss_ema:.3f}  {val}{self.tokens_per_second:,.0f} tok/s  "
+            f"{format_seconds(p.elapsed_s)} elapsed, {format_seconds(left)} left"
+        )
+        self.bar.update(self.task, completed=min(done, 1.0), description=description, stats=stats)
+
+    def on_eval(self, trainer: Trainer, val_nats: float, improved: bool) -> None:
+        p = trainer.progress
+        record = {
+            "step": p.step,
+            "epoch": round(p.epoch + p.batch / max(trainer.steps_per_epoch, 1), 4),
+            "tokens": p.tokens,
+            "elapsed_s": round(p.elapsed_s, 2),
+            "train_loss": None if self.loss_ema is None else round(self.loss_ema, 5),
+            "val_loss": round(val_nats, 5),
+            "val_bpc": round(val_nats / LN2, 5),
+            "tokens_per_s": round(self.tokens_per_second, 1),
+            "lr": trainer.optimizer.param_groups[0]["lr"],
+        }
+        with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+        mark = "  (best)" if improved else ""
+        self.print(
+            f"step {p.step:,}  epoch {record['epoch']:.2f}  train {record['train_loss']}  "
+            f"val {val_nats:.4f} nats/char = {val_nats / LN2:.4f} bpc  "
+            f"{self.tokens_per_second:,.0f} tok/s  {format_seconds(p.elapsed_s)}{mark}"
+        )
+
+    def on_epoch_end(self, trainer: Trainer) -> None:
+        p = trainer.progress
+        length = trainer.config.sample_length
+        lines = [f"## epoch {p.epoch} (step {p.step}, held-out {p.last_val_nats / LN2:.3f} bits/char)\n"]
+        for temperature in SAMPLE_TEMPERATURES:
+            text = self.sampler(length=length, temperature=temperature, seed=p.epoch)
+            lines.append(f"### temperature {temperature}\n\n```text\n{text}\n```\n")
+            self.print(f"--- sample, temperature {temperature} ---\n{text}")
+        with open(self.run_dir / "samples.md", "a", encoding="utf-8") as f:
+            f.write("\n".join(lines) + "\n")
+
+    def on_end(self, trainer: Trainer, reason: str) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+            self.bar = None

@@ -1,0 +1,329 @@
+"""The training loop (Trainer), its TrainConfig, and evaluation in bits per character."""
+
+from __future__ import annotations
+
+import math
+import signal
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .batches import StreamBatches
+from .errors import LstmgenError, parse_duration
+from .model import LSTMLanguageModel, detach_state
+
+LN2 = math.log(2)
+
+
+@dataclass
+class TrainConfig:
+    batch_size: int = 32  # parallel streams; benchmark winner on 2 CPU cores (BENCHMARKS.md)
+    seq_len: int = 128  # steps of back-propagation through time per batch
+    lr: float = 3e-3  # peak learning rate of AdamW
+    weight_decay: float = 0.01
+    warmup_steps: int = 100  # linear warm-up, then cosine decay to min_lr_fraction * lr
+    min_lr_fraction: float = 0.1
+    grad_clip: float = 1.0  # clip the gradient's global norm to this
+    epochs: int | None = None  # total epochs of the run (10 when neither this nor max_time is set)
+    max_time: str | None = None  # total training wall-clock of the run, e.g. 90s, 10m, 2h
+    max_steps: int | None = None  # total optimizer steps of the run
+    patience: int | None = None  # stop after this many evaluations without a better held-out loss
+    eval_every: str | None = None  # also evaluate every so often (e.g. 2m); always at each epoch's end
+    save_every: str | None = "15m"  # also checkpoint this often within long epochs
+    sample_length: int = 200  # characters per sample printed after each epoch
+    seed: int = 1337
+    device: str = "auto"  # auto = cuda if present, else mps, else cpu
+
+    def __post_init__(self) -> None:
+        for name in ("batch_size", "seq_len", "sample_length"):
+            if getattr(self, name) < 1:
+                raise LstmgenError(f"--{name.replace('_', '-')} must be at least 1 (got {getattr(self, name)})")
+        if self.lr <= 0:
+            raise LstmgenError(f"--lr {self.lr} must be more than 0")
+        for name in ("epochs", "max_steps"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise LstmgenError(f"--{name.replace('_', '-')} must be at least 1 (got {value})")
+        if self.patience is not None and self.patience < 1:
+            raise LstmgenError(f"--patience must be at least 1 (got {self.patience})")
+        for name in ("max_time", "eval_every", "save_every"):
+            parse_duration(getattr(self, name))  # fail early on a bad duration
+        resolve_device(self.device)
+
+    @property
+    def effective_epochs(self) -> int | None:
+        if self.epochs is None and self.max_time is None and self.max_steps is None:
+            return 10
+        return self.epochs
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' picks cuda, then mps, then cpu; a named device must exist."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise LstmgenError(f"--device {name!r} is not a device; use auto, cpu, cuda, cuda:1 or mps") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise LstmgenError("--device cuda was asked for but no CUDA GPU is visible; use --device cpu")
+    if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise LstmgenError("--device mps was asked for but MPS is not available; use --device cpu")
+    return device
+
+
+@torch.no_grad()
+def evaluate_tokens(
+    model: LSTMLanguageModel, tokens: np.ndarray, *, streams: int = 16, warmup: int = 256, chunk: int = 256
+) -> tuple[float, int]:
+    """Total nats and count of predicted tokens over `tokens`, every position after the first scored once.
+
+    The sequence is cut into `streams` ranges evaluated side by side; each range is
+    preceded by up to `warmup` unscored tokens before it, so no prediction starts
+    from a cold state except the very first ones of the text.
+    """
+    n_pred = len(tokens) - 1
+    if n_pred < 1:
+        return 0.0, 0
+    device = next(model.parameters()).device
+    streams = max(1, min(streams, n_pred // max(warmup, 1)))
+    span = math.ceil(n_pred / streams)
+    width = warmup + span
+    inputs = np.zeros((streams, width), dtype=np.int64)
+    targets = np.zeros((streams, width), dtype=np.int64)
+    scored = np.zeros((streams, width), dtype=bool)
+    for i in range(streams):
+        start, stop = i * span, min((i + 1) * span, n_pred)  # predictions of tokens[start+1 .. stop]
+        begin = max(0, start - warmup)
+        pad = warmup - (start - begin)  # left padding so every row scores from column `warmup`
+        length = stop - begin
+        inputs[i, pad : pad + length] = tokens[begin:stop]
+        targets[i, pad : pad + length] = tokens[begin + 1 : stop + 1]
+        scored[i, warmup : warmup + stop - start] = True
+    was_training = model.training
+    model.eval()
+    x, y, mask = (torch.from_numpy(a).to(device) for a in (inputs, targets, scored))
+    total, state = 0.0, None
+    for t in range(0, width, chunk):
+        logits, _, state = model(x[:, t : t + chunk], state)  # (S, c, V)
+        nll = torch.nn.functional.cross_entropy(
+            logits.float().transpose(1, 2), y[:, t : t + chunk], reduction="none"
+        )  # (S, c)
+        total += float((nll * mask[:, t : t + chunk]).sum())
+    model.train(was_training)
+    return total, int(scored.sum())
+
+
+def lr_at(config: TrainConfig, step: int, progress: float, total_steps: int | None = None) -> float:
+    """Linear warm-up, then cosine decay to min_lr_fraction by progress = 1.
+
+    Warm-up lasts warmup_steps, or a tenth of the run when the run is shorter than that.
+    """
+    warmup = min(config.warmup_steps, max(1, total_steps // 10)) if total_steps else config.warmup_steps
+    if step < warmup:
+        return config.lr * (step + 1) / warmup
+    floor = config.lr * config.min_lr_fraction
+    return floor + 0.5 * (config.lr - floor) * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+
+class StopFlag:
+    """Ctrl-C / SIGTERM during training set a flag; the loop saves and stops between steps.
+
+    A second Ctrl-C interrupts at once (the last checkpoint on disk stays whole).
+    """
+
+    def __init__(self) -> None:
+        self.signal_name: str | None = None
+        self._previous: dict = {}
+
+    def _handle(self, signum, frame) -> None:
+        if self.signal_name is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.signal_name = signal.Signals(signum).name
+
+    def __enter__(self) -> StopFlag:
+        try:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        except ValueError:  # not the main thread: leave signals alone
+            pass
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+@dataclass
+class Progress:
+    """Where a run stands; saved with every checkpoint."""
+
+    step: int = 0
+    epoch: int = 0  # completed epochs
+    batch: int = 0  # next batch index within the current epoch
+    tokens: int = 0  # training tokens seen
+    elapsed_s: float = 0.0  # wall-clock of training so far, over all sessions
+    best_val_nats: float | None = None
+    best_step: int | None = None
+    evals_since_best: int = 0
+    last_val_nats: float | None = None
+
+
+class Trainer:
+    """Trains a model on a token store, checkpointing into run_dir.
+
+    The loop reads top to bottom; the `hooks` object gets told about steps,
+    evaluations, epochs and checkpoints (printing, progress bar, samples).
+    """
+
+    def __init__(self, model, train_tokens, val_tokens, config: TrainConfig, *, hooks, save, device):
+        self.model, self.config, self.hooks, self.save, self.device = model, config, hooks, save, device
+        self.train_tokens, self.val_tokens = train_tokens, val_tokens
+        decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "embed" not in n]
+        no_decay = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and "embed" not in n)]
+        self.optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=config.lr,
+            betas=(0.9, 0.99),
+        )
+        self.progress = Progress()
+        self.state = None  # the recurrent state carried between batches
+        self.max_time_s = parse_duration(config.max_time)
+        self.eval_every_s = parse_duration(config.eval_every)
+        self.save_every_s = parse_duration(config.save_every)
+        self.steps_per_epoch = len(self._epoch_batches(0))
+        epochs = config.effective_epochs
+        self.total_steps = min(
+            [s for s in (epochs and epochs * self.steps_per_epoch, config.max_steps) if s] or [0]
+        ) or None
+
+    # ----- state for checkpoints -------------------------------------------------------------
+    def trainer_state(self) -> dict:
+        state = self.state if self.state is not None else ()
+        return {
+            "format": torch.tensor(1),
+            "step": torch.tensor(self.progress.step),
+            "optimizer": self.optimizer.state_dict(),
+            "rnn_state": list(state) if isinstance(state, tuple) else [state],
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state() if self.device.type == "cuda" else torch.empty(0),
+        }
+
+    def load_trainer_state(self, state: dict, progress: Progress) -> None:
+        if int(state["step"]) != progress.step:
+            raise LstmgenError("the run's weights and trainer_state.pt are from different steps; resume is unsafe")
+        self.optimizer.load_state_dict(state["optimizer"])
+        rnn_state = [s.to(self.device) for s in state["rnn_state"]]
+        self.state = None if not rnn_state else (tuple(rnn_state) if len(rnn_state) == 2 else rnn_state[0])
+        torch.set_rng_state(state["torch_rng"])
+        if self.device.type == "cuda" and state["cuda_rng"].numel():
+            torch.cuda.set_rng_state(state["cuda_rng"])
+        self.progress = progress
+
+    # ----- the loop --------------------------------------------------------------------------
+    def _epoch_batches(self, epoch: int) -> StreamBatches:
+        return StreamBatches(self.train_tokens, self.config.batch_size, self.config.seq_len, seed=self.config.seed, epoch=epoch)
+
+    def _fraction_done(self) -> float:
+        p = self.progress
+        done = [p.step / self.total_steps] if self.total_steps else []
+        if self.max_time_s:
+            done.append(p.elapsed_s / self.max_time_s)
+        return max(done) if done else 0.0
+
+    def _finished(self) -> str | None:
+        p, c = self.progress, self.config
+        if c.max_steps and p.step >= c.max_steps:
+            return "max steps"
+        if c.effective_epochs and p.epoch >= c.effective_epochs:
+            return "epochs"
+        if self.max_time_s and p.elapsed_s >= self.max_time_s:
+            return "max time"
+        if c.patience and p.evals_since_best >= c.patience:
+            return "early stop"
+        return None
+
+    def evaluate(self) -> float:
+        """Held-out loss in nats per token; records it and tracks the best."""
+        nats, count = evaluate_tokens(self.model, self.val_tokens)
+        loss = nats / max(count, 1)
+        p = self.progress
+        p.last_val_nats = loss
+        improved = p.best_val_nats is None or loss < p.best_val_nats
+        if improved:
+            p.best_val_nats, p.best_step, p.evals_since_best = loss, p.step, 0
+        else:
+            p.evals_since_best += 1
+        self.hooks.on_eval(self, loss, improved)
+        if improved:
+            self.save(self, best=True)
+        return loss
+
+    def fit(self) -> str:
+        """Train until epochs / max_steps / max_time / patience / a signal says stop; returns why."""
+        p, c, model = self.progress, self.config, self.model
+        model.train()
+        autocast = torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda")
+        clock = time.perf_counter() - p.elapsed_s
+        last_eval = last_save = p.elapsed_s
+        reason = self._finished()
+        self.hooks.on_start(self)
+        with StopFlag() as stop:
+            while reason is None:
+                batches = self._epoch_batches(p.epoch)
+                if p.batch == 0:
+                    self.state = None  # a new epoch starts at a new offset: no carried context
+                while p.batch < len(batches) and reason is None:
+                    x, y = batches.get(p.batch)
+                    x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+                    lr = lr_at(c, p.step, self._fraction_done(), self.total_steps)
+                    for group in self.optimizer.param_groups:
+                        group["lr"] = lr
+                    with autocast:
+                        _, loss, state = model(x, self.state, y)
+                    self.state = detach_state(state)
+                    loss.backward()
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), c.grad_clip)
+                    self.optimizer.step()
+                    self.optimizer.zero_grad(set_to_none=True)
+                    p.step += 1
+                    p.batch += 1
+                    p.tokens += x.numel()
+                    p.elapsed_s = time.perf_counter() - clock
+                    self.hooks.on_step(self, loss, lr)
+                    if p.batch == len(batches):
+                        p.epoch, p.batch = p.epoch + 1, 0
+                        self.evaluate()
+                        self.hooks.on_epoch_end(self)
+                        self.save(self)
+                        last_eval = last_save = p.elapsed_s = time.perf_counter() - clock
+                    elif self.eval_every_s and p.elapsed_s - last_eval >= self.eval_every_s:
+                        self.evaluate()
+                        last_eval = p.elapsed_s = time.perf_counter() - clock
+                    if stop.signal_name:
+                        reason = f"interrupted ({stop.signal_name})"
+                    elif self.save_every_s and p.elapsed_s - last_save >= self.save_every_s:
+                        self.save(self)
+                        last_save = p.elapsed_s = time.perf_counter() - clock
+                    reason = reason or self._finished()
+            if p.batch != 0 and not reason.startswith("interrupted"):
+                self.evaluate()  # the run ends mid-epoch: measure where it ended
+            if p.batch != 0 or reason.startswith("interrupted"):
+                self.save(self)
+        self.hooks.on_end(self, reason)
+        return reason
