@@ -35,7 +35,7 @@ class RunReporter:
 
     def print(self, text: str) -> None:
         if not self.quiet:
-            self.console.print(text, markup=False)
+            self.console.print(text, markup=False, soft_wrap=True)
 
     # ----- hooks ------------------------------------------------------------------------------
     def on_start(self, trainer: Trainer) -> None:

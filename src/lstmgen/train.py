@@ -207,10 +207,10 @@ class Trainer:
         self.eval_every_s = parse_duration(config.eval_every)
         self.save_every_s = parse_duration(config.save_every)
         self.steps_per_epoch = len(self._epoch_batches(0))
+        # The schedule's horizon: the epochs if given (max_steps then only stops early, as a
+        # signal would), else max_steps; with neither, max_time alone paces the schedule.
         epochs = config.effective_epochs
-        self.total_steps = min(
-            [s for s in (epochs and epochs * self.steps_per_epoch, config.max_steps) if s] or [0]
-        ) or None
+        self.total_steps = epochs * self.steps_per_epoch if epochs else config.max_steps
 
     # ----- state for checkpoints -------------------------------------------------------------
     def trainer_state(self) -> dict:
@@ -305,7 +305,7 @@ class Trainer:
                     p.batch += 1
                     p.tokens += x.numel()
                     p.elapsed_s = time.perf_counter() - clock
-                    self.hooks.on_step(self, loss, lr)
+                    self.hooks.on_step(self, loss.detach(), lr)
                     if p.batch == len(batches):
                         p.epoch, p.batch = p.epoch + 1, 0
                         self.evaluate()

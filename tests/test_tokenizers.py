@@ -1,0 +1,57 @@
+import json
+
+import numpy as np
+import pytest
+
+from lstmgen.errors import LstmgenError
+from lstmgen.tokenizers import CharCounter, CharTokenizer, load_tokenizer
+
+
+def fitted(text: str, **kw) -> CharTokenizer:
+    counter = CharCounter()
+    counter.update(text)
+    return CharTokenizer.fit(counter, **kw)
+
+
+def test_round_trip_and_vocabulary():
+    text = "Hello, wörld! 🙂\nSecond line."
+    tok = fitted(text)
+    assert tok.vocab_size == len(set(text)) + 1  # + the unknown character
+    ids = tok.encode(text)
+    assert ids.min() >= 1 and tok.decode(ids) == text
+
+
+def test_unknown_characters_map_to_id_zero():
+    tok = fitted("abc")
+    ids = tok.encode("abzc€")
+    assert ids.tolist()[2] == 0 and ids.tolist()[4] == 0
+    assert tok.decode(ids) == "ab\ufffdc\ufffd"
+
+
+def test_min_count_and_max_vocab():
+    tok = fitted("aaaabbbc", min_count=2)
+    assert tok.chars == ["a", "b"]
+    tok = fitted("aaaabbbc", max_vocab=2)  # one slot is the unknown character
+    assert tok.chars == ["a"]
+
+
+def test_save_load(tmp_path):
+    tok = fitted("xyz\n")
+    tok.save(tmp_path / "tokenizer.json")
+    again = load_tokenizer(tmp_path / "tokenizer.json")
+    assert again.chars == tok.chars
+    np.testing.assert_array_equal(again.encode("zyx?"), tok.encode("zyx?"))
+
+
+def test_newer_format_is_refused(tmp_path):
+    (tmp_path / "tokenizer.json").write_text(json.dumps({"format": 99, "kind": "char", "chars": []}))
+    with pytest.raises(LstmgenError, match="newer lstmgen"):
+        load_tokenizer(tmp_path / "tokenizer.json")
+
+
+def test_counting_over_chunks_equals_whole():
+    a, b = CharCounter(), CharCounter()
+    a.update("hello world")
+    for piece in ("hel", "lo w", "orld"):
+        b.update(piece)
+    assert a.counts == b.counts and a.total == b.total == 11

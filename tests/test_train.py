@@ -1,0 +1,88 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import lstmgen
+from lstmgen.model import LSTMLanguageModel, ModelConfig
+from lstmgen.train import TrainConfig, evaluate_tokens, lr_at
+
+from conftest import TINY, make_text
+
+
+def test_training_lowers_held_out_loss(corpus, tmp_path):
+    result = lstmgen.train([corpus], out=tmp_path / "run", epochs=3, quiet=True, **TINY)
+    metrics = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [m["epoch"] for m in metrics] == [1.0, 2.0, 3.0]
+    assert metrics[-1]["val_bpc"] < metrics[0]["val_bpc"] < np.log2(20)  # better than uniform, and improving
+    assert result.best_val_bits_per_char == pytest.approx(min(m["val_bpc"] for m in metrics), abs=1e-4)
+    for name in ("config.json", "tokenizer.json", "model.safetensors", "trainer_state.pt", "samples.md", "best/model.safetensors"):
+        assert (tmp_path / "run" / name).is_file(), name
+    assert (tmp_path / "run" / "samples.md").read_text().count("### temperature") == 3 * 4
+
+
+def test_resume_is_bit_identical(corpus, tmp_path):
+    settings = dict(TINY, dropout=0.2, seed=3)  # dropout: the RNG state must be restored too
+    whole_run = lstmgen.train([corpus], out=tmp_path / "whole", epochs=2, quiet=True, **settings)
+    half = lstmgen.train([corpus], out=tmp_path / "halves", epochs=2, max_steps=200, quiet=True, **settings)
+    assert half.steps == 200 and 0 < half.epochs % 1  # stopped mid-epoch, with carried state to restore
+    rest = lstmgen.train(out=tmp_path / "halves", resume=True, max_steps=10**6, quiet=True)
+    assert rest.steps == whole_run.steps
+    whole = load_file(tmp_path / "whole" / "model.safetensors")
+    halves = load_file(tmp_path / "halves" / "model.safetensors")
+    assert whole.keys() == halves.keys()
+    for name in whole:
+        assert torch.equal(whole[name], halves[name]), name
+
+
+def test_resume_continues_to_the_new_epoch_total(corpus, tmp_path):
+    lstmgen.train([corpus], out=tmp_path / "run", epochs=1, quiet=True, **TINY)
+    result = lstmgen.train(out=tmp_path / "run", resume=True, epochs=2, quiet=True)
+    assert result.epochs == 2 and result.stopped_because == "epochs"
+    assert lstmgen.info(tmp_path / "run")["epochs"] == 2
+
+
+def test_resume_refuses_to_change_the_model(corpus, tmp_path):
+    lstmgen.train([corpus], out=tmp_path / "run", max_steps=5, quiet=True, **TINY)
+    with pytest.raises(lstmgen.LstmgenError, match="cannot change --hidden"):
+        lstmgen.train(out=tmp_path / "run", resume=True, hidden=64, quiet=True)
+
+
+def test_early_stopping(tmp_path):
+    path = tmp_path / "noise.txt"
+    rng = np.random.default_rng(0)
+    path.write_text("".join(rng.choice(list("abcdefgh"), size=20_000)), encoding="utf-8")  # nothing to learn
+    result = lstmgen.train([path], out=tmp_path / "run", epochs=50, patience=2, quiet=True, **dict(TINY, lr=0.05))
+    assert result.stopped_because == "early stop" and result.epochs < 50
+
+
+def test_small_corpus_shrinks_the_batch(tmp_path, capsys):
+    path = tmp_path / "small.txt"
+    path.write_text(make_text(1_000), encoding="utf-8")
+    lstmgen.train([path], out=tmp_path / "run", max_steps=2, quiet=True, hidden=16, batch_size=64, seq_len=64)
+    assert "using --batch-size 14" in capsys.readouterr().err
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["train"]["batch_size"] == 14
+
+
+def test_evaluation_scores_every_position_once_with_context():
+    torch.manual_seed(0)
+    model = LSTMLanguageModel(ModelConfig(vocab_size=12, hidden=16, embedding=8)).eval()
+    tokens = np.random.default_rng(1).integers(1, 12, size=3000)
+    with torch.no_grad():
+        logits, _, _ = model(torch.from_numpy(tokens)[None])  # one stream, full context
+    reference = torch.nn.functional.cross_entropy(logits[0, :-1], torch.from_numpy(tokens[1:]), reduction="sum")
+    nats, count = evaluate_tokens(model, tokens, streams=8, warmup=3000, chunk=100)
+    assert count == 2999 and nats == pytest.approx(float(reference), rel=1e-4)
+    nats_short, _ = evaluate_tokens(model, tokens, streams=8, warmup=64, chunk=100)
+    assert nats_short == pytest.approx(float(reference), rel=1e-3)  # 64 tokens of warm-up ≈ full context
+
+
+def test_learning_rate_schedule():
+    config = TrainConfig(lr=1.0, warmup_steps=10, min_lr_fraction=0.1)
+    assert lr_at(config, 0, 0.0) == pytest.approx(0.1)
+    assert lr_at(config, 10, 0.0) == pytest.approx(1.0)
+    assert lr_at(config, 500, 0.5) == pytest.approx(0.55)
+    assert lr_at(config, 900, 1.0) == pytest.approx(0.1)
+    assert lr_at(config, 2, 0.0, total_steps=40) == pytest.approx(0.75)  # warm-up shortened to a tenth
