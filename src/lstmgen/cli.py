@@ -35,7 +35,7 @@ def _default(cls_name: str, name: str) -> str:
 
     cls = {"model": ModelConfig, "train": TrainConfig, "sample": SampleConfig}[cls_name]
     value = next(f.default for f in fields(cls) if f.name == name)
-    return f"[default: {value}]"
+    return f"\\[default: {value}]"
 
 
 def _given(**options) -> dict:
@@ -52,7 +52,7 @@ def train(
     sources: Annotated[Optional[list[str]], typer.Argument(help="Text files, folders, '-' for stdin, or python-docs.", show_default=False)] = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run directory to create.", rich_help_panel=DATA)] = None,
     resume: Annotated[Optional[Path], typer.Option(help="Continue the run in this directory exactly where it stopped.", rich_help_panel=DATA)] = None,
-    overwrite: Annotated[bool, typer.Option(help="Replace the run already in --out.", rich_help_panel=DATA)] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the run already in --out.", rich_help_panel=DATA)] = False,
     encoding: Annotated[str, typer.Option(help="Text encoding of the sources.", rich_help_panel=DATA)] = "utf-8",
     errors: Annotated[str, typer.Option(help="On undecodable bytes: strict (stop) or replace.", rich_help_panel=DATA)] = "strict",
     val_fraction: Annotated[float, typer.Option(help="Share of the text held out for validation (the end).", rich_help_panel=DATA)] = 0.1,
@@ -65,11 +65,17 @@ def train(
     batch_size: Annotated[Optional[int], typer.Option(help=f"Parallel streams per batch. {_default('train', 'batch_size')}", rich_help_panel=TRAINING, show_default=False)] = None,
     seq_len: Annotated[Optional[int], typer.Option(help=f"Back-propagation steps per batch. {_default('train', 'seq_len')}", rich_help_panel=TRAINING, show_default=False)] = None,
     lr: Annotated[Optional[float], typer.Option(help=f"Peak learning rate. {_default('train', 'lr')}", rich_help_panel=TRAINING, show_default=False)] = None,
-    epochs: Annotated[Optional[int], typer.Option(help="Total epochs of the run. [default: 10 if no --max-time/--max-steps]", rich_help_panel=TRAINING, show_default=False)] = None,
+    weight_decay: Annotated[Optional[float], typer.Option(help=f"AdamW weight decay (matrices only). {_default('train', 'weight_decay')}", rich_help_panel=TRAINING, show_default=False)] = None,
+    warmup_steps: Annotated[Optional[int], typer.Option(help=f"Linear warm-up steps before the cosine decay. {_default('train', 'warmup_steps')}", rich_help_panel=TRAINING, show_default=False)] = None,
+    min_lr_fraction: Annotated[Optional[float], typer.Option(help=f"The decay ends at this fraction of --lr. {_default('train', 'min_lr_fraction')}", rich_help_panel=TRAINING, show_default=False)] = None,
+    grad_clip: Annotated[Optional[float], typer.Option(help=f"Clip the gradient norm to this. {_default('train', 'grad_clip')}", rich_help_panel=TRAINING, show_default=False)] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="Total epochs of the run. \\[default: 10 when neither --max-time nor --max-steps is given]", rich_help_panel=TRAINING, show_default=False)] = None,
     max_time: Annotated[Optional[str], typer.Option(help="Total training time of the run, e.g. 90s, 10m, 2h.", rich_help_panel=TRAINING, show_default=False)] = None,
     max_steps: Annotated[Optional[int], typer.Option(help="Total optimizer steps of the run.", rich_help_panel=TRAINING, show_default=False)] = None,
     patience: Annotated[Optional[int], typer.Option(help="Stop after this many evaluations without improvement.", rich_help_panel=TRAINING, show_default=False)] = None,
     eval_every: Annotated[Optional[str], typer.Option(help="Also evaluate this often, e.g. 2m (always at each epoch's end).", rich_help_panel=TRAINING, show_default=False)] = None,
+    save_every: Annotated[Optional[str], typer.Option(help=f"Also checkpoint this often within long epochs. {_default('train', 'save_every')}", rich_help_panel=TRAINING, show_default=False)] = None,
+    sample_length: Annotated[Optional[int], typer.Option(help=f"Characters per sample shown after each epoch. {_default('train', 'sample_length')}", rich_help_panel=TRAINING, show_default=False)] = None,
     seed: Annotated[Optional[int], typer.Option(help=f"Random seed. {_default('train', 'seed')}", rich_help_panel=TRAINING, show_default=False)] = None,
     device: Annotated[Optional[str], typer.Option(help=f"auto, cpu, cuda, cuda:N or mps. {_default('train', 'device')}", rich_help_panel=TRAINING, show_default=False)] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors and the final line.")] = False,
@@ -79,7 +85,8 @@ def train(
 
     options = _given(
         layers=layers, hidden=hidden, embedding=embedding, dropout=dropout, cell=cell, tie_weights=tie_weights,
-        batch_size=batch_size, seq_len=seq_len, lr=lr, epochs=epochs, max_time=max_time, max_steps=max_steps,
+        batch_size=batch_size, seq_len=seq_len, lr=lr, weight_decay=weight_decay, warmup_steps=warmup_steps,
+        min_lr_fraction=min_lr_fraction, grad_clip=grad_clip, save_every=save_every, sample_length=sample_length, epochs=epochs, max_time=max_time, max_steps=max_steps,
         patience=patience, eval_every=eval_every, seed=seed, device=device,
     )
     if resume is not None:

@@ -17,7 +17,7 @@ State = tuple[torch.Tensor, torch.Tensor] | torch.Tensor  # (h, c) for LSTM, h f
 class ModelConfig:
     vocab_size: int = 0  # set from the tokenizer
     embedding: int = 64  # a character needs few dimensions; the hidden state carries the context
-    hidden: int = 512  # benchmark winner on 2 CPU cores at a 10-minute budget (BENCHMARKS.md)
+    hidden: int = 256  # 2×256 beat 2×384 at a 600-s budget on 2 CPU cores (BENCHMARKS.md)
     layers: int = 2
     dropout: float = 0.1  # light: a 10-minute run underfits more than it overfits
     cell: str = "lstm"  # lstm | gru

@@ -20,8 +20,8 @@ LN2 = math.log(2)
 
 @dataclass
 class TrainConfig:
-    batch_size: int = 32  # parallel streams; benchmark winner on 2 CPU cores (BENCHMARKS.md)
-    seq_len: int = 128  # steps of back-propagation through time per batch
+    batch_size: int = 16  # parallel streams; small batches = more updates per second on a CPU (BENCHMARKS.md)
+    seq_len: int = 64  # steps of back-propagation through time per batch (state carries longer context)
     lr: float = 3e-3  # peak learning rate of AdamW
     weight_decay: float = 0.01
     warmup_steps: int = 100  # linear warm-up, then cosine decay to min_lr_fraction * lr
@@ -280,7 +280,9 @@ class Trainer:
         model.train()
         autocast = torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda")
         clock = time.perf_counter() - p.elapsed_s
-        last_eval = last_save = p.elapsed_s
+        last_save = p.elapsed_s
+        interval = self.eval_every_s
+        next_eval = (math.floor(p.elapsed_s / interval) + 1) * interval if interval else math.inf  # on a fixed grid
         reason = self._finished()
         self.hooks.on_start(self)
         with StopFlag() as stop:
@@ -311,10 +313,12 @@ class Trainer:
                         self.evaluate()
                         self.hooks.on_epoch_end(self)
                         self.save(self)
-                        last_eval = last_save = p.elapsed_s = time.perf_counter() - clock
-                    elif self.eval_every_s and p.elapsed_s - last_eval >= self.eval_every_s:
+                        last_save = p.elapsed_s = time.perf_counter() - clock
+                    elif p.elapsed_s >= next_eval:
                         self.evaluate()
-                        last_eval = p.elapsed_s = time.perf_counter() - clock
+                        p.elapsed_s = time.perf_counter() - clock
+                    if p.elapsed_s >= next_eval:
+                        next_eval = (math.floor(p.elapsed_s / interval) + 1) * interval
                     if stop.signal_name:
                         reason = f"interrupted ({stop.signal_name})"
                     elif self.save_every_s and p.elapsed_s - last_save >= self.save_every_s:
