@@ -31,6 +31,14 @@ def test_uncommitted_pending_files_are_discarded(tmp_path):
     assert (tmp_path / "a").read_text() == "old a" and not pending.exists()
 
 
+def test_readers_leave_a_pending_write_alone(tmp_path):
+    write_checkpoint(tmp_path, {"a": writer("old a")})
+    (tmp_path / ".pending").mkdir()
+    (tmp_path / ".pending" / "a").write_text("being written by a trainer")
+    recover(tmp_path, discard_uncommitted=False)  # what generate / info do
+    assert (tmp_path / ".pending" / "a").exists() and (tmp_path / "a").read_text() == "old a"
+
+
 def test_committed_pending_files_are_rolled_forward(tmp_path):
     write_checkpoint(tmp_path, {"a": writer("old a"), "b": writer("old b")})
     pending = tmp_path / ".pending"

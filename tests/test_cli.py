@@ -71,6 +71,12 @@ def bad_inputs(tmp: Path, run: Path):
         ("bad val fraction", ["train", "python-docs", "--out", out, "--val-fraction", "1.5"], "--val-fraction"),
         ("no cuda", ["train", "python-docs", "--out", out, "--device", "cuda:0"], "no CUDA GPU"),
         ("run exists", ["train", "python-docs", "--out", run], "already holds a run"),
+        ("overwrite with a bad source", ["train", tmp / "nope.txt", "--out", run, "--overwrite"], "nope.txt does not exist"),
+        ("overwrite with invalid text", ["train", tmp / "latin1.txt", "--out", run, "--overwrite"], "invalid utf-8"),
+        ("out is a file", ["train", "python-docs", "--out", tmp / "empty.txt"], "is a file"),
+        ("negative seed", ["train", "python-docs", "--out", out, "--seed", "-1"], "--seed -1 must be"),
+        ("zero grad clip", ["train", "python-docs", "--out", out, "--grad-clip", "0"], "--grad-clip 0.0 must be"),
+        ("infinite temperature", ["generate", run, "--temperature", "inf"], "--temperature inf must be"),
         ("resume missing run", ["train", "--resume", tmp / "nowhere"], "does not exist"),
         ("resume damaged state", ["train", "--resume", no_state], "trainer_state.pt is damaged"),
         ("missing run", ["generate", tmp / "nowhere"], "does not exist"),
@@ -100,6 +106,11 @@ def test_bad_input_gives_one_line_exit_2_and_harms_nothing(run_copy, tmp_path, c
         assert "Traceback" not in err, name
         assert not (tmp_path / "out").exists(), name  # no half-made run is left behind
     assert fingerprint(run_copy) == before  # the existing run was not touched
+
+
+def test_bare_command_prints_help(capsys):
+    code, out, err = run_cli([], capsys)
+    assert code == 0 and "train" in out and "generate" in out and not err
 
 
 def test_train_generate_evaluate_info(tmp_path, capsys):

@@ -44,6 +44,12 @@ def test_resume_continues_to_the_new_epoch_total(corpus, tmp_path):
     assert lstmgen.info(tmp_path / "run")["epochs"] == 2
 
 
+def test_resume_with_epochs_replaces_a_time_limit(corpus, tmp_path):
+    lstmgen.train([corpus], out=tmp_path / "run", max_time="1s", quiet=True, **TINY)
+    result = lstmgen.train(out=tmp_path / "run", resume=True, epochs=2, quiet=True)
+    assert result.stopped_because == "epochs" and result.epochs == 2
+
+
 def test_resume_refuses_to_change_the_model(corpus, tmp_path):
     lstmgen.train([corpus], out=tmp_path / "run", max_steps=5, quiet=True, **TINY)
     with pytest.raises(lstmgen.LstmgenError, match="cannot change --hidden"):

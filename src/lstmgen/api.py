@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, fields
@@ -25,7 +26,7 @@ from .checkpoint import (
     write_checkpoint,
     write_json,
 )
-from .errors import LstmgenError, warn
+from .errors import LstmgenError, parse_duration, warn
 from .generate import SampleConfig, sample_ids
 from .model import LSTMLanguageModel, ModelConfig
 from .report import RunReporter
@@ -56,7 +57,7 @@ class Model:
         ids = self.tokenizer.encode(text)
         unknown = int((ids == self.tokenizer.unknown_id).sum())
         if unknown:
-            seen = sorted({ch for ch in text if self.tokenizer.encode(ch)[0] == self.tokenizer.unknown_id})
+            seen = sorted(ch for ch in set(text) if self.tokenizer.encode(ch)[0] == self.tokenizer.unknown_id)
             shown = "".join(seen[:10]) + ("…" if len(seen) > 10 else "")
             warn(
                 f"{what} has {unknown} character(s) not in this model's {self.tokenizer.vocab_size - 1}-character "
@@ -75,7 +76,9 @@ class Model:
 
     def stream(self, prime: str = "", **settings) -> Iterator[str]:
         """Yield the text of one sample piece by piece as it is generated (the prime is not repeated)."""
-        config = SampleConfig(**{**settings, "num_samples": 1})
+        if settings.get("num_samples", 1) != 1:
+            raise LstmgenError("stream() makes one sample; use generate(num_samples=...) for several")
+        config = SampleConfig(**settings)
         for token in sample_ids(self.module, self._prime_ids(prime), config):
             yield self.tokenizer.token_text(int(token[0]))
 
@@ -115,8 +118,11 @@ def load(run_dir: str | Path, *, checkpoint: str = "best", device: str = "auto")
     config = read_config(run_dir)
     if checkpoint not in ("best", "latest"):
         raise LstmgenError(f"checkpoint {checkpoint!r} must be best or latest")
-    weights_dir = run_dir / "best" if checkpoint == "best" and (run_dir / "best").is_dir() else run_dir
-    recover(weights_dir)
+    weights_dir = run_dir
+    if checkpoint == "best":
+        recover(run_dir / "best", discard_uncommitted=False)
+        if (run_dir / "best" / "model.safetensors").is_file():
+            weights_dir = run_dir / "best"
     tokenizer = load_tokenizer(run_dir / "tokenizer.json")
     module = build_model(config, tokenizer)
     load_weights(module, weights_dir / "model.safetensors")
@@ -144,32 +150,52 @@ class TrainResult:
     last_val_bits_per_char: float | None
 
 
-def _make_run(sources, out: Path, options: dict, *, overwrite: bool, encoding: str, errors: str, val_fraction: float, quiet: bool) -> dict:
-    """Create a new run directory: prepare the data, fit the tokenizer, write config.json."""
+def _make_run(sources, out: Path, options: dict, *, overwrite: bool, encoding: str, errors: str, val_fraction: float) -> dict:
+    """Create a new run directory: prepare the data, fit the tokenizer, write config.json.
+
+    Everything is built in a staging folder beside `out` and moved into place only
+    when complete, so a failure (or --overwrite with a bad source) harms nothing.
+    """
+    if out.exists() and not out.is_dir():
+        raise LstmgenError(f"--out {out} is a file; name a folder for the run")
     if out.exists() and any(out.iterdir()):
-        if not (out / "config.json").exists() and not (out / "data").exists():
+        if not (out / "config.json").is_file():
             raise LstmgenError(f"{out} exists and is not an lstmgen run; choose another --out")
         if not overwrite:
             raise LstmgenError(
                 f"{out} already holds a run; continue it with: lstmgen train --resume {out}  "
                 f"(or pass --overwrite to start over)"
             )
-        shutil.rmtree(out)
     model_config = ModelConfig(**{k: v for k, v in options.items() if k in MODEL_FIELDS})  # validate before work
     train_config = TrainConfig(**{k: v for k, v in options.items() if k in TRAIN_FIELDS})
-    out.mkdir(parents=True, exist_ok=True)
+    staging = out.parent / f".{out.name}.staging"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        config = _prepare_run(sources, staging, model_config, train_config, encoding=encoding, errors=errors, val_fraction=val_fraction)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)  # nothing half-made is left behind
+        raise
+    if out.exists():
+        old = out.parent / f".{out.name}.old"
+        shutil.rmtree(old, ignore_errors=True)
+        out.rename(old)
+        staging.rename(out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        staging.rename(out)
+    return config
+
+
+def _prepare_run(sources, out: Path, model_config: ModelConfig, train_config: TrainConfig, *, encoding: str, errors: str, val_fraction: float) -> dict:
     try:
         resolved = resolve_sources(sources if not isinstance(sources, (str, Path)) else [sources], spool_dir=out / ".stdin")
         tokenizer = prepare(resolved, out / "data", val_fraction=val_fraction, encoding=encoding, errors=errors)
-    except BaseException:
-        shutil.rmtree(out, ignore_errors=True)  # nothing half-made is left behind
-        raise
     finally:
         shutil.rmtree(out / ".stdin", ignore_errors=True)
     store = TokenStore.open(out / "data")
     fit = max_batch_size(len(store.train), train_config.seq_len)
     if fit < 1:
-        shutil.rmtree(out, ignore_errors=True)
         raise LstmgenError(
             f"the training text has {len(store.train)} characters, too few for one sequence of --seq-len "
             f"{train_config.seq_len}; give at least {train_config.seq_len + 2} characters (about "
@@ -220,7 +246,18 @@ def train(
     if resume:
         if sources:
             raise LstmgenError("--resume continues a run on its own data; do not name sources with it")
-        config = read_config(out)
+        config = read_config(out, writer=True)
+        if {"epochs", "max_time", "max_steps"} & set(options):
+            # A limit the run already reached, and that is not restated, is dropped:
+            # `--resume --epochs 4` continues a run that stopped at its --max-time.
+            weights = out / "model.safetensors"
+            progress = read_progress(weights) if weights.exists() else {}
+            reached = {
+                "epochs": progress.get("epoch", 0) >= (config["train"].get("epochs") or float("inf")),
+                "max_steps": progress.get("step", 0) >= (config["train"].get("max_steps") or float("inf")),
+                "max_time": progress.get("elapsed_s", 0.0) >= (parse_duration(config["train"].get("max_time")) or float("inf")),
+            }
+            config["train"].update({k: None for k, done in reached.items() if done and k not in options})
         fixed = {k for k in options if k not in RESUMABLE_FIELDS and options[k] != {**config["model"], **config["train"]}.get(k)}
         if fixed:
             raise LstmgenError(
@@ -231,7 +268,7 @@ def train(
     else:
         if sources is None or (not isinstance(sources, (str, Path)) and not list(sources)):
             raise LstmgenError("no input given; name text files, folders, '-' for stdin, or python-docs")
-        config = _make_run(sources, out, options, overwrite=overwrite, encoding=encoding, errors=errors, val_fraction=val_fraction, quiet=quiet)
+        config = _make_run(sources, out, options, overwrite=overwrite, encoding=encoding, errors=errors, val_fraction=val_fraction)
     return _run_training(out, config, resume=resume, quiet=quiet)
 
 
@@ -254,6 +291,9 @@ def _run_training(out: Path, config: dict, *, resume: bool, quiet: bool) -> Trai
     trainer = Trainer(
         model, store.train, store.val, train_config, hooks=reporter, save=lambda t, best=False: _save(out, config, tokenizer, t, best), device=device
     )
+    if resume and not (out / "model.safetensors").exists():
+        _truncate_metrics(out / "metrics.jsonl", 0)
+        reporter.print(f"{out} has no checkpoint yet; training starts from the beginning")
     if resume and (out / "model.safetensors").exists():
         progress = Progress(**read_progress(out / "model.safetensors"))
         load_weights(model, out / "model.safetensors")
@@ -318,8 +358,16 @@ def _truncate_metrics(path: Path, step: int) -> None:
     """Drop metric lines written after the checkpoint we resume from (they will be written again)."""
     if not path.exists():
         return
-    kept = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip() and json.loads(line)["step"] <= step]
-    path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+    kept = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            if json.loads(line)["step"] <= step:
+                kept.append(line)
+        except (json.JSONDecodeError, KeyError, TypeError):  # a line cut short by a crash
+            continue
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+    os.replace(tmp, path)
 
 
 def info(run_dir: str | Path) -> dict:

@@ -60,8 +60,12 @@ def write_checkpoint(directory: Path, writers: dict[str, Callable[[Path], None]]
     recover(directory)
 
 
-def recover(directory: Path) -> None:
-    """Finish a committed checkpoint write, or discard an uncommitted one."""
+def recover(directory: Path, *, discard_uncommitted: bool = True) -> None:
+    """Finish a committed checkpoint write, or discard an uncommitted one.
+
+    Readers (generate, info) pass discard_uncommitted=False: the pending files may
+    belong to a trainer that is writing them right now.
+    """
     pending = directory / PENDING
     if not pending.is_dir():
         return
@@ -69,7 +73,8 @@ def recover(directory: Path) -> None:
     try:
         names = json.loads(commit.read_text(encoding="utf-8"))
     except (FileNotFoundError, json.JSONDecodeError):
-        shutil.rmtree(pending, ignore_errors=True)
+        if discard_uncommitted:
+            shutil.rmtree(pending, ignore_errors=True)
         return
     for name in names:
         try:
@@ -122,16 +127,23 @@ def load_trainer_state(path: Path) -> dict:
     if not path.is_file():
         raise LstmgenError(f"{path} is missing; this run cannot be resumed (its weights can still generate)")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises several types for a truncated or foreign file
         raise LstmgenError(f"{path} is damaged ({str(e).splitlines()[0][:120]}); the run cannot be resumed") from None
+    if not isinstance(state, dict) or not {"step", "optimizer", "rnn_state", "torch_rng"} <= set(state):
+        raise LstmgenError(f"{path} is not an lstmgen trainer state; the run cannot be resumed")
+    if int(state.get("format", 1)) > 1:
+        raise LstmgenError(f"{path} was written by a newer lstmgen; upgrade lstmgen to resume it")
+    return state
 
 
-def read_config(run_dir: Path) -> dict:
+def read_config(run_dir: Path, *, writer: bool = False) -> dict:
     """config.json of a run, checked for existence and format version."""
-    if not run_dir.is_dir():
+    if not run_dir.exists():
         raise LstmgenError(f"run directory {run_dir} does not exist; train one with: lstmgen train TEXT --out {run_dir}")
-    recover(run_dir)
+    if not run_dir.is_dir():
+        raise LstmgenError(f"{run_dir} is a file, not a run directory")
+    recover(run_dir, discard_uncommitted=writer)
     path = run_dir / "config.json"
     if not path.is_file():
         raise LstmgenError(f"{run_dir} is not a complete lstmgen run (config.json missing); train it again")
@@ -141,6 +153,8 @@ def read_config(run_dir: Path) -> dict:
         raise LstmgenError(f"{path} is damaged (not valid JSON); restore it or train again") from None
     if not isinstance(config, dict) or "model" not in config:
         raise LstmgenError(f"{path} is not an lstmgen config; train the run again")
+    if not isinstance(config.get("format", 0), int):
+        raise LstmgenError(f"{path} has an unreadable format version; train the run again")
     if config.get("format", 0) > RUN_FORMAT:
         raise LstmgenError(
             f"{run_dir} was written by a newer lstmgen (format {config['format']}, this one reads {RUN_FORMAT}); upgrade lstmgen"

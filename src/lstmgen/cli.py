@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from dataclasses import fields
 from pathlib import Path
@@ -121,11 +122,15 @@ def generate(
     model = load(run, checkpoint=checkpoint, device=device)
     out = sys.stdout
     if num_samples == 1:
-        out.write(prime)
-        for piece in model.stream(prime, **settings):
-            out.write(piece)
+        try:
+            out.write(prime)
+            for piece in model.stream(prime, **settings):
+                out.write(piece)
+                out.flush()
+            out.write("\n")
             out.flush()
-        out.write("\n")
+        except BrokenPipeError:  # the reader went away (`| head`): that is not an error
+            os.dup2(os.open(os.devnull, os.O_WRONLY), out.fileno())
         return
     for i, text in enumerate(model.generate(prime, num_samples=num_samples, **settings)):
         out.write(("\n" if i else "") + f"----- sample {i + 1} -----\n{prime}{text}\n")
@@ -197,8 +202,10 @@ def main(argv: list[str] | None = None) -> None:
     for stream in (sys.stdout, sys.stderr):
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(encoding="utf-8", errors="replace")
+    args = sys.argv[1:] if argv is None else argv
+    interrupted_after_saving = False
     try:
-        code = app(args=argv, prog_name="lstmgen", standalone_mode=False)
+        code = app(args=args or ["--help"], prog_name="lstmgen", standalone_mode=False)
     except CommandLineError as e:  # usage errors: unknown option, missing argument, bad value
         ctx = getattr(e, "ctx", None)
         command = ctx.command_path if ctx is not None else "lstmgen"
@@ -210,11 +217,12 @@ def main(argv: list[str] | None = None) -> None:
         code = 2
     except TrainingInterrupted as e:
         print(f"lstmgen: {e}", file=sys.stderr)
-        code = 130
+        code, interrupted_after_saving = 130, True
     except (KeyboardInterrupt, typer.Abort):
-        print("lstmgen: interrupted", file=sys.stderr)
         code = 130
     except BrokenPipeError:  # e.g. `lstmgen generate ... | head`
-        sys.stderr.close()
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         code = 0
+    if code == 130 and not interrupted_after_saving:  # typer turns Ctrl-C into exit code 130
+        print("lstmgen: interrupted", file=sys.stderr)
     sys.exit(code if isinstance(code, int) else 0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 
@@ -24,7 +25,7 @@ class SampleConfig:
     def __post_init__(self) -> None:
         if self.length < 0:
             raise LstmgenError(f"--length {self.length} must be 0 or more")
-        if self.temperature < 0:
+        if not math.isfinite(self.temperature) or self.temperature < 0:
             raise LstmgenError(f"--temperature {self.temperature} must be 0 (greedy) or more")
         if self.top_k is not None and self.top_k < 1:
             raise LstmgenError(f"--top-k {self.top_k} must be at least 1")

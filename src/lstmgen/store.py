@@ -119,7 +119,10 @@ class TokenStore:
         meta_path = path / "meta.json"
         if not meta_path.is_file():
             raise LstmgenError(f"{path} is not a prepared token store (meta.json missing); prepare it again")
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise LstmgenError(f"{meta_path} is damaged (not valid JSON); prepare the data again") from None
         if meta.get("format", 0) > STORE_FORMAT:
             raise LstmgenError(f"{path} was written by a newer lstmgen (store format {meta['format']}); upgrade lstmgen")
         dtype = np.dtype(meta["dtype"])

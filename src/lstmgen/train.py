@@ -41,8 +41,18 @@ class TrainConfig:
         for name in ("batch_size", "seq_len", "sample_length"):
             if getattr(self, name) < 1:
                 raise LstmgenError(f"--{name.replace('_', '-')} must be at least 1 (got {getattr(self, name)})")
-        if self.lr <= 0:
-            raise LstmgenError(f"--lr {self.lr} must be more than 0")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise LstmgenError(f"--lr {self.lr} must be a number more than 0")
+        if not (math.isfinite(self.grad_clip) and self.grad_clip > 0):
+            raise LstmgenError(f"--grad-clip {self.grad_clip} must be more than 0")
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise LstmgenError(f"--weight-decay {self.weight_decay} must be 0 or more")
+        if not 0 <= self.min_lr_fraction <= 1:
+            raise LstmgenError(f"--min-lr-fraction {self.min_lr_fraction} must be between 0 and 1")
+        if self.warmup_steps < 0:
+            raise LstmgenError(f"--warmup-steps {self.warmup_steps} must be 0 or more")
+        if not 0 <= self.seed < 2**63:
+            raise LstmgenError(f"--seed {self.seed} must be between 0 and 2**63 - 1")
         for name in ("epochs", "max_steps"):
             value = getattr(self, name)
             if value is not None and value < 1:
@@ -109,12 +119,11 @@ def evaluate_tokens(
     scored = np.zeros((streams, width), dtype=bool)
     for i in range(streams):
         start, stop = i * span, min((i + 1) * span, n_pred)  # predictions of tokens[start+1 .. stop]
-        begin = max(0, start - warmup)
-        pad = warmup - (start - begin)  # left padding so every row scores from column `warmup`
-        length = stop - begin
-        inputs[i, pad : pad + length] = tokens[begin:stop]
-        targets[i, pad : pad + length] = tokens[begin + 1 : stop + 1]
-        scored[i, warmup : warmup + stop - start] = True
+        begin = max(0, start - warmup)  # unscored context before the range
+        length = stop - begin  # padding, if any, comes after the scored range: it cannot affect it
+        inputs[i, :length] = tokens[begin:stop]
+        targets[i, :length] = tokens[begin + 1 : stop + 1]
+        scored[i, start - begin : length] = True
     was_training = model.training
     model.eval()
     x, y, mask = (torch.from_numpy(a).to(device) for a in (inputs, targets, scored))
@@ -135,7 +144,7 @@ def lr_at(config: TrainConfig, step: int, progress: float, total_steps: int | No
     Warm-up lasts warmup_steps, or a tenth of the run when the run is shorter than that.
     """
     warmup = min(config.warmup_steps, max(1, total_steps // 10)) if total_steps else config.warmup_steps
-    if step < warmup:
+    if warmup and step < warmup:
         return config.lr * (step + 1) / warmup
     floor = config.lr * config.min_lr_fraction
     return floor + 0.5 * (config.lr - floor) * (1 + math.cos(math.pi * min(progress, 1.0)))
@@ -278,13 +287,23 @@ class Trainer:
         """Train until epochs / max_steps / max_time / patience / a signal says stop; returns why."""
         p, c, model = self.progress, self.config, self.model
         model.train()
-        autocast = torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda")
         clock = time.perf_counter() - p.elapsed_s
         last_save = p.elapsed_s
         interval = self.eval_every_s
         next_eval = (math.floor(p.elapsed_s / interval) + 1) * interval if interval else math.inf  # on a fixed grid
         reason = self._finished()
+        self.reason = reason or "finished"
         self.hooks.on_start(self)
+        try:
+            self._loop(stop_reason=reason, clock=clock, next_eval=next_eval, last_save=last_save, interval=interval)
+        finally:
+            self.hooks.on_end(self, self.reason)
+        return self.reason
+
+    def _loop(self, *, stop_reason, clock, next_eval, last_save, interval) -> None:
+        p, c, model = self.progress, self.config, self.model
+        reason, first_step, last_eval_step = stop_reason, p.step, None
+        autocast = torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda")
         with StopFlag() as stop:
             while reason is None:
                 batches = self._epoch_batches(p.epoch)
@@ -311,11 +330,13 @@ class Trainer:
                     if p.batch == len(batches):
                         p.epoch, p.batch = p.epoch + 1, 0
                         self.evaluate()
+                        last_eval_step = p.step
                         self.hooks.on_epoch_end(self)
+                        last_save = p.elapsed_s = time.perf_counter() - clock  # saved as it is checked below
                         self.save(self)
-                        last_save = p.elapsed_s = time.perf_counter() - clock
                     elif p.elapsed_s >= next_eval:
                         self.evaluate()
+                        last_eval_step = p.step
                         p.elapsed_s = time.perf_counter() - clock
                     if p.elapsed_s >= next_eval:
                         next_eval = (math.floor(p.elapsed_s / interval) + 1) * interval
@@ -323,11 +344,11 @@ class Trainer:
                         reason = f"interrupted ({stop.signal_name})"
                     elif self.save_every_s and p.elapsed_s - last_save >= self.save_every_s:
                         self.save(self)
-                        last_save = p.elapsed_s = time.perf_counter() - clock
+                        last_save = p.elapsed_s
                     reason = reason or self._finished()
-            if p.batch != 0 and not reason.startswith("interrupted"):
+            moved = p.step > first_step
+            if moved and p.batch != 0 and last_eval_step != p.step and not reason.startswith("interrupted"):
                 self.evaluate()  # the run ends mid-epoch: measure where it ended
-            if p.batch != 0 or reason.startswith("interrupted"):
+            if moved and (p.batch != 0 or reason.startswith("interrupted")):
                 self.save(self)
-        self.hooks.on_end(self, reason)
-        return reason
+        self.reason = reason
