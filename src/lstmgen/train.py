@@ -285,8 +285,8 @@ class Trainer:
 
     def fit(self) -> str:
         """Train until epochs / max_steps / max_time / patience / a signal says stop; returns why."""
-        p, c, model = self.progress, self.config, self.model
-        model.train()
+        p = self.progress
+        self.model.train()
         clock = time.perf_counter() - p.elapsed_s
         last_save = p.elapsed_s
         interval = self.eval_every_s
