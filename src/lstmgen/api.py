@@ -27,7 +27,7 @@ from .checkpoint import (
     write_json,
 )
 from .errors import LstmgenError, parse_duration, warn
-from .generate import SampleConfig, sample_ids
+from .generate import Event, SampleConfig, sample_text
 from .model import LSTMLanguageModel, ModelConfig
 from .report import RunReporter
 from .sources import resolve_sources
@@ -74,27 +74,31 @@ class Model:
             start = np.array([1], dtype=np.int64)
         return torch.from_numpy(start)
 
+    def stream_samples(self, prime: str = "", **settings) -> Iterator[Event]:
+        """Yield Event(sample, text, end) pieces of num_samples texts made as one batch.
+
+        Settings are SampleConfig's: length, min_length, temperature, top_k, top_p,
+        repetition_penalty, repetition_window, stop, seed, num_samples.
+        """
+        config = SampleConfig(**settings)
+        return sample_text(self.module, self.tokenizer.token_text, self._prime_ids(prime), config)
+
     def stream(self, prime: str = "", **settings) -> Iterator[str]:
         """Yield the text of one sample piece by piece as it is generated (the prime is not repeated)."""
         if settings.get("num_samples", 1) != 1:
-            raise LstmgenError("stream() makes one sample; use generate(num_samples=...) for several")
-        config = SampleConfig(**settings)
-        for token in sample_ids(self.module, self._prime_ids(prime), config):
-            yield self.tokenizer.token_text(int(token[0]))
+            raise LstmgenError("stream() makes one sample; use stream_samples() or generate(num_samples=...) for several")
+        for event in self.stream_samples(prime, **settings):
+            if event.text:
+                yield event.text
 
     def generate(self, prime: str = "", **settings) -> str | list[str]:
-        """Generated text after the prime; a list of texts when num_samples > 1.
-
-        Settings: length, temperature, top_k, top_p, seed, num_samples (see SampleConfig).
-        """
+        """Generated text after the prime; a list of texts when num_samples > 1 (see stream_samples)."""
         config = SampleConfig(**settings)
-        steps = list(sample_ids(self.module, self._prime_ids(prime), config))
-        if not steps:
-            texts = [""] * config.num_samples
-        else:
-            ids = torch.stack(steps, dim=1)  # (num_samples, length)
-            texts = [self.tokenizer.decode(row) for row in ids.tolist()]
-        return texts if config.num_samples > 1 else texts[0]
+        texts = [[] for _ in range(config.num_samples)]
+        for event in self.stream_samples(prime, **settings):
+            texts[event.sample].append(event.text)
+        joined = ["".join(pieces) for pieces in texts]
+        return joined if config.num_samples > 1 else joined[0]
 
     def evaluate(self, text: str) -> dict:
         """Held-out quality on text: nats and bits per character, perplexity, characters scored."""

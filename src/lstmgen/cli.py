@@ -100,40 +100,63 @@ def train(
     train_run(sources, out=out, overwrite=overwrite, encoding=encoding, errors=errors, val_fraction=val_fraction, quiet=quiet, **options)
 
 
+SAMPLING = "Sampling"
+OUTPUT = "Output"
+
+
 @app.command()
 def generate(
     run: Annotated[Path, typer.Argument(help="Run directory.", show_default=False)],
-    prime: Annotated[str, typer.Option(help="Text to start from (the model continues it).")] = "",
-    length: Annotated[Optional[int], typer.Option(help=f"Characters to generate. {_default('sample', 'length')}", show_default=False)] = None,
-    temperature: Annotated[Optional[float], typer.Option(help=f"0 = greedy; higher = more surprising. {_default('sample', 'temperature')}", show_default=False)] = None,
-    top_k: Annotated[Optional[int], typer.Option(help="Sample among the k most likely characters only.", show_default=False)] = None,
-    top_p: Annotated[Optional[float], typer.Option(help="Sample from the smallest set holding this probability (0, 1].", show_default=False)] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Same seed and settings, same text.", show_default=False)] = None,
-    num_samples: Annotated[int, typer.Option(help="Samples to generate (as one batch).")] = 1,
+    prime: Annotated[str, typer.Option(help="Text to start from (the model continues it).", rich_help_panel=SAMPLING)] = "",
+    length: Annotated[Optional[int], typer.Option(help=f"Characters to generate per sample. {_default('sample', 'length')}", rich_help_panel=SAMPLING, show_default=False)] = None,
+    min_length: Annotated[Optional[int], typer.Option(help=f"No --stop string ends a sample before this many characters. {_default('sample', 'min_length')}", rich_help_panel=SAMPLING, show_default=False)] = None,
+    temperature: Annotated[Optional[float], typer.Option(help=f"0 = greedy; higher = more surprising. {_default('sample', 'temperature')}", rich_help_panel=SAMPLING, show_default=False)] = None,
+    top_k: Annotated[Optional[int], typer.Option(help="Sample among the k most likely characters only.", rich_help_panel=SAMPLING, show_default=False)] = None,
+    top_p: Annotated[Optional[float], typer.Option(help="Sample from the smallest set holding this probability (0, 1].", rich_help_panel=SAMPLING, show_default=False)] = None,
+    repetition_penalty: Annotated[Optional[float], typer.Option(help=f"Above 1 makes recently seen characters less likely. {_default('sample', 'repetition_penalty')}", rich_help_panel=SAMPLING, show_default=False)] = None,
+    repetition_window: Annotated[Optional[int], typer.Option(help=f"Recent characters the penalty looks at. {_default('sample', 'repetition_window')}", rich_help_panel=SAMPLING, show_default=False)] = None,
+    stop: Annotated[Optional[list[str]], typer.Option(help="End a sample where this text appears (not printed); repeatable; \\n and \\t are a newline and a tab.", rich_help_panel=SAMPLING, show_default=False)] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Same seed and settings, same text.", rich_help_panel=SAMPLING, show_default=False)] = None,
+    num_samples: Annotated[int, typer.Option(help="Samples to generate (as one batch).", rich_help_panel=SAMPLING)] = 1,
+    output_format: Annotated[str, typer.Option("--format", help="text, or jsonl: one JSON object per sample (prime, text, end, settings, tokens/s).", rich_help_panel=OUTPUT)] = "text",
+    interactive: Annotated[bool, typer.Option("--interactive", "-i", help="Prompt for primes and stream each continuation; :help lists commands.", rich_help_panel=OUTPUT)] = False,
     checkpoint: Annotated[str, typer.Option(help="best (lowest held-out loss) or latest.")] = "best",
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
 ) -> None:
     """Generate text from a trained run; it streams to stdout as it is made."""
     from .api import load
     from .generate import SampleConfig
+    from .console import interact, write_jsonl, write_text
 
-    settings = _given(length=length, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
+    settings = _given(
+        length=length, min_length=min_length, temperature=temperature, top_k=top_k, top_p=top_p,
+        repetition_penalty=repetition_penalty, repetition_window=repetition_window, seed=seed,
+        stop=[unescape(s) for s in stop] if stop else None,
+    )
+    if output_format not in ("text", "jsonl"):
+        raise LstmgenError(f"--format {output_format!r} must be text or jsonl")
     SampleConfig(**settings, num_samples=num_samples)  # check settings before loading the model
     model = load(run, checkpoint=checkpoint, device=device)
-    out = sys.stdout
-    if num_samples == 1:
-        try:
-            out.write(prime)
-            for piece in model.stream(prime, **settings):
-                out.write(piece)
-                out.flush()
-            out.write("\n")
-            out.flush()
-        except BrokenPipeError:  # the reader went away (`| head`): that is not an error
-            os.dup2(os.open(os.devnull, os.O_WRONLY), out.fileno())
-        return
-    for i, text in enumerate(model.generate(prime, num_samples=num_samples, **settings)):
-        out.write(("\n" if i else "") + f"----- sample {i + 1} -----\n{prime}{text}\n")
+    if interactive:
+        interact(model, settings)
+    elif output_format == "jsonl":
+        write_jsonl(model, prime, settings, num_samples)
+    else:
+        write_text(model, prime, settings, num_samples)
+
+
+def unescape(text: str) -> str:
+    """\\n, \\t and \\\\ in a command-line string → newline, tab and backslash."""
+    out, i = [], 0
+    while i < len(text):
+        pair = text[i : i + 2]
+        if pair in ("\\n", "\\t", "\\\\"):
+            out.append({"\\n": "\n", "\\t": "\t", "\\\\": "\\"}[pair])
+            i += 2
+        else:
+            out.append(text[i])
+            i += 1
+    return "".join(out)
 
 
 @app.command()

@@ -1,36 +1,67 @@
-"""Sampling from a trained model: temperature, top-k, top-p, many samples as one batch."""
+"""Sampling from a trained model.
+
+Three layers, each usable on its own:
+
+- `adjust_logits` / `choose`: temperature, top-k, top-p and the repetition penalty
+  on a (B, V) array of logits, and the draw itself (inverse CDF of one uniform);
+- `TokenSampler`: many samples as one batch from one primed state, one model step
+  per token for all of them (see stepper.py), each sample with its own random
+  stream so a sample's text does not depend on how many are made with it;
+- `sample_text`: token ids → text events, with stop strings cut off before they
+  are printed and `min_length` honoured.
+"""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from typing import NamedTuple
 
+import numpy as np
 import torch
 
 from .errors import LstmgenError
 from .model import LSTMLanguageModel, State
+from .stepper import make_stepper
 from .tokenizers import UNKNOWN_ID
 
 
 @dataclass
 class SampleConfig:
-    length: int = 500  # tokens (characters) to generate per sample
-    temperature: float = 0.8  # 0 = always the most likely token; higher = more surprising
-    top_k: int | None = None  # sample only among the k most likely tokens
+    length: int = 500  # characters to generate per sample (at most; a stop string may end it sooner)
+    temperature: float = 0.8  # 0 = always the most likely character; higher = more surprising
+    top_k: int | None = None  # sample only among the k most likely characters
     top_p: float | None = None  # sample only from the smallest set holding this much probability
+    repetition_penalty: float = 1.0  # > 1 makes characters seen in the last repetition_window less likely
+    repetition_window: int = 64  # how many recent characters (prime included) the penalty looks at
+    stop: list[str] = field(default_factory=list)  # a sample ends where one of these appears (not printed)
+    min_length: int = 0  # no stop string ends a sample before this many characters
     seed: int | None = None  # same seed and settings, same text
     num_samples: int = 1
 
     def __post_init__(self) -> None:
+        if isinstance(self.stop, str):
+            self.stop = [self.stop]
+        self.stop = list(self.stop)
         if self.length < 0:
             raise LstmgenError(f"--length {self.length} must be 0 or more")
+        if self.min_length < 0 or self.min_length > self.length:
+            raise LstmgenError(f"--min-length {self.min_length} must be between 0 and --length ({self.length})")
         if not math.isfinite(self.temperature) or self.temperature < 0:
             raise LstmgenError(f"--temperature {self.temperature} must be 0 (greedy) or more")
         if self.top_k is not None and self.top_k < 1:
             raise LstmgenError(f"--top-k {self.top_k} must be at least 1")
         if self.top_p is not None and not 0 < self.top_p <= 1:
             raise LstmgenError(f"--top-p {self.top_p} must be in (0, 1], e.g. 0.9")
+        if not math.isfinite(self.repetition_penalty) or self.repetition_penalty <= 0:
+            raise LstmgenError(f"--repetition-penalty {self.repetition_penalty} must be above 0 (1 = off; try 1.2)")
+        if self.repetition_window < 1:
+            raise LstmgenError(f"--repetition-window {self.repetition_window} must be at least 1")
+        if any(not s for s in self.stop):
+            raise LstmgenError("--stop needs a non-empty string, e.g. --stop '\\n\\n'")
+        if self.seed is not None and self.seed < 0:
+            raise LstmgenError(f"--seed {self.seed} must be 0 or more")
         if self.num_samples < 1:
             raise LstmgenError(f"--num-samples {self.num_samples} must be at least 1")
 
@@ -38,32 +69,49 @@ class SampleConfig:
         return asdict(self)
 
 
-def filter_logits(logits: torch.Tensor, config: SampleConfig) -> torch.Tensor:
-    """Apply the unknown-token ban, temperature, top-k and top-p to logits (B, V)."""
-    logits = logits.float().clone()
-    logits[:, UNKNOWN_ID] = float("-inf")  # the unknown token is never generated
+def adjust_logits(logits: np.ndarray, config: SampleConfig, recent: np.ndarray | None = None) -> np.ndarray:
+    """Logits (B, V) → filtered, scaled logits (a new array; -inf marks a token that cannot be drawn).
+
+    `recent` (B, V) counts each token in the last repetition_window tokens; a token
+    seen there has a positive logit divided by the penalty, a negative one multiplied.
+    """
+    logits = np.array(logits, dtype=np.float32, copy=True)
+    logits[:, UNKNOWN_ID] = -np.inf  # the unknown token is never generated
+    if recent is not None and config.repetition_penalty != 1:
+        p = config.repetition_penalty
+        penalised = np.where(logits > 0, logits / p, logits * p)
+        logits = np.where(recent > 0, penalised, logits)
     if config.temperature > 0:
-        logits = logits / config.temperature
-    if config.top_k is not None and config.top_k < logits.size(-1):
-        kth = torch.topk(logits, config.top_k, dim=-1).values[:, -1:]  # (B, 1)
-        logits = logits.masked_fill(logits < kth, float("-inf"))
+        logits *= 1.0 / config.temperature
+    vocab = logits.shape[-1]
+    if config.top_k is not None and config.top_k < vocab:
+        kth = np.partition(logits, vocab - config.top_k, axis=-1)[:, vocab - config.top_k, None]
+        logits[logits < kth] = -np.inf
     if config.top_p is not None and config.top_p < 1:
-        sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
-        cumulative = torch.softmax(sorted_logits, dim=-1).cumsum(-1)
-        # Drop a token when the tokens before it already hold top_p; the first one always stays.
-        drop_sorted = (cumulative - torch.softmax(sorted_logits, dim=-1)) >= config.top_p
-        drop = drop_sorted.scatter(-1, order, drop_sorted)
-        logits = logits.masked_fill(drop, float("-inf"))
+        order = np.argsort(-logits, axis=-1, kind="stable")
+        ordered = np.take_along_axis(logits, order, axis=-1)
+        probs = softmax(ordered)
+        # Drop a token when the more likely ones already hold top_p; the first one always stays.
+        drop_ordered = (np.cumsum(probs, axis=-1) - probs) >= config.top_p
+        drop = np.empty_like(drop_ordered)
+        np.put_along_axis(drop, order, drop_ordered, axis=-1)
+        logits[drop] = -np.inf
     return logits
 
 
-def choose(logits: torch.Tensor, config: SampleConfig, generator: torch.Generator) -> torch.Tensor:
-    """Pick the next token for each stream: logits (B, V) → ids (B,)."""
-    logits = filter_logits(logits, config)
+def softmax(logits: np.ndarray) -> np.ndarray:
+    e = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def choose(logits: np.ndarray, config: SampleConfig, uniforms: np.ndarray) -> np.ndarray:
+    """Adjusted logits (B, V) and one uniform in [0, 1) per row → token ids (B,)."""
     if config.temperature == 0:
-        return logits.argmax(-1)
-    probs = torch.softmax(logits, dim=-1)
-    return torch.multinomial(probs, 1, generator=generator)[:, 0]
+        return logits.argmax(axis=-1)
+    weights = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    cumulative = np.cumsum(weights, axis=-1)
+    # The first token whose cumulative weight exceeds u * total (never a token of weight 0).
+    return (cumulative <= uniforms[:, None] * cumulative[:, -1:]).sum(axis=-1)
 
 
 @torch.no_grad()
@@ -72,10 +120,9 @@ def prime_state(model: LSTMLanguageModel, prime_ids: torch.Tensor, chunk: int = 
     state = None
     logits = None
     for start in range(0, len(prime_ids), chunk):
-        piece = prime_ids[start : start + chunk][None]  # (1, t)
-        out, _, state = model(piece, state)
+        out, _, state = model(prime_ids[start : start + chunk][None], state)
         logits = out[:, -1]
-    assert logits is not None
+    assert logits is not None and state is not None
     return logits, state
 
 
@@ -86,22 +133,138 @@ def expand_state(state: State, n: int) -> State:
     return state.expand(-1, n, -1).contiguous()
 
 
-@torch.no_grad()
-def sample_ids(
-    model: LSTMLanguageModel, prime_ids: torch.Tensor, config: SampleConfig
-) -> Iterator[torch.Tensor]:
-    """Yield the next token of every sample, (num_samples,) per step; each step is one forward call."""
-    model.eval()
-    generator = torch.Generator(device="cpu")
-    if config.seed is not None:
-        generator.manual_seed(config.seed)
-    else:
-        generator.seed()
-    device = next(model.parameters()).device
-    logits, state = prime_state(model, prime_ids.to(device))
+def random_seed() -> int:
+    return int(np.random.SeedSequence().entropy % 2**32)
+
+
+class TokenSampler:
+    """Draws the next token of every live sample; one model step per call serves them all.
+
+    Sample i draws its uniforms from its own generator seeded with (seed, i), so the
+    text of sample i is the same whether it is made alone or with others (up to
+    float rounding, which differs between batch sizes only in the last bits).
+    """
+
+    def __init__(self, model: LSTMLanguageModel, prime_ids: torch.Tensor, config: SampleConfig):
+        model.eval()
+        self.config = config
+        self.seed = config.seed if config.seed is not None else random_seed()
+        n = config.num_samples
+        device = next(model.parameters()).device
+        logits, state = prime_state(model, prime_ids.to(device))
+        self.logits = np.repeat(logits.float().cpu().numpy(), n, axis=0)
+        self.stepper = make_stepper(model, expand_state(state, n))
+        self.samples = np.arange(n)  # which sample each live row is
+        self.generators = [np.random.Generator(np.random.PCG64([self.seed, i])) for i in range(n)]
+        self.pending: np.ndarray | None = None  # tokens drawn but not yet fed to the model
+        self.recent = self.history = None
+        if config.repetition_penalty != 1:
+            vocab, window = self.logits.shape[1], config.repetition_window
+            self.history = np.full((n, window), -1, np.int64)  # ring buffer of the last tokens
+            tail = prime_ids[-window:].cpu().numpy()
+            self.history[:, : len(tail)] = tail
+            self.position = len(tail) % window
+            self.recent = np.zeros((n, vocab), np.int32)
+            for row in range(n):
+                np.add.at(self.recent[row], tail, 1)
+
+    def next(self) -> np.ndarray:
+        """Token ids (live rows,) of the next position."""
+        if self.pending is not None:
+            self.logits = self.stepper.step(self.pending)
+        logits = adjust_logits(self.logits, self.config, self.recent)
+        uniforms = np.array([self.generators[s].random() for s in self.samples])
+        ids = choose(logits, self.config, uniforms)
+        if self.history is not None:
+            rows = np.arange(len(ids))
+            old = self.history[:, self.position]
+            seen = old >= 0
+            np.subtract.at(self.recent, (rows[seen], old[seen]), 1)
+            np.add.at(self.recent, (rows, ids), 1)
+            self.history[:, self.position] = ids
+            self.position = (self.position + 1) % self.history.shape[1]
+        self.pending = ids
+        return ids
+
+    def keep(self, rows: np.ndarray) -> None:
+        """Go on with only these live rows (the other samples have ended)."""
+        self.stepper.keep(rows)
+        self.samples = self.samples[rows]
+        self.logits = self.logits[rows]
+        if self.pending is not None:
+            self.pending = self.pending[rows]
+        if self.history is not None:
+            self.history, self.recent = self.history[rows], self.recent[rows]
+
+
+class StopMatcher:
+    """Holds back text that may be the start of a stop string; reports where a stop string appears."""
+
+    def __init__(self, stops: list[str], min_length: int = 0):
+        self.stops, self.min_length = stops, min_length
+        self.held = ""
+        self.emitted = 0  # characters already let through
+
+    def feed(self, text: str) -> tuple[str, bool]:
+        """Add generated text; return (text safe to show, whether a stop string was found)."""
+        self.held += text
+        start = max(0, self.min_length - self.emitted)
+        found = [i for i in (self.held.find(s, start) for s in self.stops) if i >= 0]
+        if found:
+            out, self.held = self.held[: min(found)], ""
+            self.emitted += len(out)
+            return out, True
+        keep = max((k for s in self.stops for k in range(min(len(s) - 1, len(self.held)), 0, -1) if self.held.endswith(s[:k])), default=0)
+        out = self.held[: len(self.held) - keep]
+        self.held = self.held[len(out) :]
+        self.emitted += len(out)
+        return out, False
+
+    def flush(self) -> str:
+        out, self.held = self.held, ""
+        return out
+
+
+class Event(NamedTuple):
+    """A piece of one sample's text; `end` is set on the sample's last event ("stop" or "length")."""
+
+    sample: int
+    text: str
+    end: str | None = None
+
+
+def sample_text(model: LSTMLanguageModel, token_text, prime_ids: torch.Tensor, config: SampleConfig) -> Iterator[Event]:
+    """Generate config.num_samples texts as one batch, yielding pieces as they are made.
+
+    `token_text(id) -> str` is the tokenizer's; every sample ends with exactly one event whose end is set.
+    """
     n = config.num_samples
-    logits, state = logits.expand(n, -1), expand_state(state, n)
-    for _ in range(config.length):
-        token = choose(logits.cpu(), config, generator)  # sampling on CPU: same seed, same text on any device
-        yield token
-        logits, state = model.step(token.to(device), state)
+    if config.length == 0:
+        yield from (Event(i, "", "length") for i in range(n))
+        return
+    sampler = TokenSampler(model, prime_ids, config)
+    matchers = [StopMatcher(config.stop, config.min_length) if config.stop else None for _ in range(n)]
+    made = 0
+    while len(sampler.samples):
+        ids = sampler.next()
+        made += 1
+        ended = []
+        for row, (sample, token) in enumerate(zip(sampler.samples.tolist(), ids.tolist())):
+            text, end = token_text(token), None
+            matcher = matchers[sample]
+            if matcher is not None:
+                text, stopped = matcher.feed(text)
+                if stopped:
+                    end = "stop"
+                elif made == config.length:
+                    text += matcher.flush()
+            if end is None and made == config.length:
+                end = "length"
+            if text or end:
+                yield Event(sample, text, end)
+            if end:
+                ended.append(row)
+        if ended:
+            if made == config.length:
+                return
+            sampler.keep(np.setdiff1d(np.arange(len(sampler.samples)), ended))

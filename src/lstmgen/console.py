@@ -1,0 +1,146 @@
+"""Generation at the terminal: streamed text, JSON lines, and the interactive prompt."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from typing import TextIO
+
+from .errors import LstmgenError
+from .generate import SampleConfig, random_seed
+
+
+def write_text(model, prime: str, settings: dict, num_samples: int, out: TextIO | None = None) -> None:
+    """Stream samples to out as they are made.
+
+    Samples are made as one batch; the first streams live, the others are held
+    until it ends, then each is printed (what exists of it so far) and goes on live.
+    """
+    out = out or sys.stdout
+    many = num_samples > 1
+    held: list[list[str]] = [[] for _ in range(num_samples)]
+    ended = [False] * num_samples
+    shown = 0
+
+    def header(i: int) -> str:
+        return (f"\n----- sample {i + 1} -----\n" if i else f"----- sample {i + 1} -----\n") if many else ""
+
+    try:
+        out.write(header(0) + prime)
+        out.flush()
+        for event in model.stream_samples(prime, num_samples=num_samples, **settings):
+            if event.sample == shown:
+                out.write(event.text)
+            else:
+                held[event.sample].append(event.text)
+            ended[event.sample] = ended[event.sample] or event.end is not None
+            while shown < num_samples and ended[shown]:
+                out.write("\n")
+                shown += 1
+                if shown < num_samples:
+                    out.write(header(shown) + prime + "".join(held[shown]))
+            out.flush()
+    except BrokenPipeError:  # the reader went away (`| head`): that is not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), out.fileno())
+
+
+def write_jsonl(model, prime: str, settings: dict, num_samples: int, out: TextIO | None = None) -> None:
+    """One JSON object per sample, printed as each sample ends."""
+    out = out or sys.stdout
+    settings = {**settings, "seed": settings.get("seed", random_seed())}  # recorded, so any sample can be remade
+    record = SampleConfig(**settings, num_samples=num_samples).to_dict()
+    texts: list[list[str]] = [[] for _ in range(num_samples)]
+    start = time.perf_counter()
+    for event in model.stream_samples(prime, num_samples=num_samples, **settings):
+        texts[event.sample].append(event.text)
+        if event.end is not None:
+            text = "".join(texts[event.sample])
+            elapsed = time.perf_counter() - start
+            row = {
+                "sample": event.sample, "prime": prime, "text": text, "end": event.end,
+                "characters": len(text), "seconds": round(elapsed, 4),
+                "tokens_per_second": round(len(text) / elapsed, 1) if elapsed > 0 else None,
+                "settings": record,
+            }
+            out.write(json.dumps(row, ensure_ascii=False) + "\n")
+            out.flush()
+
+
+COMMANDS = {
+    # command: (setting, type, what it means)
+    "temp": ("temperature", float, "temperature (0 = greedy)"),
+    "len": ("length", int, "characters per sample"),
+    "topk": ("top_k", int, "top-k (off to clear)"),
+    "topp": ("top_p", float, "top-p (off to clear)"),
+    "penalty": ("repetition_penalty", float, "repetition penalty (1 = off)"),
+    "seed": ("seed", int, "seed (off for a new one each time)"),
+    "stop": ("stop", str, "stop string (off to clear; \\n is a newline)"),
+}
+
+HELP = "\n".join(
+    ["Type a prime and press Enter to see its continuation. Commands:"]
+    + [f"  :{name} VALUE   {what}" for name, (_, _, what) in COMMANDS.items()]
+    + ["  :show         current settings", "  :help         this text",
+       "Ctrl-C stops the current sample; Ctrl-D (or :quit) leaves."]
+)
+
+
+def apply_command(line: str, settings: dict) -> str:
+    """Change settings from a ':name value' line; return the line to print."""
+    from .cli import unescape
+
+    name, _, value = line[1:].strip().partition(" ")
+    value = value.strip()
+    if name in ("help", "?", ""):
+        return HELP
+    if name == "show":
+        return "  ".join(f"{k}={v!r}" for k, v in SampleConfig(**settings).to_dict().items() if k != "num_samples")
+    if name not in COMMANDS:
+        return f"unknown command :{name}; :help lists them"
+    key, kind, _ = COMMANDS[name]
+    if value in ("off", "none") and key in ("top_k", "top_p", "seed", "stop"):
+        settings.pop(key, None)
+        return f"{key} off"
+    try:
+        new = unescape(value) if kind is str else kind(value)
+    except ValueError:
+        return f":{name} needs a {kind.__name__}, e.g. :{name} {'0.5' if kind is float else '3'}"
+    candidate = {**settings, key: [new] if key == "stop" else new}
+    try:
+        SampleConfig(**candidate)
+    except LstmgenError as e:
+        return str(e).replace("--", ":", 1)
+    settings.update(candidate)
+    return f"{key} = {candidate[key]!r}"
+
+
+def interact(model, settings: dict, out: TextIO | None = None) -> None:
+    """The prompt loop of `lstmgen generate RUN --interactive`."""
+    out = out or sys.stdout
+    settings = dict(settings)
+    print(f"lstmgen interactive: {model.run_dir}. Type a prime and press Enter; :help for commands, Ctrl-D to leave.", file=out)
+    while True:
+        try:
+            line = input("> ")
+        except EOFError:
+            print(file=out)
+            return
+        except KeyboardInterrupt:
+            print(file=out)
+            continue
+        if line.strip() in (":quit", ":q", ":exit"):
+            return
+        if line.startswith(":"):
+            print(apply_command(line, settings), file=out)
+            continue
+        out.write(line)
+        try:
+            for piece in model.stream(line, **settings):
+                out.write(piece)
+                out.flush()
+        except KeyboardInterrupt:
+            out.write(" [stopped]")
+        out.write("\n")
+        out.flush()

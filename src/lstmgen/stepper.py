@@ -1,0 +1,141 @@
+"""One token per stream per call: the recurrent inference path used for generation.
+
+Training runs whole sequences through `nn.LSTM`; generation cannot, because each
+character depends on the one sampled before it. Calling `nn.LSTM` once per
+character pays PyTorch's per-call cost for every layer of every character (a few
+hundred characters per second on a 2-core CPU). `NumpyLSTMStepper` instead keeps
+the weights as plain float32 matrices laid out for one matrix-vector product per
+layer and step, and reuses preallocated buffers:
+
+- layer 0's input projection is a lookup table: embedding @ W_ih + biases, one
+  row per vocabulary entry, so the first layer only multiplies its hidden state;
+- the other layers multiply [input, h, 1] by one fused matrix [W_ih; W_hh; b];
+- gates are reordered to (i, f, o, g) with the sigmoid rows negated, so one exp,
+  one add and one reciprocal make all three sigmoid gates;
+- the output layer reads [h, 1] straight out of the top layer's buffer.
+
+It gives the same probabilities as the `nn.LSTM` forward up to float rounding
+(tests check 1e-5). GPUs, and GRU cells, use `TorchStepper`, which calls the
+model's own `step`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .model import LSTMLanguageModel, State
+
+
+class TorchStepper:
+    """Generic path: the model's own `step` on its device; logits come back as numpy."""
+
+    def __init__(self, model: LSTMLanguageModel, state: State):
+        self.model, self.state = model, state
+        self.device = next(model.parameters()).device
+
+    @torch.no_grad()
+    def step(self, ids: np.ndarray) -> np.ndarray:
+        logits, self.state = self.model.step(torch.from_numpy(ids).to(self.device), self.state)
+        return logits.float().cpu().numpy()
+
+    def keep(self, rows: np.ndarray) -> None:
+        """Continue only the streams at these row positions."""
+        index = torch.from_numpy(rows).to(self.device)
+        if isinstance(self.state, tuple):
+            self.state = tuple(s.index_select(1, index) for s in self.state)  # type: ignore[assignment]
+        else:
+            self.state = self.state.index_select(1, index)
+
+
+def _reorder(w: np.ndarray, hidden: int) -> np.ndarray:
+    """Columns in PyTorch's gate order (i, f, g, o) → (i, f, o, g), sigmoid columns negated."""
+    i, f, g, o = (w[..., k * hidden : (k + 1) * hidden] for k in range(4))
+    return np.ascontiguousarray(np.concatenate([-i, -f, -o, g], axis=-1), dtype=np.float32)
+
+
+class NumpyLSTMStepper:
+    """The fast CPU path for LSTM models (see the module docstring)."""
+
+    def __init__(self, model: LSTMLanguageModel, state: tuple[torch.Tensor, torch.Tensor]):
+        rnn, H = model.rnn, model.config.hidden
+        self.layers, self.hidden = model.config.layers, H
+        weights = {name: p.detach().float().cpu().numpy() for name, p in model.named_parameters()}
+        bias0 = weights["rnn.bias_ih_l0"] + weights["rnn.bias_hh_l0"]
+        self.table = _reorder(weights["embed.weight"] @ weights["rnn.weight_ih_l0"].T + bias0, H)  # (V, 4H)
+        zero_row = np.zeros((1, 4 * H), np.float32)  # layer 0's buffer ends in a 1 too; its bias is in the table
+        self.w0 = _reorder(np.concatenate([weights["rnn.weight_hh_l0"].T, zero_row]), H)  # (H + 1, 4H)
+        self.w = [  # (2H + 1, 4H) per upper layer: rows for [input, h, 1]
+            _reorder(
+                np.concatenate(
+                    [weights[f"rnn.weight_ih_l{l}"].T, weights[f"rnn.weight_hh_l{l}"].T,
+                     (weights[f"rnn.bias_ih_l{l}"] + weights[f"rnn.bias_hh_l{l}"])[None]]
+                ),
+                H,
+            )
+            for l in range(1, self.layers)
+        ]
+        head = np.concatenate([weights["head.weight"].T, weights["head.bias"][None]])  # (H + 1, V)
+        self.head = np.ascontiguousarray(head, dtype=np.float32)
+        assert rnn.bias and not rnn.bidirectional and getattr(rnn, "proj_size", 0) == 0
+        h, c = (s.detach().float().cpu().numpy() for s in state)  # (L, B, H)
+        self._allocate(h, c)
+
+    def _allocate(self, h: np.ndarray, c: np.ndarray) -> None:
+        L, B, H = h.shape
+        # Each layer's buffer holds [input from below | own h | 1]; layer 0's only [own h | 1].
+        self.buf = [np.ones((B, H + 1), np.float32)] + [np.ones((B, 2 * H + 1), np.float32) for _ in range(1, L)]
+        self.own = [self.buf[0][:, :H]] + [b[:, H : 2 * H] for b in self.buf[1:]]
+        for l in range(L):
+            self.own[l][...] = h[l]
+            if l + 1 < L:
+                self.buf[l + 1][:, :H] = h[l]
+        self.c = np.ascontiguousarray(c)
+        g = self.gates = np.empty((B, 4 * H), np.float32)
+        self.rows = np.empty((B, 4 * H), np.float32)
+        self.tmp = np.empty((B, H), np.float32)
+        self.logits = np.empty((B, self.head.shape[1]), np.float32)
+        # Views made once: slicing costs as much as the arithmetic at batch size 1.
+        self.views = (g[:, : 3 * H], g[:, 3 * H :], g[:, :H], g[:, H : 2 * H], g[:, 2 * H : 3 * H])
+        self.plan = [
+            (self.buf[l], self.w0 if l == 0 else self.w[l - 1], self.c[l], self.own[l],
+             self.buf[l + 1][:, :H] if l + 1 < L else None)
+            for l in range(L)
+        ]
+        self.top = self.buf[0] if L == 1 else self.buf[-1][:, H:]  # [h | 1], read by the output layer
+
+    def step(self, ids: np.ndarray) -> np.ndarray:
+        """ids (B,) → next-token logits (B, V). The returned array is reused by the next call."""
+        g, tmp = self.gates, self.tmp
+        sig, cand, i, f, o = self.views
+        for l, (x, w, c, h, above) in enumerate(self.plan):
+            np.matmul(x, w, out=g)
+            if l == 0:
+                np.take(self.table, ids, axis=0, out=self.rows)
+                g += self.rows
+            np.minimum(sig, 80.0, out=sig)  # keeps exp finite; sigmoid(-80) is 0 in float32 anyway
+            np.exp(sig, out=sig)
+            sig += 1.0
+            np.reciprocal(sig, out=sig)  # i, f, o = sigmoid(x) = 1 / (1 + exp(-x))
+            np.tanh(cand, out=cand)
+            cand *= i
+            c *= f
+            c += cand  # c = f * c + i * g
+            np.tanh(c, out=tmp)
+            np.multiply(o, tmp, out=h)  # h = o * tanh(c)
+            if above is not None:
+                above[...] = h
+        return np.matmul(self.top, self.head, out=self.logits)
+
+    def keep(self, rows: np.ndarray) -> None:
+        """Continue only the streams at these row positions."""
+        h = np.stack([own[rows] for own in self.own])
+        self._allocate(h, self.c[:, rows])
+
+
+def make_stepper(model: LSTMLanguageModel, state: State) -> TorchStepper | NumpyLSTMStepper:
+    """The fastest path this model and device allow."""
+    on_cpu = next(model.parameters()).device.type == "cpu"
+    if on_cpu and model.config.cell == "lstm" and isinstance(state, tuple):
+        return NumpyLSTMStepper(model, state)
+    return TorchStepper(model, state)

@@ -1,0 +1,115 @@
+"""`lstmgen generate` at the terminal: samples, stop strings, JSON lines, the interactive prompt."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lstmgen.cli import main, unescape
+
+ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+
+
+def run_cli(args, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(a) for a in args])
+    captured = capsys.readouterr()
+    return exit_info.value.code, captured.out, captured.err
+
+
+def test_many_samples_print_in_order_each_whole(trained_run, capsys):
+    import lstmgen
+
+    texts = lstmgen.load(trained_run).generate("The ", length=40, seed=4, num_samples=3, stop=["."])
+    code, out, _ = run_cli(["generate", trained_run, "--prime", "The ", "--length", "40", "--seed", "4", "--num-samples", "3", "--stop", "."], capsys)
+    expected = "\n".join(f"----- sample {i + 1} -----\nThe {text}\n" for i, text in enumerate(texts))
+    assert code == 0 and out == expected
+
+
+def test_jsonl_gives_one_object_per_sample_that_can_be_remade(trained_run, capsys):
+    code, out, _ = run_cli(["generate", trained_run, "--format", "jsonl", "--num-samples", "4", "--length", "30", "--stop", "\\n"], capsys)
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and sorted(r["sample"] for r in rows) == [0, 1, 2, 3]
+    for row in rows:
+        assert row["prime"] == "" and "\n" not in row["text"] and row["end"] in ("stop", "length")
+        assert row["characters"] == len(row["text"]) and row["tokens_per_second"] > 0
+        assert row["settings"]["stop"] == ["\n"] and row["settings"]["num_samples"] == 4
+    seed = rows[0]["settings"]["seed"]  # chosen at random, recorded: the same seed remakes the samples
+    code, again, _ = run_cli(["generate", trained_run, "--format", "jsonl", "--num-samples", "4", "--length", "30", "--stop", "\\n", "--seed", seed], capsys)
+    assert sorted((r["sample"], r["text"]) for r in map(json.loads, again.splitlines())) == sorted((r["sample"], r["text"]) for r in rows)
+
+
+def test_same_seed_same_text_across_processes(trained_run):
+    argv = [sys.executable, "-m", "lstmgen", "generate", str(trained_run), "--length", "80", "--seed", "7", "--top-p", "0.9"]
+    first = subprocess.run(argv, capture_output=True, text=True, env=ENV)
+    second = subprocess.run(argv, capture_output=True, text=True, env=ENV)
+    assert first.returncode == 0 and first.stdout == second.stdout and len(first.stdout) == 81
+
+
+def test_output_is_utf8_whatever_the_locale(trained_run):
+    env = {**ENV, "PYTHONIOENCODING": "ascii", "LC_ALL": "C"}
+    done = subprocess.run(
+        [sys.executable, "-m", "lstmgen", "generate", str(trained_run), "--prime", "Café ☃ ", "--length", "10"],
+        capture_output=True, env=env,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.decode("utf-8").startswith("Café ☃ ")
+
+
+def test_unescape():
+    assert unescape(r"a\nb\tc\\n") == "a\nb\tc\\n"
+
+
+def test_bad_generation_settings_one_line_exit_2(trained_run, tmp_path, capsys):
+    no_weights = tmp_path / "no_weights"
+    shutil.copytree(trained_run, no_weights)
+    (no_weights / "model.safetensors").unlink()
+    shutil.rmtree(no_weights / "best")
+    cases = [
+        (["--repetition-penalty", "0"], "--repetition-penalty 0.0 must be above 0"),
+        (["--stop", ""], "--stop needs a non-empty string"),
+        (["--top-k", "0"], "--top-k 0 must be at least 1"),
+        (["--min-length", "50", "--length", "10"], "--min-length 50 must be between 0 and --length"),
+        (["--format", "xml"], "--format 'xml' must be text or jsonl"),
+        (["--num-samples", "0"], "--num-samples 0 must be at least 1"),
+    ]
+    for extra, fragment in cases:
+        code, out, err = run_cli(["generate", trained_run, *extra], capsys)
+        assert code == 2 and err.count("\n") == 1 and fragment in err and not out, (extra, err)
+    code, _, err = run_cli(["generate", no_weights], capsys)
+    assert code == 2 and err.count("\n") == 1 and "model.safetensors" in err, err
+
+
+def test_interactive_prompt_streams_changes_settings_and_leaves_on_ctrl_d(trained_run):
+    pexpect = pytest.importorskip("pexpect", reason="pexpect is in the test extra; install lstmgen[test]")
+    child = pexpect.spawn(
+        sys.executable, ["-m", "lstmgen", "generate", str(trained_run), "--interactive", "--length", "30", "--seed", "1"],
+        env=ENV, encoding="utf-8", timeout=60,
+    )
+    child.expect("Ctrl-D to leave")
+    child.expect("> ")
+    child.sendline(":temp 0")
+    child.expect("temperature = 0.0")
+    child.expect("> ")
+    child.sendline(":temp -1")
+    child.expect(":temperature -1.0 must be 0")  # a bad value is refused, the prompt stays
+    child.expect("> ")
+    child.sendline("The cat")
+    child.expect("The cat\r\nThe cat(.*)\r\n> ")  # the terminal echoes the line; the prime is then printed with its continuation
+    greedy = child.match.group(1)
+    assert len(greedy.replace("\r\n", "\n")) == 30
+    child.sendline(":len 100000")
+    child.expect("> ")
+    child.sendline("The dog")
+    child.expect("The dog")
+    child.sendintr()  # Ctrl-C stops this sample, not the program
+    child.expect(r"\[stopped\]")
+    child.expect("> ")
+    child.sendeof()
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
