@@ -108,6 +108,10 @@ def choose(logits: np.ndarray, config: SampleConfig, uniforms: np.ndarray) -> np
     """Adjusted logits (B, V) and one uniform in [0, 1) per row → token ids (B,)."""
     if config.temperature == 0:
         return logits.argmax(axis=-1)
+    if len(logits) == 1:  # one stream: the same draw in fewer, cheaper calls
+        weights = np.exp(logits[0] - logits[0].max())
+        cumulative = weights.cumsum()
+        return cumulative.searchsorted(uniforms * cumulative[-1], side="right")
     weights = np.exp(logits - logits.max(axis=-1, keepdims=True))
     cumulative = np.cumsum(weights, axis=-1)
     # The first token whose cumulative weight exceeds u * total (never a token of weight 0).

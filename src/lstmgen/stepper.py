@@ -15,8 +15,9 @@ layer and step, and reuses preallocated buffers:
 - the output layer reads [h, 1] straight out of the top layer's buffer.
 
 It gives the same probabilities as the `nn.LSTM` forward up to float rounding
-(tests check 1e-5). GPUs, and GRU cells, use `TorchStepper`, which calls the
-model's own `step`.
+(tests check 1e-5). GPUs, GRU cells and batches of 32 streams or more (where
+the work is large matrix products that PyTorch does as fast) use `TorchStepper`,
+which calls the model's own `step`.
 """
 
 from __future__ import annotations
@@ -136,6 +137,8 @@ class NumpyLSTMStepper:
 def make_stepper(model: LSTMLanguageModel, state: State) -> TorchStepper | NumpyLSTMStepper:
     """The fastest path this model and device allow."""
     on_cpu = next(model.parameters()).device.type == "cpu"
-    if on_cpu and model.config.cell == "lstm" and isinstance(state, tuple):
+    streams = (state[0] if isinstance(state, tuple) else state).shape[1]
+    # From about 32 streams on, the work is big matrix products, where PyTorch's are as fast or faster.
+    if on_cpu and model.config.cell == "lstm" and isinstance(state, tuple) and streams < 32:
         return NumpyLSTMStepper(model, state)
     return TorchStepper(model, state)
