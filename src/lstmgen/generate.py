@@ -109,9 +109,9 @@ def choose(logits: np.ndarray, config: SampleConfig, uniforms: np.ndarray) -> np
     if config.temperature == 0:
         return logits.argmax(axis=-1)
     if len(logits) == 1:  # one stream: the same draw in fewer, cheaper calls
-        weights = np.exp(logits[0] - logits[0].max())
-        cumulative = weights.cumsum()
-        return cumulative.searchsorted(uniforms * cumulative[-1], side="right")
+        row = logits[0]
+        cumulative = np.exp(row - row.max()).cumsum()
+        return np.array([cumulative.searchsorted(float(uniforms[0]) * float(cumulative[-1]), side="right")])
     weights = np.exp(logits - logits.max(axis=-1, keepdims=True))
     cumulative = np.cumsum(weights, axis=-1)
     # The first token whose cumulative weight exceeds u * total (never a token of weight 0).
@@ -177,7 +177,7 @@ class TokenSampler:
         if self.pending is not None:
             self.logits = self.stepper.step(self.pending)
         logits = adjust_logits(self.logits, self.config, self.recent)
-        uniforms = np.array([self.generators[s].random() for s in self.samples])
+        uniforms = np.array([self.generators[s].random() for s in self.samples.tolist()])
         ids = choose(logits, self.config, uniforms)
         if self.history is not None:
             rows = np.arange(len(ids))
