@@ -92,3 +92,43 @@ def test_learning_rate_schedule():
     assert lr_at(config, 500, 0.5) == pytest.approx(0.55)
     assert lr_at(config, 900, 1.0) == pytest.approx(0.1)
     assert lr_at(config, 2, 0.0, total_steps=40) == pytest.approx(0.75)  # warm-up shortened to a tenth
+
+
+def poison_steps(monkeypatch, bad_steps):
+    """Make the training loss NaN at these forward calls (counted over training-mode calls)."""
+    original = LSTMLanguageModel.forward
+    calls = {"n": 0}
+
+    def forward(self, idx, state=None, targets=None):
+        logits, loss, state = original(self, idx, state, targets)
+        if self.training and loss is not None:
+            calls["n"] += 1
+            if (calls["n"] > 30) if bad_steps == "all" else (calls["n"] in bad_steps):
+                loss = loss * float("nan")
+        return logits, loss, state
+
+    monkeypatch.setattr(LSTMLanguageModel, "forward", forward)
+
+
+def test_a_diverged_step_rolls_back_and_halves_the_learning_rate(corpus, tmp_path, monkeypatch, capsys):
+    poison_steps(monkeypatch, {7, 60})
+    result = lstmgen.train([corpus], out=tmp_path / "run", epochs=2, **TINY)
+    assert result.stopped_because == "epochs"
+    weights = load_file(tmp_path / "run" / "model.safetensors")
+    assert all(torch.isfinite(w).all() for w in weights.values())  # never ends with NaN weights
+    info = lstmgen.info(tmp_path / "run")
+    assert info["rollbacks"] == 2 and info["lr_scale"] == 0.25
+    err = capsys.readouterr().err
+    assert err.count("rolled back to step 0") == 2 and "halved the learning rate" in err
+    events = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [e["step"] for e in events if e.get("event") == "rollback"] == [0, 0]
+
+
+def test_a_run_that_keeps_diverging_stops_with_its_checkpoint_whole(corpus, tmp_path, monkeypatch):
+    lstmgen.train([corpus], out=tmp_path / "run", epochs=1, quiet=True, **TINY)
+    before = load_file(tmp_path / "run" / "model.safetensors")
+    poison_steps(monkeypatch, "all")
+    with pytest.raises(lstmgen.LstmgenError, match="after 8 roll-backs.*--resume RUN --lr"):
+        lstmgen.train(out=tmp_path / "run", resume=True, epochs=2, quiet=True)
+    after = load_file(tmp_path / "run" / "model.safetensors")
+    assert all(torch.equal(before[k], after[k]) for k in before)

@@ -37,8 +37,9 @@ from .train import LN2, Progress, Trainer, TrainConfig, evaluate_tokens, resolve
 
 MODEL_FIELDS = {f.name for f in fields(ModelConfig)} - {"vocab_size"}
 TRAIN_FIELDS = {f.name for f in fields(TrainConfig)}
-# What may change when a run is resumed: how long it goes on, and where it runs.
-RESUMABLE_FIELDS = {"epochs", "max_time", "max_steps", "patience", "eval_every", "save_every", "device"}
+# What may change when a run is resumed: how long it goes on, where it runs, and the peak
+# learning rate (the way out of a run that keeps diverging).
+RESUMABLE_FIELDS = {"epochs", "max_time", "max_steps", "patience", "eval_every", "save_every", "device", "lr"}
 
 
 class Model:
@@ -395,6 +396,8 @@ def info(run_dir: str | Path) -> dict:
         "epochs": progress.get("epoch", 0),
         "tokens_seen": progress.get("tokens", 0),
         "elapsed_s": round(progress.get("elapsed_s", 0.0), 1),
+        "rollbacks": progress.get("rollbacks", 0),  # times the loss diverged and training went back
+        "lr_scale": progress.get("lr_scale", 1.0),
         "best_val_bits_per_char": None if best is None else best / LN2,
         "best_step": progress.get("best_step"),
         "has_best": (run_dir / "best" / "model.safetensors").exists(),

@@ -98,6 +98,11 @@ class RunReporter:
             f"{self.tokens_per_second:,.0f} tok/s  {format_seconds(p.elapsed_s)}{mark}"
         )
 
+    def on_rollback(self, trainer: Trainer, message: str) -> None:
+        self.print(f"warning: {message}")
+        with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
+            f.write(json.dumps({"event": "rollback", "step": trainer.progress.step, "message": message}) + "\n")
+
     def on_epoch_end(self, trainer: Trainer) -> None:
         p = trainer.progress
         length = trainer.config.sample_length

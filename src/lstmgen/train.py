@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import copy
 import math
 import signal
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -191,6 +192,11 @@ class Progress:
     best_step: int | None = None
     evals_since_best: int = 0
     last_val_nats: float | None = None
+    lr_scale: float = 1.0  # halved by each roll-back after the loss diverged
+    rollbacks: int = 0
+
+
+MAX_ROLLBACKS = 8  # after this many, the run stops and asks for a lower --lr
 
 
 class Trainer:
@@ -243,6 +249,52 @@ class Trainer:
         if self.device.type == "cuda" and state["cuda_rng"].numel():
             torch.cuda.set_rng_state(state["cuda_rng"])
         self.progress = progress
+
+    # ----- divergence: roll back to the last good state and halve the learning rate ---------
+    def _snapshot(self) -> None:
+        """Keep the state of the last checkpoint in memory, to return to if the loss diverges."""
+        state = self.state if isinstance(self.state, tuple) else (self.state,) if self.state is not None else ()
+        self.good = {
+            "model": {k: v.detach().clone() for k, v in self.model.state_dict().items()},
+            "optimizer": copy.deepcopy(self.optimizer.state_dict()),
+            "progress": replace(self.progress),
+            "state": tuple(s.clone() for s in state),
+            "rng": torch.get_rng_state(),
+        }
+
+    def _divergence(self, loss: torch.Tensor, grad_norm: torch.Tensor) -> str | None:
+        """Why this step must not be applied (a non-finite loss or gradient, or a loss explosion), or None."""
+        value, norm = float(loss.detach()), float(grad_norm)  # one device sync per step
+        if not math.isfinite(value) or not math.isfinite(norm):
+            return f"the loss became {value:.4g} (gradient norm {norm:.4g})"
+        if self.loss_ema is not None and self.progress.step > self.config.warmup_steps and value > 2 * self.loss_ema + 1:
+            return f"the loss jumped to {value:.3f} nats from about {self.loss_ema:.3f}"
+        self.loss_ema = value if self.loss_ema is None else 0.98 * self.loss_ema + 0.02 * value
+        return None
+
+    def _roll_back(self, problem: str) -> None:
+        p, good = self.progress, self.good
+        at = p.step
+        if p.rollbacks >= MAX_ROLLBACKS:
+            raise LstmgenError(
+                f"training diverged at step {at:,} ({problem}) after {p.rollbacks} roll-backs; "
+                f"the last checkpoint is intact: continue it with a lower peak rate, e.g. lstmgen train --resume RUN --lr {self.config.lr / 4:g}"
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        self.model.load_state_dict(good["model"])
+        self.optimizer.load_state_dict(copy.deepcopy(good["optimizer"]))
+        torch.set_rng_state(good["rng"])
+        state = tuple(s.clone() for s in good["state"])
+        self.state = None if not state else state if len(state) == 2 else state[0]
+        old = good["progress"]
+        p.step, p.epoch, p.batch, p.tokens = old.step, old.epoch, old.batch, old.tokens
+        p.lr_scale, p.rollbacks = p.lr_scale / 2, p.rollbacks + 1
+        self.loss_ema = None
+        message = (f"{problem} at step {at:,}: rolled back to step {p.step:,} and halved the learning rate "
+                   f"(now {p.lr_scale:g} × the schedule)")
+        on_rollback = getattr(self.hooks, "on_rollback", None)
+        if on_rollback is not None:
+            on_rollback(self, message)
 
     # ----- the loop --------------------------------------------------------------------------
     def _epoch_batches(self, epoch: int) -> StreamBatches:
@@ -304,6 +356,8 @@ class Trainer:
         p, c, model = self.progress, self.config, self.model
         reason, first_step, last_eval_step = stop_reason, p.step, None
         autocast = torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda")
+        self._snapshot()
+        self.loss_ema: float | None = None
         with StopFlag() as stop:
             while reason is None:
                 batches = self._epoch_batches(p.epoch)
@@ -312,14 +366,18 @@ class Trainer:
                 while p.batch < len(batches) and reason is None:
                     x, y = batches.get(p.batch)
                     x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
-                    lr = lr_at(c, p.step, self._fraction_done(), self.total_steps)
+                    lr = lr_at(c, p.step, self._fraction_done(), self.total_steps) * p.lr_scale
                     for group in self.optimizer.param_groups:
                         group["lr"] = lr
                     with autocast:
                         _, loss, state = model(x, self.state, y)
                     self.state = detach_state(state)
                     loss.backward()
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), c.grad_clip)
+                    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), c.grad_clip)
+                    problem = self._divergence(loss, grad_norm)
+                    if problem:
+                        self._roll_back(problem)
+                        break  # go on from the restored position (its epoch's batches)
                     self.optimizer.step()
                     self.optimizer.zero_grad(set_to_none=True)
                     p.step += 1
@@ -334,6 +392,7 @@ class Trainer:
                         self.hooks.on_epoch_end(self)
                         last_save = p.elapsed_s = time.perf_counter() - clock  # saved as it is checked below
                         self.save(self)
+                        self._snapshot()
                     elif p.elapsed_s >= next_eval:
                         self.evaluate()
                         last_eval_step = p.step
@@ -344,6 +403,7 @@ class Trainer:
                         reason = f"interrupted ({stop.signal_name})"
                     elif self.save_every_s and p.elapsed_s - last_save >= self.save_every_s:
                         self.save(self)
+                        self._snapshot()
                         last_save = p.elapsed_s
                     reason = reason or self._finished()
             moved = p.step > first_step
