@@ -176,7 +176,7 @@ def _make_run(sources, out: Path, options: dict, *, overwrite: bool, quiet: bool
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     try:
-        config = _prepare_run(sources, staging, model_config, train_config, prepare_config, given=set(prepare_options), quiet=quiet)
+        config = _prepare_run(sources, staging, model_config, train_config, prepare_config, given=set(prepare_options), quiet=quiet, shown_as=out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)  # nothing half-made is left behind
         raise
@@ -191,7 +191,7 @@ def _make_run(sources, out: Path, options: dict, *, overwrite: bool, quiet: bool
     return config
 
 
-def _prepare_run(sources, out: Path, model_config: ModelConfig, train_config: TrainConfig, prepare_config: PrepareConfig, *, given: set, quiet: bool) -> dict:
+def _prepare_run(sources, out: Path, model_config: ModelConfig, train_config: TrainConfig, prepare_config: PrepareConfig, *, given: set, quiet: bool, shown_as: Path) -> dict:
     specs = [sources] if isinstance(sources, (str, Path)) else list(sources)
     for spec in specs:
         refuse_incomplete_store(spec)
@@ -212,7 +212,7 @@ def _prepare_run(sources, out: Path, model_config: ModelConfig, train_config: Tr
         finally:
             shutil.rmtree(out / ".stdin", ignore_errors=True)
         if not quiet:
-            print(summary(meta, out / "data"), file=sys.stderr)
+            print(summary(meta, shown_as / "data"), file=sys.stderr)
     store = TokenStore.open(out / "data")
     val_fraction = store.meta.get("val_fraction", prepare_config.val_fraction)
     tokenizer = load_tokenizer(out / "data" / "tokenizer.json")
