@@ -3,11 +3,11 @@ from pathlib import Path
 import pytest
 
 from lstmgen.errors import LstmgenError, parse_duration
-from lstmgen.sources import Source, read_text_chunks, resolve_sources
+from lstmgen.sources import ReadOptions, Source, read_text_chunks, resolve_sources
 
 
-def read_all(sources, **kw):
-    return ["".join(doc) for s in sources for doc in s.documents(**kw)]
+def read_all(sources, options=None):
+    return ["".join(doc) for s in sources for doc in s.documents(options)]
 
 
 def test_file_folder_and_named_corpus(tmp_path):
@@ -70,7 +70,7 @@ def test_stdin_is_spooled(tmp_path, monkeypatch):
 def test_other_encoding(tmp_path):
     path = tmp_path / "latin.txt"
     path.write_bytes("café".encode("latin-1"))
-    assert read_all([Source(name="x", path=path)], encoding="latin-1") == ["café"]
+    assert read_all([Source(name="x", path=path)], ReadOptions(encoding="latin-1")) == ["café"]
 
 
 @pytest.mark.parametrize("text,seconds", [("90s", 90), ("10m", 600), ("2h", 7200), ("1h30m", 5400), ("45", 45), (12, 12)])

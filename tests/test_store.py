@@ -2,8 +2,15 @@ import numpy as np
 import pytest
 
 from lstmgen.errors import LstmgenError
+from lstmgen.preparation import PrepareConfig, write_store
 from lstmgen.sources import Source
-from lstmgen.store import TokenStore, prepare
+from lstmgen.store import TokenStore
+from lstmgen.tokenizers import load_tokenizer
+
+
+def prepare(sources, out, **options):
+    write_store(sources, out, PrepareConfig(**options), quiet=True)
+    return load_tokenizer(out / "tokenizer.json")
 
 
 def test_prepare_splits_tail_and_round_trips(tmp_path):
@@ -31,6 +38,14 @@ def test_empty_corpus_is_an_error(tmp_path):
     with pytest.raises(LstmgenError, match="corpus is empty"):
         prepare([Source(name="e", path=tmp_path / "e.txt")], tmp_path / "store")
     assert not (tmp_path / "store").exists()
+
+
+def test_store_without_meta_or_tokenizer_is_refused(tmp_path):
+    (tmp_path / "t.txt").write_text("hello there " * 50, encoding="utf-8")
+    prepare([Source(name="t", path=tmp_path / "t.txt")], tmp_path / "store")
+    (tmp_path / "store" / "tokenizer.json").unlink()
+    with pytest.raises(LstmgenError, match="not a complete token store"):
+        TokenStore.open(tmp_path / "store")
 
 
 def test_truncated_store_is_refused(tmp_path):

@@ -55,3 +55,32 @@ def test_counting_over_chunks_equals_whole():
     for piece in ("hel", "lo w", "orld"):
         b.update(piece)
     assert a.counts == b.counts and a.total == b.total == 11
+
+
+def test_utf8_fast_paths_agree_with_python():
+    import random
+
+    from lstmgen.utf8 import complete_prefix, find_invalid
+
+    rng = random.Random(0)
+    alphabet = "abc \n\r\t.é—“”🙂ßЖ中"
+    for trial in range(300):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 60)))
+        tok = fitted(text[: len(text) // 2] + "a", max_vocab=rng.choice([None, 4]))
+        data = bytearray(text.encode())
+        if trial % 2:  # damage it
+            data[rng.randrange(len(data))] = rng.randrange(256)
+        data = bytes(data)
+        try:
+            data.decode()
+            expected = None
+        except UnicodeDecodeError as e:
+            expected = e.start
+        assert find_invalid(data) == expected
+        if expected is None:
+            assert tok.encode_utf8(data, np.uint8).tolist() == tok.encode(data.decode()).tolist()
+            data[: complete_prefix(data)].decode()  # never cuts a character in two
+            exact, fast = CharCounter(), CharCounter(exact=False)
+            exact.update(data)
+            fast.update(data.decode())
+            assert exact.total == fast.total == len(data.decode()) and set(exact.counts) == set(fast.counts)

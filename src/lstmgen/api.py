@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -30,8 +31,9 @@ from .errors import LstmgenError, parse_duration, warn
 from .generate import Event, SampleConfig, sample_text
 from .model import LSTMLanguageModel, ModelConfig
 from .report import RunReporter
+from .preparation import PREPARE_FIELDS, PrepareConfig, summary, write_store
 from .sources import resolve_sources
-from .store import TokenStore, prepare
+from .store import TokenStore, is_token_store, refuse_incomplete_store
 from .tokenizers import CharTokenizer, load_tokenizer
 from .train import LN2, Progress, Trainer, TrainConfig, evaluate_tokens, resolve_device
 
@@ -155,7 +157,7 @@ class TrainResult:
     last_val_bits_per_char: float | None
 
 
-def _make_run(sources, out: Path, options: dict, *, overwrite: bool, encoding: str, errors: str, val_fraction: float) -> dict:
+def _make_run(sources, out: Path, options: dict, *, overwrite: bool, quiet: bool) -> dict:
     """Create a new run directory: prepare the data, fit the tokenizer, write config.json.
 
     Everything is built in a staging folder beside `out` and moved into place only
@@ -173,11 +175,13 @@ def _make_run(sources, out: Path, options: dict, *, overwrite: bool, encoding: s
             )
     model_config = ModelConfig(**{k: v for k, v in options.items() if k in MODEL_FIELDS})  # validate before work
     train_config = TrainConfig(**{k: v for k, v in options.items() if k in TRAIN_FIELDS})
+    prepare_options = {k: v for k, v in options.items() if k in PREPARE_FIELDS}
+    prepare_config = PrepareConfig(**prepare_options)
     staging = out.parent / f".{out.name}.staging"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     try:
-        config = _prepare_run(sources, staging, model_config, train_config, encoding=encoding, errors=errors, val_fraction=val_fraction)
+        config = _prepare_run(sources, staging, model_config, train_config, prepare_config, given=set(prepare_options), quiet=quiet, shown_as=out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)  # nothing half-made is left behind
         raise
@@ -192,13 +196,31 @@ def _make_run(sources, out: Path, options: dict, *, overwrite: bool, encoding: s
     return config
 
 
-def _prepare_run(sources, out: Path, model_config: ModelConfig, train_config: TrainConfig, *, encoding: str, errors: str, val_fraction: float) -> dict:
-    try:
-        resolved = resolve_sources(sources if not isinstance(sources, (str, Path)) else [sources], spool_dir=out / ".stdin")
-        tokenizer = prepare(resolved, out / "data", val_fraction=val_fraction, encoding=encoding, errors=errors)
-    finally:
-        shutil.rmtree(out / ".stdin", ignore_errors=True)
+def _prepare_run(sources, out: Path, model_config: ModelConfig, train_config: TrainConfig, prepare_config: PrepareConfig, *, given: set, quiet: bool, shown_as: Path) -> dict:
+    specs = [sources] if isinstance(sources, (str, Path)) else list(sources)
+    for spec in specs:
+        refuse_incomplete_store(spec)
+    if len(specs) == 1 and Path(specs[0]).is_dir() and is_token_store(specs[0]):
+        if given:
+            raise LstmgenError(
+                f"{specs[0]} is an already prepared token store; {', '.join('--' + k.replace('_', '-') for k in sorted(given))} "
+                f"apply when preparing (run lstmgen prepare again with them, or train on the raw sources)"
+            )
+        TokenStore.open(specs[0])  # refuse an incomplete store before copying anything
+        _link_store(Path(specs[0]), out / "data")
+    elif any(Path(s).is_dir() and is_token_store(s) for s in specs):
+        raise LstmgenError("a prepared token store must be the only source of a run; prepare all the sources into one store")
+    else:
+        try:
+            resolved = resolve_sources(specs, spool_dir=out / ".stdin", options=prepare_config)
+            meta = write_store(resolved, out / "data", prepare_config, quiet=quiet)
+        finally:
+            shutil.rmtree(out / ".stdin", ignore_errors=True)
+        if not quiet:
+            print(summary(meta, shown_as / "data"), file=sys.stderr)
     store = TokenStore.open(out / "data")
+    val_fraction = store.meta.get("val_fraction", prepare_config.val_fraction)
+    tokenizer = load_tokenizer(out / "data" / "tokenizer.json")
     fit = max_batch_size(len(store.train), train_config.seq_len)
     if fit < 1:
         raise LstmgenError(
@@ -220,7 +242,7 @@ def _prepare_run(sources, out: Path, model_config: ModelConfig, train_config: Tr
         "level": tokenizer.kind,
         "model": model_config.to_dict(),
         "train": train_config.to_dict(),
-        "data": {k: store.meta[k] for k in ("sources", "characters", "documents", "train_tokens", "val_tokens", "val_fraction", "encoding", "errors")},
+        "data": {k: store.meta.get(k) for k in ("sources", "characters", "documents", "train_tokens", "val_tokens", "val_fraction", "split", "encoding", "errors")},
     }
     write_json(out / "config.json", config)
     return config
@@ -232,20 +254,17 @@ def train(
     out: str | Path,
     resume: bool = False,
     overwrite: bool = False,
-    encoding: str = "utf-8",
-    errors: str = "strict",
-    val_fraction: float = 0.1,
     quiet: bool = False,
     **options,
 ) -> TrainResult:
-    """Train a model on sources (files, folders, '-', 'python-docs') into the run directory `out`.
+    """Train a model on sources (files, folders, tables, '-', 'python-docs', or one prepared store) into `out`.
 
-    `options` are ModelConfig and TrainConfig fields (hidden=512, max_time="10m", ...).
+    `options` are ModelConfig, TrainConfig and PrepareConfig fields (hidden=512, max_time="10m", column="Text", ...).
     With resume=True, continue the run in `out` exactly where it stopped; only how long
     it goes on (epochs, max_time, max_steps, patience, ...) and the device may change.
     """
     out = Path(out)
-    unknown = set(options) - MODEL_FIELDS - TRAIN_FIELDS
+    unknown = set(options) - MODEL_FIELDS - TRAIN_FIELDS - PREPARE_FIELDS
     if unknown:
         raise LstmgenError(f"unknown training option(s): {', '.join(sorted(unknown))}")
     if resume:
@@ -273,8 +292,18 @@ def train(
     else:
         if sources is None or (not isinstance(sources, (str, Path)) and not list(sources)):
             raise LstmgenError("no input given; name text files, folders, '-' for stdin, or python-docs")
-        config = _make_run(sources, out, options, overwrite=overwrite, encoding=encoding, errors=errors, val_fraction=val_fraction)
+        config = _make_run(sources, out, options, overwrite=overwrite, quiet=quiet)
     return _run_training(out, config, resume=resume, quiet=quiet)
+
+
+def _link_store(store: Path, target: Path) -> None:
+    """Put a prepared store's files in the run (hard links where possible: no second copy of a big corpus)."""
+    target.mkdir(parents=True)
+    for name in ("train.bin", "val.bin", "tokenizer.json", "meta.json"):
+        try:
+            os.link(store / name, target / name)
+        except OSError:
+            shutil.copyfile(store / name, target / name)
 
 
 def _run_training(out: Path, config: dict, *, resume: bool, quiet: bool) -> TrainResult:

@@ -30,12 +30,16 @@ app = typer.Typer(
 
 def _default(cls_name: str, name: str) -> str:
     """The dataclass default of a field, for help texts (one source of truth for defaults)."""
-    from .generate import SampleConfig
-    from .model import ModelConfig
-    from .train import TrainConfig
+    if cls_name == "prepare":
+        from .preparation import PrepareConfig as cls
+    else:
+        from .generate import SampleConfig
+        from .model import ModelConfig
+        from .train import TrainConfig
 
-    cls = {"model": ModelConfig, "train": TrainConfig, "sample": SampleConfig}[cls_name]
+        cls = {"model": ModelConfig, "train": TrainConfig, "sample": SampleConfig}[cls_name]
     value = next(f.default for f in fields(cls) if f.name == name)
+    value = repr(value)[1:-1] if isinstance(value, str) and "\n" in value else value
     return f"\\[default: {value}]"
 
 
@@ -46,17 +50,84 @@ def _given(**options) -> dict:
 MODEL = "Model"
 TRAINING = "Training"
 DATA = "Data"
+READING = "Reading sources"
+CLEANING = "Cleaning"
+STORE = "Token store"
+
+# The preparation options, shared by `prepare` and `train` (given raw sources); None = PrepareConfig's default.
+Sqlite = Annotated[Optional[Path], typer.Option(help="A SQLite database to read (with --query, or --table and --column).", rich_help_panel=READING, show_default=False)]
+Include = Annotated[Optional[list[str]], typer.Option(help="Only files matching this glob pattern (in folders, globs, zips); repeatable.", rich_help_panel=READING, show_default=False)]
+Exclude = Annotated[Optional[list[str]], typer.Option(help="Leave out files matching this glob pattern; repeatable.", rich_help_panel=READING, show_default=False)]
+Column = Annotated[Optional[str], typer.Option(help="Table column holding the text (CSV/TSV, Parquet, SQLite); one document per row.", rich_help_panel=READING, show_default=False)]
+Field = Annotated[Optional[str], typer.Option(help="JSON Lines field holding the text; dotted for nested (review.body).", rich_help_panel=READING, show_default=False)]
+Delimiter = Annotated[Optional[str], typer.Option(help="CSV delimiter (\\t for tab). \\[default: from the extension: .csv , .tsv tab]", rich_help_panel=READING, show_default=False)]
+Query = Annotated[Optional[str], typer.Option(help="SQLite query; its first column (or --column) is the text.", rich_help_panel=READING, show_default=False)]
+Table = Annotated[Optional[str], typer.Option(help="SQLite table to read --column from.", rich_help_panel=READING, show_default=False)]
+Strict = Annotated[bool, typer.Option("--strict", help="Stop at a malformed table row instead of skipping and counting it.", rich_help_panel=READING)]
+Encoding = Annotated[Optional[str], typer.Option(help=f"Text encoding of the sources. {_default('prepare', 'encoding')}", rich_help_panel=READING, show_default=False)]
+Errors = Annotated[Optional[str], typer.Option(help=f"On undecodable bytes: strict (stop) or replace. {_default('prepare', 'errors')}", rich_help_panel=READING, show_default=False)]
+StripHtml = Annotated[bool, typer.Option("--strip-html", help="Drop HTML tags (<br />, <p> become line breaks), unescape &amp; etc.", rich_help_panel=CLEANING)]
+Normalize = Annotated[Optional[str], typer.Option(help="Unicode normal form: nfkc, nfc, nfkd or nfd.", rich_help_panel=CLEANING, show_default=False)]
+Lower = Annotated[bool, typer.Option("--lower", help="Lower-case all text.", rich_help_panel=CLEANING)]
+StripControl = Annotated[bool, typer.Option("--strip-control", help="Remove control characters other than tab and newline.", rich_help_panel=CLEANING)]
+CollapseWhitespace = Annotated[bool, typer.Option("--collapse-whitespace", help="Runs of spaces become one, no spaces at line ends, at most one blank line.", rich_help_panel=CLEANING)]
+MinChars = Annotated[Optional[int], typer.Option(help="Drop documents shorter than this (after cleaning).", rich_help_panel=CLEANING, show_default=False)]
+Dedupe = Annotated[bool, typer.Option("--dedupe", help="Drop documents identical to an earlier one.", rich_help_panel=CLEANING)]
+DocSeparator = Annotated[Optional[str], typer.Option(help=f"Written between documents (\\n for a newline). {_default('prepare', 'doc_separator')}", rich_help_panel=STORE, show_default=False)]
+ValFraction = Annotated[Optional[float], typer.Option(help=f"Share of the characters held out for validation. {_default('prepare', 'val_fraction')}", rich_help_panel=STORE, show_default=False)]
+Split = Annotated[Optional[str], typer.Option(help=f"Held out: documents (whole ones), tail (the end), or auto (documents when there are many). {_default('prepare', 'split')}", rich_help_panel=STORE, show_default=False)]
+MaxVocab = Annotated[Optional[int], typer.Option(help="Keep only the most frequent characters (the unknown character included).", rich_help_panel=STORE, show_default=False)]
+MinCount = Annotated[Optional[int], typer.Option(help=f"Characters seen fewer times become the unknown character. {_default('prepare', 'min_count')}", rich_help_panel=STORE, show_default=False)]
+
+
+def _prepare_options(*, include, exclude, strict, strip_html, lower, strip_control, collapse_whitespace, dedupe, **options) -> dict:
+    """The preparation options the user gave (flags only when set), as PrepareConfig keyword arguments."""
+    flags = dict(strict=strict, strip_html=strip_html, lower=lower, strip_control=strip_control,
+                 collapse_whitespace=collapse_whitespace, dedupe=dedupe)
+    given = _given(**options, include=tuple(include) if include else None, exclude=tuple(exclude) if exclude else None)
+    return {**given, **{k: True for k, v in flags.items() if v}}
+
+
+@app.command()
+def prepare(
+    sources: Annotated[Optional[list[str]], typer.Argument(help="Files, folders, globs, tables (.csv .tsv .jsonl .parquet, SQLite), compressed files (.gz .bz2 .xz .zst .zip), '-' for stdin, or python-docs.", show_default=False)] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Token store folder to create.", show_default=False)] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the token store already in --out.")] = False,
+    sqlite: Sqlite = None, include: Include = None, exclude: Exclude = None, column: Column = None, field: Field = None,
+    delimiter: Delimiter = None, query: Query = None, table: Table = None, strict: Strict = False, encoding: Encoding = None,
+    errors: Errors = None, strip_html: StripHtml = False, normalize: Normalize = None, lower: Lower = False,
+    strip_control: StripControl = False, collapse_whitespace: CollapseWhitespace = False, min_chars: MinChars = None,
+    dedupe: Dedupe = False, doc_separator: DocSeparator = None, val_fraction: ValFraction = None, split: Split = None,
+    max_vocab: MaxVocab = None, min_count: MinCount = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no summary line.")] = False,
+) -> None:
+    """Prepare text into a token store (train.bin, val.bin, meta.json) that `lstmgen train STORE` reads."""
+    from .preparation import prepare as prepare_store
+
+    options = _prepare_options(
+        include=include, exclude=exclude, column=column, field=field, delimiter=delimiter, query=query, table=table,
+        strict=strict, encoding=encoding, errors=errors, strip_html=strip_html, normalize=normalize, lower=lower,
+        strip_control=strip_control, collapse_whitespace=collapse_whitespace, min_chars=min_chars, dedupe=dedupe,
+        doc_separator=doc_separator, val_fraction=val_fraction, split=split, max_vocab=max_vocab, min_count=min_count,
+    )
+    if out is None:
+        raise LstmgenError("missing --out: name the token store folder to create, e.g. --out data/mytext")
+    specs = [*(sources or []), *([str(sqlite)] if sqlite is not None else [])]
+    prepare_store(specs, out=out, overwrite=overwrite, quiet=quiet, **options)
 
 
 @app.command()
 def train(
-    sources: Annotated[Optional[list[str]], typer.Argument(help="Text files, folders, '-' for stdin, or python-docs.", show_default=False)] = None,
+    sources: Annotated[Optional[list[str]], typer.Argument(help="A token store made by `lstmgen prepare`, or sources as for prepare: files, folders, globs, tables, compressed files, '-' for stdin, python-docs.", show_default=False)] = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run directory to create.", rich_help_panel=DATA)] = None,
     resume: Annotated[Optional[Path], typer.Option(help="Continue the run in this directory exactly where it stopped.", rich_help_panel=DATA)] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the run already in --out.", rich_help_panel=DATA)] = False,
-    encoding: Annotated[str, typer.Option(help="Text encoding of the sources.", rich_help_panel=DATA)] = "utf-8",
-    errors: Annotated[str, typer.Option(help="On undecodable bytes: strict (stop) or replace.", rich_help_panel=DATA)] = "strict",
-    val_fraction: Annotated[float, typer.Option(help="Share of the text held out for validation (the end).", rich_help_panel=DATA)] = 0.1,
+    sqlite: Sqlite = None, include: Include = None, exclude: Exclude = None, column: Column = None, field: Field = None,
+    delimiter: Delimiter = None, query: Query = None, table: Table = None, strict: Strict = False, encoding: Encoding = None,
+    errors: Errors = None, strip_html: StripHtml = False, normalize: Normalize = None, lower: Lower = False,
+    strip_control: StripControl = False, collapse_whitespace: CollapseWhitespace = False, min_chars: MinChars = None,
+    dedupe: Dedupe = False, doc_separator: DocSeparator = None, val_fraction: ValFraction = None, split: Split = None,
+    max_vocab: MaxVocab = None, min_count: MinCount = None,
     layers: Annotated[Optional[int], typer.Option(help=f"LSTM layers. {_default('model', 'layers')}", rich_help_panel=MODEL, show_default=False)] = None,
     hidden: Annotated[Optional[int], typer.Option(help=f"Hidden units per layer. {_default('model', 'hidden')}", rich_help_panel=MODEL, show_default=False)] = None,
     embedding: Annotated[Optional[int], typer.Option(help=f"Embedding size. {_default('model', 'embedding')}", rich_help_panel=MODEL, show_default=False)] = None,
@@ -90,6 +161,13 @@ def train(
         min_lr_fraction=min_lr_fraction, grad_clip=grad_clip, save_every=save_every, sample_length=sample_length, epochs=epochs, max_time=max_time, max_steps=max_steps,
         patience=patience, eval_every=eval_every, seed=seed, device=device,
     )
+    options |= _prepare_options(
+        include=include, exclude=exclude, column=column, field=field, delimiter=delimiter, query=query, table=table,
+        strict=strict, encoding=encoding, errors=errors, strip_html=strip_html, normalize=normalize, lower=lower,
+        strip_control=strip_control, collapse_whitespace=collapse_whitespace, min_chars=min_chars, dedupe=dedupe,
+        doc_separator=doc_separator, val_fraction=val_fraction, split=split, max_vocab=max_vocab, min_count=min_count,
+    )
+    sources = [*(sources or []), *([str(sqlite)] if sqlite is not None else [])] or None
     if resume is not None:
         if out is not None and Path(out) != resume:
             raise LstmgenError("give either --resume RUN or --out RUN, not both")
@@ -97,7 +175,7 @@ def train(
         return
     if out is None:
         raise LstmgenError("missing --out: name the run directory to create, e.g. --out runs/mytext")
-    train_run(sources, out=out, overwrite=overwrite, encoding=encoding, errors=errors, val_fraction=val_fraction, quiet=quiet, **options)
+    train_run(sources, out=out, overwrite=overwrite, quiet=quiet, **options)
 
 
 SAMPLING = "Sampling"
@@ -173,13 +251,14 @@ def evaluate(
     import tempfile
 
     from .api import load
-    from .sources import resolve_sources
+    from .sources import ReadOptions, resolve_sources
     from .store import DOC_SEPARATOR
 
     model = load(run, checkpoint=checkpoint, device=device)
     with tempfile.TemporaryDirectory() as spool:
-        resolved = resolve_sources(sources, spool_dir=Path(spool))
-        texts = ["".join(doc) for source in resolved for doc in source.documents(encoding=encoding, errors=errors)]
+        options = ReadOptions(encoding=encoding, errors=errors)
+        resolved = resolve_sources(sources, spool_dir=Path(spool), options=options)
+        texts = ["".join(doc) for source in resolved for doc in source.documents(options)]
     result = model.evaluate(DOC_SEPARATOR.join(texts))
     if as_json:
         print(json.dumps(result))
@@ -218,17 +297,29 @@ def info(
         print(f"{key:>14}  {value}")
 
 
+def _training_interrupted() -> type | tuple:
+    """api.TrainingInterrupted if training ran (only then can it be raised), without importing PyTorch."""
+    api = sys.modules.get("lstmgen.api")
+    return api.TrainingInterrupted if api is not None else ()
+
+
+# `lstmgen prepare` runs from an app of its own: building the full app reads the model and
+# training defaults for the help texts, which imports PyTorch (2 s and ~220 MB) for nothing.
+prepare_app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, context_settings=app.info.context_settings)
+prepare_app.callback()(lambda: None)
+prepare_app.command(name="prepare", help=prepare.__doc__)(prepare)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: exit 0 ok, 1 internal error, 2 bad input or usage, 130 interrupted."""
-    from .api import TrainingInterrupted
-
     for stream in (sys.stdout, sys.stderr):
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(encoding="utf-8", errors="replace")
     args = sys.argv[1:] if argv is None else argv
     interrupted_after_saving = False
     try:
-        code = app(args=args or ["--help"], prog_name="lstmgen", standalone_mode=False)
+        command_app = prepare_app if args[:1] == ["prepare"] else app
+        code = command_app(args=args or ["--help"], prog_name="lstmgen", standalone_mode=False)
     except CommandLineError as e:  # usage errors: unknown option, missing argument, bad value
         ctx = getattr(e, "ctx", None)
         command = ctx.command_path if ctx is not None else "lstmgen"
@@ -238,7 +329,7 @@ def main(argv: list[str] | None = None) -> None:
     except LstmgenError as e:
         print(f"lstmgen: error: {e}", file=sys.stderr)
         code = 2
-    except TrainingInterrupted as e:
+    except _training_interrupted() as e:
         print(f"lstmgen: {e}", file=sys.stderr)
         code, interrupted_after_saving = 130, True
     except (KeyboardInterrupt, typer.Abort):

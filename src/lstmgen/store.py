@@ -1,23 +1,18 @@
-"""The on-disk token store: train.bin / val.bin (raw token ids) + meta.json.
+"""The on-disk token store: train.bin / val.bin (raw token ids), tokenizer.json, meta.json.
 
-Preparation streams twice over the sources (count, then encode), so memory stays
-flat whatever the corpus size. The held-out split is the last `val_fraction` of
-the tokens; it is never trained on.
+prepare.py writes it (meta.json last, in a folder renamed into place when whole);
+TokenStore opens it memory-mapped and refuses one that is incomplete.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
-from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .errors import LstmgenError
-from .sources import Source
-from .tokenizers import CharCounter, CharTokenizer
 
 STORE_FORMAT = 1
 DOC_SEPARATOR = "\n\n"
@@ -30,78 +25,20 @@ def smallest_dtype(vocab_size: int) -> np.dtype:
     raise ValueError(f"vocabulary of {vocab_size} does not fit in 32 bits")
 
 
-def _texts(sources: Sequence[Source], encoding: str, errors: str, counts: dict) -> Iterator[str]:
-    """Every chunk of every document, documents joined by DOC_SEPARATOR."""
-    first = True
-    for source in sources:
-        for document in source.documents(encoding=encoding, errors=errors):
-            if not first:
-                yield DOC_SEPARATOR
-            first = False
-            counts["documents"] += 1
-            yield from document
+def is_token_store(path: Path) -> bool:
+    """Whether path looks like a prepared token store (its meta.json names train and val tokens)."""
+    try:
+        meta = json.loads((Path(path) / "meta.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(meta, dict) and "train_tokens" in meta and "val_tokens" in meta
 
 
-def prepare(
-    sources: Sequence[Source],
-    out: Path,
-    *,
-    val_fraction: float = 0.1,
-    encoding: str = "utf-8",
-    errors: str = "strict",
-) -> CharTokenizer:
-    """Fit a character vocabulary and encode the sources into a token store at out/."""
-    if not 0 < val_fraction < 1:
-        raise LstmgenError(f"--val-fraction {val_fraction} must be between 0 and 1 (e.g. 0.1)")
-    if errors not in ("strict", "replace"):
-        raise LstmgenError(f"--errors {errors!r} must be strict or replace")
-
-    counter = CharCounter()
-    counts = {"documents": 0}
-    for text in _texts(sources, encoding, errors, counts):
-        counter.update(text)
-    total = counter.total
-    if total == 0:
-        names = ", ".join(s.name for s in sources)
-        raise LstmgenError(f"the corpus is empty ({names} hold no text); give files with some text in them")
-    tokenizer = CharTokenizer.fit(counter)
-    dtype = smallest_dtype(tokenizer.vocab_size)
-    val_tokens = max(2, int(round(total * val_fraction)))
-    train_tokens = total - val_tokens
-    if train_tokens < 2:
-        raise LstmgenError(f"the corpus has only {total} characters; give at least a few thousand characters of text")
-
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    written = 0
-    with open(tmp / "train.bin", "wb") as train_file, open(tmp / "val.bin", "wb") as val_file:
-        for text in _texts(sources, encoding, errors, {"documents": 0}):
-            ids = tokenizer.encode(text).astype(dtype)
-            split = min(max(train_tokens - written, 0), len(ids))
-            ids[:split].tofile(train_file)
-            ids[split:].tofile(val_file)
-            written += len(ids)
-    meta = {
-        "format": STORE_FORMAT,
-        "level": tokenizer.kind,
-        "dtype": dtype.name,
-        "vocab_size": tokenizer.vocab_size,
-        "train_tokens": train_tokens,
-        "val_tokens": val_tokens,
-        "characters": total,
-        "documents": counts["documents"],
-        "val_fraction": val_fraction,
-        "split": "tail",
-        "encoding": encoding,
-        "errors": errors,
-        "sources": [s.name for s in sources],
-    }
-    tokenizer.save(tmp / "tokenizer.json")
-    (tmp / "meta.json").write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)  # the store appears whole or not at all
-    return tokenizer
+def refuse_incomplete_store(path: str | Path) -> None:
+    """A folder with train.bin but no valid meta.json is a store whose preparation was killed: never read it as text."""
+    path = Path(path)
+    if path.is_dir() and ((path / "train.bin").exists() or (path / "val.bin").exists()) and not is_token_store(path):
+        raise LstmgenError(f"{path} is an incomplete token store (its preparation did not finish); prepare it again")
 
 
 @dataclass
@@ -123,6 +60,8 @@ class TokenStore:
             meta = json.loads(meta_path.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError):
             raise LstmgenError(f"{meta_path} is damaged (not valid JSON); prepare the data again") from None
+        if not isinstance(meta, dict) or "train_tokens" not in meta or not (path / "tokenizer.json").is_file():
+            raise LstmgenError(f"{path} is not a complete token store; prepare it again")
         if meta.get("format", 0) > STORE_FORMAT:
             raise LstmgenError(f"{path} was written by a newer lstmgen (store format {meta['format']}); upgrade lstmgen")
         dtype = np.dtype(meta["dtype"])

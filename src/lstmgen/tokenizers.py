@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import LstmgenError
+from .utf8 import ASCII, NON_ASCII, lead_code_points
 
 TOKENIZER_FORMAT = 1
 UNKNOWN_ID = 0
@@ -24,17 +25,60 @@ def code_points(text: str) -> np.ndarray:
 
 
 class CharCounter:
-    """Counts characters over a stream of chunks, for fitting a CharTokenizer."""
+    """Counts characters over a stream of chunks (str or UTF-8 bytes), for fitting a CharTokenizer.
 
-    def __init__(self) -> None:
-        self.counts: dict[int, int] = {}
+    With exact=False only which characters occur is tracked for ASCII (much faster);
+    the counts are then good for fitting with min_count=1 and no max_vocab only.
+    """
+
+    def __init__(self, *, exact: bool = True) -> None:
+        self.exact = exact
+        self.array = np.zeros(128, dtype=np.int64)  # count by code point
         self.total = 0
+        self._seen_ascii = b""
 
-    def update(self, text: str) -> None:
-        values, counts = np.unique(code_points(text), return_counts=True)
-        for value, count in zip(values.tolist(), counts.tolist()):
-            self.counts[value] = self.counts.get(value, 0) + count
-        self.total += len(text)
+    @property
+    def counts(self) -> dict[int, int]:
+        present = np.flatnonzero(self.array)
+        return dict(zip(present.tolist(), self.array[present].tolist()))
+
+    def update(self, text: str | bytes, *, times: int = 1) -> None:
+        """Count the characters of text (a str, or valid UTF-8 bytes), `times` over."""
+        if times != 1:
+            once = CharCounter()
+            once.update(text)
+            once.array *= times
+            once.total *= times
+            self.merge(once)
+            return
+        data = text if isinstance(text, bytes) else text.encode("ascii" if text.isascii() else "utf-8")
+        if self.exact:
+            multibyte = b"" if data.isascii() else data.translate(None, ASCII)
+            self.array[:128] += np.bincount(np.frombuffer(data, np.uint8), minlength=256)[:128]
+        else:
+            rest = data.translate(None, self._seen_ascii)  # new ASCII characters and all multi-byte ones
+            multibyte = rest.translate(None, ASCII)
+            new = rest.translate(None, NON_ASCII)
+            if new:
+                self.array[np.frombuffer(new, np.uint8)] += 1
+                self._seen_ascii = bytes(np.flatnonzero(self.array[:128]).astype(np.uint8))
+        self.total += len(data) - len(multibyte)
+        if multibyte:
+            points = code_points(multibyte.decode("utf-8"))
+            self.total += len(points)
+            self.add(np.bincount(points))
+
+    def add(self, counts: np.ndarray) -> None:
+        """Add counts indexed by code point (another counter's array)."""
+        if len(counts) > len(self.array):
+            self.array = np.concatenate([self.array, np.zeros(len(counts) - len(self.array), np.int64)])
+        self.array[: len(counts)] += counts
+
+    def merge(self, other: CharCounter) -> None:
+        self.add(other.array)
+        self.total += other.total
+        if not self.exact:
+            self._seen_ascii = bytes(np.flatnonzero(self.array[:128]).astype(np.uint8))
 
 
 class CharTokenizer:
@@ -50,13 +94,17 @@ class CharTokenizer:
             raise ValueError("chars must be distinct single characters")
         self._id_of = {c: i + 1 for i, c in enumerate(self.chars)}
         max_cp = max((ord(c) for c in self.chars), default=0)
-        self._lut = np.zeros(max_cp + 1, dtype=np.int64)  # code point -> id, 0 = unknown
+        self._lut = np.zeros(max(max_cp + 2, 130), dtype=np.int64)  # code point -> id; 0 = unknown, also the last entry
         for c, i in self._id_of.items():
             self._lut[ord(c)] = i
+        if self.vocab_size < 255:  # ids fit a byte with 255 left over to mark continuation bytes
+            self._lut8 = self._lut.astype(np.uint8)
+            table = bytearray(self._lut8[:128].tobytes()) + bytes([0xFF]) * 64 + bytes(64)
+            self._byte_table = bytes(table)  # ASCII -> id, continuation -> 0xFF, lead byte -> 0 (set later)
 
     @classmethod
     def fit(cls, counter: CharCounter, *, min_count: int = 1, max_vocab: int | None = None) -> CharTokenizer:
-        """Keep characters seen at least min_count times, the most frequent max_vocab of them."""
+        """Keep characters seen at least min_count times, the most frequent max_vocab - 1 of them (+ unknown)."""
         kept = [(count, cp) for cp, count in counter.counts.items() if count >= min_count]
         kept.sort(key=lambda pair: (-pair[0], pair[1]))
         if max_vocab is not None:
@@ -69,11 +117,19 @@ class CharTokenizer:
 
     def encode(self, text: str) -> np.ndarray:
         """Token ids (int64) for text; characters outside the vocabulary become the unknown id."""
-        cps = code_points(text)
-        ids = np.zeros(len(cps), dtype=np.int64)
-        inside = cps < len(self._lut)
-        ids[inside] = self._lut[cps[inside]]
-        return ids
+        return np.take(self._lut, code_points(text), mode="clip")
+
+    def encode_utf8(self, data: bytes, dtype: np.dtype) -> np.ndarray:
+        """Token ids of valid UTF-8 bytes, as dtype; fast (no decoding) for vocabularies under 255."""
+        if self.vocab_size >= 255:
+            return np.take(self._lut, code_points(data.decode("utf-8")), mode="clip").astype(dtype)
+        if data.isascii():
+            return np.frombuffer(data.translate(self._byte_table), np.uint8)
+        array = np.frombuffer(data, np.uint8)
+        lead, points = lead_code_points(array)
+        ids = bytearray(data.translate(self._byte_table))
+        np.frombuffer(ids, np.uint8)[lead] = np.take(self._lut8, points, mode="clip")
+        return np.frombuffer(ids.translate(None, b"\xff"), np.uint8)
 
     def decode(self, ids: Iterable[int]) -> str:
         chars, unknown = self.chars, self.unknown_text

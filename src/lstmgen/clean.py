@@ -1,0 +1,117 @@
+"""Optional cleaning of documents while they stream: HTML, Unicode form, case, control characters, whitespace.
+
+A document may arrive in chunks; whatever could continue into the next chunk (an open
+tag, an entity, a run of spaces, a combining accent) is held back until it is whole.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import unicodedata
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from .errors import LstmgenError
+
+BREAK_TAG = re.compile(r"<\s*(?:br|/?p|/?div|/?li|/?tr|/?h[1-6])\b[^<>]*>", re.IGNORECASE)
+ANY_TAG = re.compile(r"<[!/?]?[A-Za-z][^<>]*>|<!--.*?-->", re.DOTALL)
+CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # all but tab and newline
+SPACES = re.compile(r"[^\S\n]+")
+SPACE_AT_LINE_EDGE = re.compile(r" ?\n ?")
+BLANK_LINES = re.compile(r"\n{3,}")
+FORMS = ("nfc", "nfkc", "nfd", "nfkd")
+HOLD_TAG, HOLD_ENTITY = 4096, 32  # longest tag / entity held back at a chunk's end
+
+
+@dataclass
+class CleanOptions:
+    """Opt-in cleaning, applied in this order to every document."""
+
+    strip_html: bool = False  # drop tags (<br />, <p> become line breaks) and unescape &amp; etc.
+    normalize: str | None = None  # Unicode normal form, e.g. nfkc (folds ligatures, full-width letters)
+    lower: bool = False  # lower-case everything (fewer symbols to learn)
+    strip_control: bool = False  # remove control characters other than tab and newline
+    collapse_whitespace: bool = False  # runs of spaces/tabs -> one space, no spaces at line ends, at most one blank line
+    min_chars: int = 0  # drop documents shorter than this after cleaning
+    dedupe: bool = False  # drop documents identical to an earlier one (keeps an 8-byte hash per document)
+
+    def __post_init__(self) -> None:
+        if self.normalize is not None:
+            self.normalize = self.normalize.lower()
+            if self.normalize not in FORMS:
+                raise LstmgenError(f"--normalize {self.normalize} must be one of {', '.join(FORMS)}")
+        if self.min_chars < 0:
+            raise LstmgenError(f"--min-chars {self.min_chars} must be 0 or more")
+
+    @property
+    def cleans_text(self) -> bool:
+        return bool(self.strip_html or self.normalize or self.lower or self.strip_control or self.collapse_whitespace)
+
+    def cleaning(self) -> dict:
+        return {k: getattr(self, k) for k in ("strip_html", "normalize", "lower", "strip_control", "collapse_whitespace", "min_chars", "dedupe")}
+
+
+class Cleaner:
+    """Applies CleanOptions' text changes to whole documents or to documents in chunks."""
+
+    def __init__(self, options: CleanOptions):
+        self.options = options
+
+    def text(self, text: str) -> str:
+        """A whole document, cleaned."""
+        text = self._apply(text)
+        return text.strip() if self.options.collapse_whitespace else text
+
+    def chunks(self, chunks: Iterable[str | bytes]) -> Iterator[str]:
+        """A document in chunks, cleaned chunk by chunk (nothing is lost or doubled at the seams)."""
+        held = ""
+        first = True
+        for chunk in chunks:
+            text = held + (chunk.decode("utf-8") if isinstance(chunk, bytes) else chunk)
+            cut = self._safe_end(text)
+            text, held = text[:cut], text[cut:]
+            text = self._apply(text)
+            if first and self.options.collapse_whitespace:
+                text = text.lstrip()
+            first = first and not text
+            if text:
+                yield text
+        text = self._apply(held)
+        if self.options.collapse_whitespace:
+            text = text.rstrip() if not first else text.strip()
+        if text:
+            yield text
+
+    def _safe_end(self, text: str) -> int:
+        """Where text can be cut so that what follows cannot change how the part before is cleaned."""
+        end = len(text)
+        if self.options.strip_html:
+            tag = text.rfind("<", max(0, end - HOLD_TAG))
+            if tag >= 0 and text.find(">", tag) < 0:
+                end = tag
+            entity = text.rfind("&", max(0, end - HOLD_ENTITY), end)
+            if entity >= 0 and text.find(";", entity, end) < 0:
+                end = entity
+        if self.options.normalize:
+            while end > 0 and end > len(text) - 8 and unicodedata.combining(text[end - 1]):
+                end -= 1
+            end = max(end - 1, 0)  # the last starter may still combine with what follows
+        if self.options.collapse_whitespace:
+            while end > 0 and text[end - 1].isspace():
+                end -= 1
+        return end
+
+    def _apply(self, text: str) -> str:
+        o = self.options
+        if o.strip_html:
+            text = html.unescape(ANY_TAG.sub("", BREAK_TAG.sub("\n", text)))
+        if o.normalize:
+            text = unicodedata.normalize(o.normalize.upper(), text)
+        if o.lower:
+            text = text.lower()
+        if o.strip_control:
+            text = CONTROL.sub("", text)
+        if o.collapse_whitespace:
+            text = BLANK_LINES.sub("\n\n", SPACE_AT_LINE_EDGE.sub("\n", SPACES.sub(" ", text)))
+        return text

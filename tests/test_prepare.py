@@ -1,0 +1,311 @@
+"""Preparation end to end: every source kind, cleaning, the document split, vocabulary limits, bad input."""
+
+import bz2
+import csv
+import gzip
+import hashlib
+import json
+import lzma
+import sqlite3
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import lstmgen
+from lstmgen.clean import Cleaner, CleanOptions
+from lstmgen.errors import LstmgenError
+from lstmgen.preparation import PrepareConfig
+from lstmgen.sources import resolve_sources
+from lstmgen.store import TokenStore
+from lstmgen.tokenizers import load_tokenizer
+
+from conftest import SHARED_DATA
+from test_cli import run_cli
+
+REVIEWS = ["Great coffee, <b>loved</b> it.<br />Would buy again.", "Too sweet &amp; too small.", "Meh.\nIt was fine, really."]
+
+
+def documents(tmp_path, specs, **options):
+    config = PrepareConfig(**options)
+    sources = resolve_sources([str(s) for s in specs], spool_dir=tmp_path / "spool", options=config)
+    return ["".join(doc) for source in sources for doc in source.documents(config)]
+
+
+def store_text(out: Path) -> tuple[str, str]:
+    tokenizer = load_tokenizer(out / "tokenizer.json")
+    store = TokenStore.open(out)
+    return tokenizer.decode(store.train), tokenizer.decode(store.val)
+
+
+def write_csv(path: Path, rows, delimiter=","):
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f, delimiter=delimiter)
+        writer.writerow(["id", "Text"])
+        writer.writerows([i, text] for i, text in enumerate(rows))
+
+
+# ---- sources -------------------------------------------------------------------------
+
+
+def test_compressed_files_and_zip_members(tmp_path):
+    text = "é and plain text\r\nsecond line"
+    (tmp_path / "a.txt.gz").write_bytes(gzip.compress(text.encode()))
+    (tmp_path / "b.txt.bz2").write_bytes(bz2.compress(b"bzip two"))
+    (tmp_path / "c.txt.xz").write_bytes(lzma.compress(b"xz three"))
+    with zipfile.ZipFile(tmp_path / "d.zip", "w") as archive:
+        archive.writestr("one.txt", "zip one")
+        archive.writestr("sub/two.md", "zip two")
+        archive.writestr("image.png", b"\x89PNG\0\0binary")
+        archive.writestr("rows.csv.gz", gzip.compress(b"id,Text\n1,zipped row\n"))
+    docs = documents(tmp_path, [tmp_path / n for n in ("a.txt.gz", "b.txt.bz2", "c.txt.xz", "d.zip")])
+    assert docs == ["é and plain text\nsecond line", "bzip two", "xz three", "zip one", "zip two", "id,Text\n1,zipped row\n"]
+    assert documents(tmp_path, [tmp_path / "d.zip"], column="Text") == ["zip one", "zip two", "zipped row"]
+
+
+def test_zstd(tmp_path):
+    zstandard = pytest.importorskip("zstandard")
+    (tmp_path / "t.txt.zst").write_bytes(zstandard.ZstdCompressor().compress("zstd text".encode()))
+    assert documents(tmp_path, [tmp_path / "t.txt.zst"]) == ["zstd text"]
+
+
+def test_missing_optional_libraries_name_the_extra(tmp_path, monkeypatch):
+    (tmp_path / "t.txt.zst").write_bytes(b"(\xb5/\xfd not really")
+    (tmp_path / "t.parquet").write_bytes(b"PAR1 not really")
+    monkeypatch.setitem(sys.modules, "zstandard", None)  # as if not installed
+    monkeypatch.setitem(sys.modules, "pyarrow", None)
+    monkeypatch.setitem(sys.modules, "pyarrow.parquet", None)
+    with pytest.raises(LstmgenError, match=r"pip install 'lstmgen\[zstd\]'"):
+        documents(tmp_path, [tmp_path / "t.txt.zst"])
+    with pytest.raises(LstmgenError, match=r"pip install 'lstmgen\[parquet\]'"):
+        documents(tmp_path, [tmp_path / "t.parquet"], column="text")
+
+
+def test_globs_include_exclude(tmp_path):
+    for name in ("a.txt", "b.md", "notes/c.txt", "notes/skip.txt"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text(name)
+    assert documents(tmp_path, [tmp_path], include=["*.txt"], exclude=["skip*"]) == ["a.txt", "notes/c.txt"]
+    assert documents(tmp_path, [f"{tmp_path}/**/*.txt"]) == ["a.txt", "notes/c.txt", "notes/skip.txt"]
+    with pytest.raises(LstmgenError, match="matches no files"):
+        documents(tmp_path, [f"{tmp_path}/*.rst"])
+
+
+def test_csv_tsv_quoting_newlines_and_malformed_rows(tmp_path):
+    write_csv(tmp_path / "r.csv", REVIEWS)
+    assert documents(tmp_path, [tmp_path / "r.csv"], column="Text") == REVIEWS
+    write_csv(tmp_path / "r.tsv", REVIEWS, delimiter="\t")
+    assert documents(tmp_path, [tmp_path / "r.tsv"], column="Text") == REVIEWS
+    (tmp_path / "semi.txt.csv").write_text('Text;n\n"a;b";1\n', encoding="utf-8")
+    assert documents(tmp_path, [tmp_path / "semi.txt.csv"], column="Text", delimiter=";") == ["a;b"]
+    (tmp_path / "bad.csv").write_text('id,Text\n1,good\n2,"bad"quote\n3,too,many\n4,"fine, too"\n', encoding="utf-8")
+    config = PrepareConfig(column="Text")
+    from lstmgen.sources import Tally
+
+    tally = Tally()
+    source = resolve_sources([str(tmp_path / "bad.csv")], spool_dir=tmp_path, options=config)[0]
+    assert list(source.documents(config, tally=tally)) == ["good", "fine, too"] and tally.malformed_rows == 2
+    with pytest.raises(LstmgenError, match="malformed row at line 3"):
+        documents(tmp_path, [tmp_path / "bad.csv"], column="Text", strict=True)
+
+
+def test_jsonl_dotted_fields(tmp_path):
+    lines = [{"review": {"body": "first"}}, {"review": {"body": "second"}}, "not an object", {"review": {"title": "none"}}]
+    (tmp_path / "r.jsonl").write_text("\n".join(json.dumps(x) for x in lines) + "\n{broken\n", encoding="utf-8")
+    assert documents(tmp_path, [tmp_path / "r.jsonl"], field="review.body") == ["first", "second", "", ""]
+    with pytest.raises(LstmgenError, match=r"no field 'review.text'; its fields are: body"):
+        documents(tmp_path, [tmp_path / "r.jsonl"], field="review.text")
+
+
+def test_parquet(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"id": [1, 2, 3], "Text": REVIEWS}), tmp_path / "r.parquet")
+    assert documents(tmp_path, [tmp_path / "r.parquet"], column="Text") == REVIEWS
+    with pytest.raises(LstmgenError, match="no column 'text'; its columns are: id, Text"):
+        documents(tmp_path, [tmp_path / "r.parquet"], column="text")
+
+
+def test_sqlite_query_and_table(tmp_path):
+    db = tmp_path / "r.db"
+    with sqlite3.connect(db) as connection:
+        connection.execute('CREATE TABLE "my reviews" (id INTEGER, "the text" TEXT, score INTEGER)')
+        connection.executemany('INSERT INTO "my reviews" VALUES (?, ?, ?)', [(i, t, i) for i, t in enumerate(REVIEWS)])
+    connection.close()
+    assert documents(tmp_path, [db], query='SELECT "the text" FROM "my reviews" WHERE score > 0') == REVIEWS[1:]
+    assert documents(tmp_path, [db], table="my reviews", column="the text") == REVIEWS
+    with pytest.raises(LstmgenError, match="no such column: txt"):
+        documents(tmp_path, [db], query='SELECT txt FROM "my reviews"')
+    with pytest.raises(LstmgenError, match="no table 'reviews'; its tables are: my reviews"):
+        documents(tmp_path, [db], table="reviews", column="x")
+    with pytest.raises(LstmgenError, match="its columns are: id, the text, score"):
+        documents(tmp_path, [db], table="my reviews", column='x" FROM sqlite_master; --')
+
+
+# ---- cleaning ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("options,text,cleaned", [
+    ({"strip_html": True}, "a<br />b &amp; <i>c</i>&lt;d&gt;", "a\nb & c<d>"),
+    ({"normalize": "nfkc"}, "ﬁne ＡＢ e\u0301", "fine AB é"),
+    ({"lower": True}, "MiXeD", "mixed"),
+    ({"strip_control": True}, "a\x00b\x1bc\td\n", "abc\td\n"),
+    ({"collapse_whitespace": True}, "  a \t b  \n\n\n\n c  ", "a b\n\nc"),
+])
+def test_cleaning_flags_whole_and_in_chunks(options, text, cleaned):
+    cleaner = Cleaner(CleanOptions(**options))
+    assert cleaner.text(text) == cleaned
+    for size in (1, 2, 3, 5):  # a chunked document is cleaned the same, however it is cut
+        chunks = [text[i : i + size] for i in range(0, len(text), size)]
+        assert "".join(cleaner.chunks(chunks)) == cleaned, size
+
+
+def test_min_chars_dedupe_and_nothing_left(tmp_path):
+    write_csv(tmp_path / "r.csv", ["short", "a long enough review", "a long enough review", "", "another long review"])
+    meta = lstmgen.prepare([tmp_path / "r.csv"], out=tmp_path / "s", column="Text", min_chars=6, dedupe=True, split="tail", quiet=True)
+    assert meta["counts"] | {} == {**meta["counts"], "documents": 2, "dropped_short_or_empty": 2, "duplicates": 1}
+    assert "".join(store_text(tmp_path / "s")) == "a long enough review\n\nanother long review"
+    with pytest.raises(LstmgenError, match="yields no documents after cleaning"):
+        lstmgen.prepare([tmp_path / "r.csv"], out=tmp_path / "t", column="Text", min_chars=100, quiet=True)
+    assert not (tmp_path / "t").exists()
+
+
+# ---- the store -----------------------------------------------------------------------
+
+
+def test_held_out_documents_are_whole_and_never_in_training(tmp_path):
+    rows = [f"review {i:04d}: " + "good " * (i % 7 + 3) for i in range(300)]
+    write_csv(tmp_path / "r.csv", rows)
+    meta = lstmgen.prepare([tmp_path / "r.csv"], out=tmp_path / "s", column="Text", quiet=True)
+    train, val = store_text(tmp_path / "s")
+    held_out = val.split("\n\n")
+    assert meta["split"] == "documents" and meta["val_documents"] == len(held_out) > 20
+    assert all(doc in rows and doc not in train for doc in held_out)
+    assert sorted(train.split("\n\n") + held_out) == sorted(rows)
+    assert 0.08 < len(val) / (len(train) + len(val)) < 0.12
+    meta = lstmgen.prepare([tmp_path / "r.csv"], out=tmp_path / "s", column="Text", split="tail", overwrite=True, quiet=True)
+    assert meta["split"] == "tail" and "".join(store_text(tmp_path / "s")) == "\n\n".join(rows)
+
+
+def test_single_text_is_split_at_its_tail_and_fast_path_matches(tmp_path, monkeypatch):
+    monkeypatch.setattr("lstmgen.sources.CHUNK_BYTES", 7)  # multi-byte characters and CRLF cut between chunks
+    text = "Grüße, “quotes” — 🙂 emoji\r\nline two\r\n" * 40
+    (tmp_path / "t.txt").write_bytes(text.encode())
+    meta = lstmgen.prepare([tmp_path / "t.txt"], out=tmp_path / "s", quiet=True)
+    train, val = store_text(tmp_path / "s")
+    assert meta["split"] == "tail" and train + val == text.replace("\r\n", "\n")
+    assert meta["vocab_size"] == len(set(text.replace("\r", ""))) + 1
+
+
+def test_max_vocab_and_min_count_map_rare_characters_to_unknown(tmp_path):
+    (tmp_path / "t.txt").write_text("aaaaabbbbcccdde" * 20 + "xyz", encoding="utf-8")
+    meta = lstmgen.prepare([tmp_path / "t.txt"], out=tmp_path / "v", max_vocab=3, quiet=True)
+    assert load_tokenizer(tmp_path / "v" / "tokenizer.json").chars == ["a", "b"]
+    assert meta["vocabulary"]["chars_seen"] == 8 and meta["counts"]["unknown_characters"] == 20 * 6 + 3
+    lstmgen.prepare([tmp_path / "t.txt"], out=tmp_path / "m", min_count=40, quiet=True)
+    assert load_tokenizer(tmp_path / "m" / "tokenizer.json").chars == ["a", "b", "c", "d"]
+
+
+def test_interrupted_prepare_leaves_nothing_train_accepts(tmp_path, monkeypatch, capsys):
+    (tmp_path / "t.txt").write_text("some text to prepare " * 500, encoding="utf-8")
+
+    def interrupt(self):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("lstmgen.preparation._Stream.flush", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        lstmgen.prepare([tmp_path / "t.txt"], out=tmp_path / "s", quiet=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.txt"]
+    # A store killed before its meta.json was written (kill -9) is refused, not trained on.
+    (tmp_path / "killed").mkdir()
+    (tmp_path / "killed" / "train.bin").write_bytes(b"\1\2\3")
+    code, _, err = run_cli(["train", tmp_path / "killed", "--out", tmp_path / "run"], capsys)
+    assert code == 2 and "is an incomplete token store" in err
+    with pytest.raises(LstmgenError, match="not a prepared token store"):
+        TokenStore.open(tmp_path / "killed")
+
+
+# ---- the command ---------------------------------------------------------------------
+
+
+def test_prepare_then_train_on_the_store(tmp_path, capsys):
+    rows = [f"Review {i}: the cat sat on the mat and it was good." for i in range(200)]
+    write_csv(tmp_path / "r.csv", rows)
+    code, _, err = run_cli(["prepare", tmp_path / "r.csv", "--column", "Text", "--out", tmp_path / "store"], capsys)
+    assert code == 0 and "prepared 200 documents" in err and "whole documents" in err
+    flags = ["--hidden", "16", "--embedding", "8", "--layers", "1", "--batch-size", "2", "--seq-len", "8", "--max-steps", "2", "-q"]
+    code, _, err = run_cli(["train", tmp_path / "store", "--out", tmp_path / "run", *flags], capsys)
+    assert code == 0, err
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["data"]["split"] == "documents" and config["data"]["documents"] == 200
+    assert (tmp_path / "run" / "data" / "train.bin").read_bytes() == (tmp_path / "store" / "train.bin").read_bytes()
+
+
+def test_bad_inputs_one_line_exit_2_nothing_written(tmp_path, capsys):
+    write_csv(tmp_path / "r.csv", REVIEWS)
+    (tmp_path / "r.db").write_bytes(b"")
+    with sqlite3.connect(tmp_path / "real.db") as connection:
+        connection.execute("CREATE TABLE t (x TEXT)")
+    connection.close()
+    (tmp_path / "latin.csv").write_bytes("id,Text\n1,caf\xe9\n".encode("latin-1"))
+    (tmp_path / "bad.csv").write_text('id,Text\n1,"a"b\n', encoding="utf-8")
+    out = tmp_path / "out"
+    cases = [
+        (["--column", "Txt"], "has no column 'Txt'; its columns are: id, Text"),
+        (["--column", "Text", "--min-chars", "1000"], "yields no documents after cleaning"),
+        (["--field", "text"], "no source is JSON Lines"),
+        (["--column", "Text", "--strict", "--sqlite", tmp_path / "real.db", "--query", "SELEC x"], "SQL error: near \"SELEC\""),
+        (["--column", "Text", "--normalize", "nfx"], "--normalize nfx must be one of"),
+        (["--column", "Text", "--split", "halves"], "--split halves must be one of"),
+        (["--column", "Text", "--max-vocab", "1"], "--max-vocab 1 must be at least 2"),
+        (["--column", "Text", "--delimiter", ";;"], "must be one character"),
+    ]
+    for extra, fragment in cases:
+        code, _, err = run_cli(["prepare", tmp_path / "r.csv", "--out", out, *extra], capsys)
+        assert code == 2 and err.count("lstmgen: error:") == 1 and fragment in err and "Traceback" not in err, (extra, err)
+        assert not out.exists() and not list(tmp_path.glob(".out*")), extra
+    for source, extra, fragment in [
+        (tmp_path / "latin.csv", ["--column", "Text"], "latin.csv: invalid utf-8 at byte offset 13"),
+        (tmp_path / "bad.csv", ["--column", "Text", "--strict"], "malformed row at line 2"),
+        (tmp_path / "real.db", [], "is a SQLite database; say what to read with --query"),
+    ]:
+        code, _, err = run_cli(["prepare", source, "--out", out, *extra], capsys)
+        assert code == 2 and fragment in err, (source, err)
+        assert not out.exists()
+    run_cli(["prepare", tmp_path / "r.csv", "--column", "Text", "--out", out, "-q"], capsys)
+    code, _, err = run_cli(["prepare", tmp_path / "r.csv", "--column", "Text", "--out", out], capsys)
+    assert code == 2 and "already holds a token store; pass --overwrite" in err
+    code, _, err = run_cli(["train", out, "--out", tmp_path / "run", "--lower"], capsys)
+    assert code == 2 and "already prepared token store; --lower apply when preparing" in err
+
+
+# ---- the shared Amazon sample ----------------------------------------------------------
+
+
+@pytest.mark.shared_data
+def test_amazon_reviews_as_csv_sqlite_and_jsonl_give_the_same_store(tmp_path):
+    csv_path = SHARED_DATA / "amazon_reviews_sample.csv"
+    with open(csv_path, newline="", encoding="utf-8") as f:
+        rows = [row["Text"].replace("\r\n", "\n") for row in csv.DictReader(f)]
+    with sqlite3.connect(tmp_path / "reviews.db") as connection:
+        connection.execute("CREATE TABLE reviews (id INTEGER PRIMARY KEY, Text TEXT)")
+        connection.executemany("INSERT INTO reviews (Text) VALUES (?)", [(r,) for r in rows])
+    connection.close()
+    with open(tmp_path / "reviews.jsonl", "w", encoding="utf-8") as f:
+        f.writelines(json.dumps({"review": {"Text": r}}) + "\n" for r in rows)
+    stores = {
+        "csv": ([csv_path], {"column": "Text"}),
+        "sqlite": ([tmp_path / "reviews.db"], {"query": "SELECT Text FROM reviews ORDER BY id"}),
+        "jsonl": ([tmp_path / "reviews.jsonl"], {"field": "review.Text"}),
+    }
+    digests = {}
+    for name, (sources, options) in stores.items():
+        meta = lstmgen.prepare(sources, out=tmp_path / name, strip_html=True, quiet=True, **options)
+        digests[name] = [hashlib.sha256((tmp_path / name / f).read_bytes()).hexdigest() for f in ("train.bin", "val.bin", "tokenizer.json")]
+        assert meta["documents"] == 5003 and meta["split"] == "documents"
+    assert digests["csv"] == digests["sqlite"] == digests["jsonl"]
+    train, val = store_text(tmp_path / "csv")
+    assert "<br />" not in train + val and np.isclose(len(val) / (len(train) + len(val)), 0.1, atol=0.01)
