@@ -11,7 +11,9 @@ what the weights learned. For each of 1 and 64 streams it measures:
 - plain: `out, state = lstm(embed(x), state)`, the head, softmax and
   torch.multinomial once per character (what char-rnn scripts do);
 - lstmgen: `Model.generate` end to end (sampling, text decoding included);
-- step: the bare single-step path of lstmgen alone (no sampling).
+- step: the bare single-step path of lstmgen alone (no sampling);
+- matrix products alone: only the step's fp32 matrix-vector products (numpy /
+  OpenBLAS), the floor under any single-step path on this machine.
 
 Results go to benchmarks/out/generate_speed.json.
 """
@@ -82,6 +84,17 @@ def main() -> None:
             for _ in range(n):
                 stepper.step(ids)
 
+        def products_only(n: int) -> None:
+            """Only the matrix products of a step: the floor under any fp32 single-step path."""
+            _, state = prime_state(module, prime.to(args.device))
+            stepper = make_stepper(module, expand_state(state, streams))
+            if not hasattr(stepper, "plan"):
+                return
+            for _ in range(n):
+                for x, w, *_ in stepper.plan:
+                    np.matmul(x, w, out=stepper.gates)
+                np.matmul(stepper.top, stepper.head, out=stepper.logits)
+
         def measure(fn, rate_guess: float) -> float:
             steps = max(20, int(rate_guess * args.seconds))
             return timed(fn, steps) * streams  # characters per second over all streams
@@ -89,11 +102,13 @@ def main() -> None:
         plain_rate = measure(plain, 300 if streams == 1 else 150)
         fast_rate = measure(lstmgen_generate, 5000 if streams == 1 else 200)
         step_rate = measure(step_only, 5000 if streams == 1 else 200)
+        floor_rate = measure(products_only, 8000) if streams < 32 and args.device == "cpu" else None
         rows.append({"streams": streams, "plain_chars_per_s": plain_rate, "lstmgen_chars_per_s": fast_rate,
-                     "step_only_chars_per_s": step_rate, "speedup": fast_rate / plain_rate,
+                     "step_only_chars_per_s": step_rate, "matrix_products_only_chars_per_s": floor_rate,
+                     "speedup": fast_rate / plain_rate,
                      "path": type(make_stepper(module, expand_state(prime_state(module, prime.to(args.device))[1], streams))).__name__})
         print(f"{streams:>3} streams: plain {plain_rate:>9,.0f} chars/s   lstmgen {fast_rate:>9,.0f} chars/s "
-              f"({fast_rate / plain_rate:.1f}x; bare step {step_rate:,.0f})", flush=True)
+              f"({fast_rate / plain_rate:.1f}x; bare step {step_rate:,.0f}; matrix products alone {floor_rate or 0:,.0f})", flush=True)
 
     result = {
         "model": f"{args.layers}x{args.hidden}, embedding 64, vocab {tokenizer.vocab_size}",
@@ -104,10 +119,12 @@ def main() -> None:
     out.mkdir(exist_ok=True)
     (out / "generate_speed.json").write_text(json.dumps(result, indent=2))
     table = [f"\n{result['model']} on {args.device} ({result['parameters']:,} parameters, torch {torch.__version__})\n",
-             "| streams | plain nn.LSTM loop | lstmgen generate | ratio | bare step |", "|---|---|---|---|---|"]
+             "| streams | plain nn.LSTM loop | lstmgen generate | ratio | bare step | matrix products alone |",
+             "|---|---|---|---|---|---|"]
     for r in rows:
+        floor = r["matrix_products_only_chars_per_s"]
         table.append(f"| {r['streams']} | {r['plain_chars_per_s']:,.0f} | {r['lstmgen_chars_per_s']:,.0f} | "
-                     f"{r['speedup']:.1f}x | {r['step_only_chars_per_s']:,.0f} |")
+                     f"{r['speedup']:.1f}x | {r['step_only_chars_per_s']:,.0f} | {f'{floor:,.0f}' if floor else '—'} |")
     print("\n".join(table))
     if args.markdown:
         with open(args.markdown, "a") as f:
