@@ -135,8 +135,8 @@ def interact(model, settings: dict, out: TextIO | None = None) -> None:
         if line.startswith(":"):
             print(apply_command(line, settings), file=out)
             continue
-        out.write(line)
         try:
+            out.write(line)
             for piece in model.stream(line, **settings):
                 out.write(piece)
                 out.flush()
