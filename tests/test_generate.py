@@ -109,10 +109,11 @@ def test_choose_draws_by_probability():
     assert choose(logits, SampleConfig(temperature=0), np.zeros(2000)).tolist() == [2] * 2000
 
 
-@pytest.mark.parametrize("layers,batch", [(1, 1), (3, 4)])
-def test_fast_path_matches_the_nn_lstm_forward(layers, batch):
+@pytest.mark.parametrize("layers,batch,tied", [(1, 1, False), (3, 4, False), (2, 4, True)])
+def test_fast_path_matches_the_nn_lstm_forward(layers, batch, tied):
     torch.manual_seed(0)
-    model = LSTMLanguageModel(ModelConfig(vocab_size=30, embedding=8, hidden=24, layers=layers)).eval()
+    embedding = 24 if tied else 8
+    model = LSTMLanguageModel(ModelConfig(vocab_size=30, embedding=embedding, hidden=24, layers=layers, tie_weights=tied)).eval()
     ids = torch.randint(0, 30, (batch, 40))
     with torch.no_grad():
         reference, _, _ = model(ids)

@@ -5,6 +5,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -36,7 +37,7 @@ def test_jsonl_gives_one_object_per_sample_that_can_be_remade(trained_run, capsy
     assert code == 0 and sorted(r["sample"] for r in rows) == [0, 1, 2, 3]
     for row in rows:
         assert row["prime"] == "" and "\n" not in row["text"] and row["end"] in ("stop", "length")
-        assert row["characters"] == len(row["text"]) and row["tokens_per_second"] > 0
+        assert row["characters"] == len(row["text"]) and (row["tokens_per_second"] > 0) == (row["characters"] > 0)
         assert row["settings"]["stop"] == ["\n"] and row["settings"]["num_samples"] == 4
     seed = rows[0]["settings"]["seed"]  # chosen at random, recorded: the same seed remakes the samples
     code, again, _ = run_cli(["generate", trained_run, "--format", "jsonl", "--num-samples", "4", "--length", "30", "--stop", "\\n", "--seed", seed], capsys)
@@ -76,6 +77,7 @@ def test_bad_generation_settings_one_line_exit_2(trained_run, tmp_path, capsys):
         (["--min-length", "50", "--length", "10"], "--min-length 50 must be between 0 and --length"),
         (["--format", "xml"], "--format 'xml' must be text or jsonl"),
         (["--num-samples", "0"], "--num-samples 0 must be at least 1"),
+        (["--interactive", "--num-samples", "2"], "--interactive takes each prime at its prompt"),
     ]
     for extra, fragment in cases:
         code, out, err = run_cli(["generate", trained_run, *extra], capsys)
@@ -102,12 +104,16 @@ def test_interactive_prompt_streams_changes_settings_and_leaves_on_ctrl_d(traine
     child.expect(r"The cat\r\nThe cat([\s\S]*?)\r\n> ")  # the terminal echoes the line; the prime is then printed with its continuation
     greedy = child.match.group(1)
     assert len(greedy.replace("\r\n", "\n")) == 30
-    child.sendline(":len 100000")
+    child.sendline(":len 1000000000")  # a sample that would outlast the test: only Ctrl-C can end it
     child.expect("> ")
     child.sendline("The dog")
     child.expect(r"The dog\r\nThe dog[\s\S]{20}")  # the echo, then the output: generation is under way
     child.sendintr()  # Ctrl-C stops this sample, not the program
-    child.expect(r"\[stopped\]")
+    # The terminal discards its queued output on Ctrl-C, which may include " [stopped]" and the
+    # prompt; so wait, then ask for the settings: an answer proves the prompt is back.
+    time.sleep(1.0)
+    child.sendline(":show")
+    child.expect("length=1000000000")
     child.expect("> ")
     child.sendeof()
     child.expect(pexpect.EOF)

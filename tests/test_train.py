@@ -94,8 +94,8 @@ def test_learning_rate_schedule():
     assert lr_at(config, 2, 0.0, total_steps=40) == pytest.approx(0.75)  # warm-up shortened to a tenth
 
 
-def poison_steps(monkeypatch, bad_steps):
-    """Make the training loss NaN at these forward calls (counted over training-mode calls)."""
+def poison_steps(monkeypatch, bad_steps, factor=float("nan")):
+    """Multiply the training loss by factor (NaN: diverged) at these forward calls (training-mode calls)."""
     original = LSTMLanguageModel.forward
     calls = {"n": 0}
 
@@ -104,7 +104,7 @@ def poison_steps(monkeypatch, bad_steps):
         if self.training and loss is not None:
             calls["n"] += 1
             if (calls["n"] > 30) if bad_steps == "all" else (calls["n"] in bad_steps):
-                loss = loss * float("nan")
+                loss = loss * factor
         return logits, loss, state
 
     monkeypatch.setattr(LSTMLanguageModel, "forward", forward)
@@ -117,7 +117,7 @@ def test_a_diverged_step_rolls_back_and_halves_the_learning_rate(corpus, tmp_pat
     weights = load_file(tmp_path / "run" / "model.safetensors")
     assert all(torch.isfinite(w).all() for w in weights.values())  # never ends with NaN weights
     info = lstmgen.info(tmp_path / "run")
-    assert info["rollbacks"] == 2 and info["lr_scale"] == 0.25
+    assert info["lr_scale"] == 0.25 and info["rollbacks"] == 0  # the count restarts once past a checkpoint
     err = capsys.readouterr().err
     assert err.count("rolled back to step 0") == 2 and "halved the learning rate" in err
     events = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
@@ -132,3 +132,22 @@ def test_a_run_that_keeps_diverging_stops_with_its_checkpoint_whole(corpus, tmp_
         lstmgen.train(out=tmp_path / "run", resume=True, epochs=2, quiet=True)
     after = load_file(tmp_path / "run" / "model.safetensors")
     assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_a_new_lr_on_resume_replaces_the_lowered_one(corpus, tmp_path, monkeypatch):
+    poison_steps(monkeypatch, {5})
+    lstmgen.train([corpus], out=tmp_path / "run", epochs=1, quiet=True, **TINY)
+    assert lstmgen.info(tmp_path / "run")["lr_scale"] == 0.5
+    lstmgen.train(out=tmp_path / "run", resume=True, epochs=2, lr=1e-3, quiet=True)
+    assert lstmgen.info(tmp_path / "run")["lr_scale"] == 1.0
+
+
+def test_one_high_loss_batch_is_skipped_three_in_a_row_roll_back(corpus, tmp_path, monkeypatch, capsys):
+    poison_steps(monkeypatch, {150}, factor=10.0)  # after the warm-up, when the running loss is known
+    lstmgen.train([corpus], out=tmp_path / "one", epochs=1, **TINY)
+    assert "rolled back" not in capsys.readouterr().err
+    assert lstmgen.info(tmp_path / "one")["lr_scale"] == 1.0
+    poison_steps(monkeypatch, {150, 151, 152}, factor=10.0)
+    lstmgen.train([corpus], out=tmp_path / "three", epochs=1, **TINY)
+    err = capsys.readouterr().err
+    assert err.count("rolled back") == 1 and "for 3 steps in a row" in err

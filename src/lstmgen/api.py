@@ -30,7 +30,7 @@ from .checkpoint import (
 from .errors import LstmgenError, parse_duration, warn
 from .generate import Event, SampleConfig, sample_text
 from .model import LSTMLanguageModel, ModelConfig
-from .report import RunReporter
+from .report import RunReporter, truncate_metrics
 from .preparation import PREPARE_FIELDS, PrepareConfig, summary, write_store
 from .sources import resolve_sources
 from .store import TokenStore, is_token_store, refuse_incomplete_store
@@ -288,12 +288,14 @@ def train(
                 f"cannot change {', '.join('--' + k.replace('_', '-') for k in sorted(fixed))} when resuming; "
                 f"start a new run with --out instead"
             )
+        lr_changed = "lr" in options and options["lr"] != config["train"].get("lr")
         config["train"].update(options)
     else:
+        lr_changed = False
         if sources is None or (not isinstance(sources, (str, Path)) and not list(sources)):
             raise LstmgenError("no input given; name text files, folders, '-' for stdin, or python-docs")
         config = _make_run(sources, out, options, overwrite=overwrite, quiet=quiet)
-    return _run_training(out, config, resume=resume, quiet=quiet)
+    return _run_training(out, config, resume=resume, quiet=quiet, lr_changed=lr_changed)
 
 
 def _link_store(store: Path, target: Path) -> None:
@@ -306,7 +308,7 @@ def _link_store(store: Path, target: Path) -> None:
             shutil.copyfile(store / name, target / name)
 
 
-def _run_training(out: Path, config: dict, *, resume: bool, quiet: bool) -> TrainResult:
+def _run_training(out: Path, config: dict, *, resume: bool, quiet: bool, lr_changed: bool = False) -> TrainResult:
     train_config = TrainConfig.from_dict(config["train"])
     device = resolve_device(train_config.device)
     torch.manual_seed(train_config.seed)
@@ -326,13 +328,15 @@ def _run_training(out: Path, config: dict, *, resume: bool, quiet: bool) -> Trai
         model, store.train, store.val, train_config, hooks=reporter, save=lambda t, best=False: _save(out, config, tokenizer, t, best), device=device
     )
     if resume and not (out / "model.safetensors").exists():
-        _truncate_metrics(out / "metrics.jsonl", 0)
+        truncate_metrics(out / "metrics.jsonl", 0)
         reporter.print(f"{out} has no checkpoint yet; training starts from the beginning")
     if resume and (out / "model.safetensors").exists():
         progress = Progress(**read_progress(out / "model.safetensors"))
+        if lr_changed:  # a new peak rate given on resume replaces the one that roll-backs had lowered
+            progress.lr_scale, progress.rollbacks = 1.0, 0
         load_weights(model, out / "model.safetensors")
         trainer.load_trainer_state(load_trainer_state(out / "trainer_state.pt"), progress)
-        _truncate_metrics(out / "metrics.jsonl", progress.step)
+        truncate_metrics(out / "metrics.jsonl", progress.step)
         reporter.print(f"resuming {out} at step {progress.step:,} (epoch {progress.epoch + 1}, {progress.tokens:,} tokens seen)")
     elif not quiet:
         reporter.print(
@@ -386,22 +390,6 @@ def _save(out: Path, config: dict, tokenizer: CharTokenizer, trainer: Trainer, b
             "config.json": lambda path: write_json(path, config),
         },
     )
-
-
-def _truncate_metrics(path: Path, step: int) -> None:
-    """Drop metric lines written after the checkpoint we resume from (they will be written again)."""
-    if not path.exists():
-        return
-    kept = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            if json.loads(line)["step"] <= step:
-                kept.append(line)
-        except (json.JSONDecodeError, KeyError, TypeError):  # a line cut short by a crash
-            continue
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def info(run_dir: str | Path) -> dict:

@@ -214,6 +214,8 @@ def generate(
     if output_format not in ("text", "jsonl"):
         raise LstmgenError(f"--format {output_format!r} must be text or jsonl")
     SampleConfig(**settings, num_samples=num_samples)  # check settings before loading the model
+    if interactive and (prime or num_samples != 1 or output_format != "text"):
+        raise LstmgenError("--interactive takes each prime at its prompt and prints one sample as text; drop --prime, --num-samples and --format")
     model = load(run, checkpoint=checkpoint, device=device)
     if interactive:
         interact(model, settings)

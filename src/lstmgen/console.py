@@ -132,15 +132,15 @@ def interact(model, settings: dict, out: TextIO | None = None) -> None:
             continue
         if line.strip() in (":quit", ":q", ":exit"):
             return
-        if line.startswith(":"):
-            print(apply_command(line, settings), file=out)
-            continue
         try:
+            if line.startswith(":"):
+                print(apply_command(line, settings), file=out)
+                continue
             out.write(line)
             for piece in model.stream(line, **settings):
                 out.write(piece)
                 out.flush()
-        except KeyboardInterrupt:
+        except KeyboardInterrupt:  # stops this sample (or reply), not the program
             out.write(" [stopped]")
         out.write("\n")
         out.flush()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from pathlib import Path
 
@@ -100,6 +101,7 @@ class RunReporter:
 
     def on_rollback(self, trainer: Trainer, message: str) -> None:
         self.print(f"warning: {message}")
+        truncate_metrics(self.run_dir / "metrics.jsonl", trainer.progress.step)  # those steps are redone
         with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
             f.write(json.dumps({"event": "rollback", "step": trainer.progress.step, "message": message}) + "\n")
 
@@ -118,3 +120,19 @@ class RunReporter:
         if self.bar is not None:
             self.bar.stop()
             self.bar = None
+
+
+def truncate_metrics(path: Path, step: int) -> None:
+    """Drop metric lines written after `step` (training goes back there: they will be written again)."""
+    if not path.exists():
+        return
+    kept = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            if json.loads(line)["step"] <= step:
+                kept.append(line)
+        except (json.JSONDecodeError, KeyError, TypeError):  # a line cut short by a crash
+            continue
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+    os.replace(tmp, path)

@@ -61,7 +61,8 @@ class NumpyLSTMStepper:
     def __init__(self, model: LSTMLanguageModel, state: tuple[torch.Tensor, torch.Tensor]):
         rnn, H = model.rnn, model.config.hidden
         self.layers, self.hidden = model.config.layers, H
-        weights = {name: p.detach().float().cpu().numpy() for name, p in model.named_parameters()}
+        # remove_duplicate=False: with tied weights head.weight is the embedding, and must still be found.
+        weights = {name: p.detach().float().cpu().numpy() for name, p in model.named_parameters(remove_duplicate=False)}
         bias0 = weights["rnn.bias_ih_l0"] + weights["rnn.bias_hh_l0"]
         self.table = _reorder(weights["embed.weight"] @ weights["rnn.weight_ih_l0"].T + bias0, H)  # (V, 4H)
         zero_row = np.zeros((1, 4 * H), np.float32)  # layer 0's buffer ends in a 1 too; its bias is in the table

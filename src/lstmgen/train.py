@@ -193,7 +193,12 @@ class Progress:
     evals_since_best: int = 0
     last_val_nats: float | None = None
     lr_scale: float = 1.0  # halved by each roll-back after the loss diverged
-    rollbacks: int = 0
+    rollbacks: int = 0  # roll-backs since training last got past a checkpoint
+    loss_ema: float | None = None  # running training loss, against which a jump is judged
+    jumps: int = 0  # consecutive steps skipped because their loss jumped
+
+
+JUMPS_BEFORE_ROLLBACK = 3  # a single high-loss batch is skipped; three in a row mean divergence
 
 
 MAX_ROLLBACKS = 8  # after this many, the run stops and asks for a lower --lr
@@ -217,6 +222,7 @@ class Trainer:
             betas=(0.9, 0.99),
         )
         self.progress = Progress()
+        self.good: dict | None = None  # the last checkpoint's state, kept in memory (see _snapshot)
         self.state = None  # the recurrent state carried between batches
         self.max_time_s = parse_duration(config.max_time)
         self.eval_every_s = parse_duration(config.eval_every)
@@ -252,7 +258,13 @@ class Trainer:
 
     # ----- divergence: roll back to the last good state and halve the learning rate ---------
     def _snapshot(self) -> None:
-        """Keep the state of the last checkpoint in memory, to return to if the loss diverges."""
+        """Keep the state of the last checkpoint in memory, to return to if the loss diverges.
+
+        Called after each regular checkpoint: training got past the last roll-back's trouble,
+        so the count of roll-backs starts again (the lowered learning rate stays).
+        """
+        if self.good is not None and self.progress.step > self.good["progress"].step:
+            self.progress.rollbacks = 0
         state = self.state if isinstance(self.state, tuple) else (self.state,) if self.state is not None else ()
         self.good = {
             "model": {k: v.detach().clone() for k, v in self.model.state_dict().items()},
@@ -262,15 +274,20 @@ class Trainer:
             "rng": torch.get_rng_state(),
         }
 
-    def _divergence(self, loss: torch.Tensor, grad_norm: torch.Tensor) -> str | None:
-        """Why this step must not be applied (a non-finite loss or gradient, or a loss explosion), or None."""
+    def _check_step(self, loss: torch.Tensor, grad_norm: torch.Tensor) -> str | None:
+        """"ok", "skip" (this batch's loss jumped: do not apply it) or why training diverged."""
+        p = self.progress
         value, norm = float(loss.detach()), float(grad_norm)  # one device sync per step
         if not math.isfinite(value) or not math.isfinite(norm):
             return f"the loss became {value:.4g} (gradient norm {norm:.4g})"
-        if self.loss_ema is not None and self.progress.step > self.config.warmup_steps and value > 2 * self.loss_ema + 1:
-            return f"the loss jumped to {value:.3f} nats from about {self.loss_ema:.3f}"
-        self.loss_ema = value if self.loss_ema is None else 0.98 * self.loss_ema + 0.02 * value
-        return None
+        if p.loss_ema is not None and p.step > self.config.warmup_steps and value > 2 * p.loss_ema + 1:
+            p.jumps += 1
+            if p.jumps >= JUMPS_BEFORE_ROLLBACK:
+                return f"the loss jumped to {value:.3f} nats from about {p.loss_ema:.3f} for {p.jumps} steps in a row"
+            return "skip"
+        p.jumps = 0
+        p.loss_ema = value if p.loss_ema is None else 0.98 * p.loss_ema + 0.02 * value
+        return "ok"
 
     def _roll_back(self, problem: str) -> None:
         p, good = self.progress, self.good
@@ -289,7 +306,7 @@ class Trainer:
         old = good["progress"]
         p.step, p.epoch, p.batch, p.tokens = old.step, old.epoch, old.batch, old.tokens
         p.lr_scale, p.rollbacks = p.lr_scale / 2, p.rollbacks + 1
-        self.loss_ema = None
+        p.loss_ema, p.jumps = old.loss_ema, 0
         message = (f"{problem} at step {at:,}: rolled back to step {p.step:,} and halved the learning rate "
                    f"(now {p.lr_scale:g} × the schedule)")
         on_rollback = getattr(self.hooks, "on_rollback", None)
@@ -357,7 +374,6 @@ class Trainer:
         reason, first_step, last_eval_step = stop_reason, p.step, None
         autocast = torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda")
         self._snapshot()
-        self.loss_ema: float | None = None
         with StopFlag() as stop:
             while reason is None:
                 batches = self._epoch_batches(p.epoch)
@@ -374,11 +390,12 @@ class Trainer:
                     self.state = detach_state(state)
                     loss.backward()
                     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), c.grad_clip)
-                    problem = self._divergence(loss, grad_norm)
-                    if problem:
-                        self._roll_back(problem)
+                    verdict = self._check_step(loss, grad_norm)
+                    if verdict not in ("ok", "skip"):
+                        self._roll_back(verdict)
                         break  # go on from the restored position (its epoch's batches)
-                    self.optimizer.step()
+                    if verdict == "ok":
+                        self.optimizer.step()
                     self.optimizer.zero_grad(set_to_none=True)
                     p.step += 1
                     p.batch += 1
