@@ -52,8 +52,9 @@ def write_jsonl(model, prime: str, settings: dict, num_samples: int, out: TextIO
     settings = {**settings, "seed": settings.get("seed", random_seed())}  # recorded, so any sample can be remade
     record = SampleConfig(**settings, num_samples=num_samples).to_dict()
     texts: list[list[str]] = [[] for _ in range(num_samples)]
+    events = model.stream_samples(prime, num_samples=num_samples, **settings)  # runs the prime through
     start = time.perf_counter()
-    for event in model.stream_samples(prime, num_samples=num_samples, **settings):
+    for event in events:
         texts[event.sample].append(event.text)
         if event.end is not None:
             text = "".join(texts[event.sample])

@@ -240,13 +240,17 @@ class Event(NamedTuple):
 def sample_text(model: LSTMLanguageModel, token_text, prime_ids: torch.Tensor, config: SampleConfig) -> Iterator[Event]:
     """Generate config.num_samples texts as one batch, yielding pieces as they are made.
 
-    `token_text(id) -> str` is the tokenizer's; every sample ends with exactly one event whose end is set.
+    The prime is run through the model before this returns (so a caller timing the
+    iteration times generation alone). `token_text(id) -> str` is the tokenizer's;
+    every sample ends with exactly one event whose end is set.
     """
-    n = config.num_samples
     if config.length == 0:
-        yield from (Event(i, "", "length") for i in range(n))
-        return
-    sampler = TokenSampler(model, prime_ids, config)
+        return iter([Event(i, "", "length") for i in range(config.num_samples)])
+    return _events(TokenSampler(model, prime_ids, config), token_text, config)
+
+
+def _events(sampler: TokenSampler, token_text, config: SampleConfig) -> Iterator[Event]:
+    n = config.num_samples
     matchers = [StopMatcher(config.stop, config.min_length) if config.stop else None for _ in range(n)]
     made = 0
     while len(sampler.samples):
