@@ -24,7 +24,7 @@ from .clean import Cleaner, CleanOptions
 from .errors import LstmgenError
 from .sources import ReadOptions, Source, Tally, resolve_sources
 from .store import STORE_FORMAT, is_token_store, refuse_incomplete_store, smallest_dtype
-from .tokenizers import CharCounter, CharTokenizer
+from .tokenizers import LEVELS, CharCounter, CharTokenizer
 
 SPLITS = ("auto", "documents", "tail")
 BATCH_CHARS = 1 << 20  # small documents are counted and encoded in batches of about this size
@@ -38,8 +38,10 @@ class PrepareConfig(CleanOptions, ReadOptions):
     doc_separator: str = "\n\n"  # written between documents, so the model learns where one ends
     val_fraction: float = 0.1  # share of the characters held out for validation
     split: str = "auto"  # documents (whole documents held out), tail (the end of the text), or auto
-    max_vocab: int | None = None  # keep the most frequent characters only (the rest become the unknown id)
-    min_count: int = 1  # characters seen fewer times become the unknown id
+    max_vocab: int | None = None  # keep the most frequent characters/words only (None: all characters, 20,000 words)
+    min_count: int = 1  # characters (words) seen fewer times become the unknown id
+    level: str = "char"  # char, word or bpe: what one token is
+    vocab_size: int = 4096  # pieces of the bpe level (bytes and merges)
 
     def __post_init__(self) -> None:
         ReadOptions.__post_init__(self)
@@ -53,6 +55,10 @@ class PrepareConfig(CleanOptions, ReadOptions):
             raise LstmgenError(f"--max-vocab {self.max_vocab} must be at least 2 (the unknown character and one more)")
         if self.min_count < 1:
             raise LstmgenError(f"--min-count {self.min_count} must be 1 or more")
+        if self.level not in LEVELS:
+            raise LstmgenError(f"--level {self.level!r} must be one of {', '.join(LEVELS)}")
+        if self.level == "bpe" and self.vocab_size < 257:
+            raise LstmgenError(f"--vocab-size {self.vocab_size} must be at least 257 (the 256 bytes and the reserved unknown token)")
 
 
 PREPARE_FIELDS = {f.name for f in fields(PrepareConfig)}
@@ -264,12 +270,19 @@ def write_store(sources: Sequence[Source], out: Path, config: PrepareConfig, *, 
     progress = _Progress(sources, quiet=quiet)
     with progress:
         scan = _scan(sources, config, progress)
-        tokenizer = CharTokenizer.fit(scan.counter, min_count=config.min_count, max_vocab=config.max_vocab)
-        dtype = smallest_dtype(tokenizer.vocab_size)
         split = _choose_split(config, scan)
+        if config.level == "char":  # the fast path over UTF-8 bytes
+            tokenizer = CharTokenizer.fit(scan.counter, min_count=config.min_count, max_vocab=config.max_vocab)
+            encode = _encode
+        else:  # word and bpe: a pass to fit the tokenizer, then one to encode (level_store.py)
+            from . import level_store
+
+            tokenizer = level_store.fit_tokenizer(sources, config, scan, progress)
+            encode = level_store.encode_store
+        dtype = smallest_dtype(tokenizer.vocab_size)
         out.mkdir(parents=True)
         try:
-            encoded = _encode(sources, config, scan, tokenizer, dtype, out, split, progress)
+            encoded = encode(sources, config, scan, tokenizer, dtype, out, split, progress)
         except BaseException:
             shutil.rmtree(out, ignore_errors=True)  # nothing half-written is left
             raise
@@ -281,7 +294,8 @@ def write_store(sources: Sequence[Source], out: Path, config: PrepareConfig, *, 
         "vocab_size": tokenizer.vocab_size,
         "train_tokens": encoded["train_tokens"],
         "val_tokens": encoded["val_tokens"],
-        "characters": encoded["train_tokens"] + encoded["val_tokens"],
+        "characters": encoded.get("train_characters", encoded["train_tokens"]) + encoded.get("val_characters", encoded["val_tokens"]),
+        "val_characters": encoded.get("val_characters", encoded["val_tokens"]),  # bits/char = bits over these
         "documents": scan.documents,
         "val_fraction": config.val_fraction,
         "split": split,
@@ -296,11 +310,12 @@ def write_store(sources: Sequence[Source], out: Path, config: PrepareConfig, *, 
             "dropped_short_or_empty": scan.short,
             "duplicates": scan.duplicates,
             "malformed_rows": scan.malformed_rows,
-            "unknown_characters": encoded["unknown_characters"],
+            "unknown_characters": encoded.get("unknown_characters"),
+            "unknown_tokens": encoded.get("unknown_tokens", encoded.get("unknown_characters")),
         },
         "vocabulary": {
             "chars_seen": seen_chars,
-            "chars_kept": tokenizer.vocab_size - 1,
+            "chars_kept": tokenizer.vocab_size - 1,  # tokens kept, at the word and bpe levels
             "min_count": config.min_count,
             "max_vocab": config.max_vocab,
         },
@@ -407,9 +422,10 @@ def summary(meta: dict, out: Path) -> str:
                                               (c["malformed_rows"], "malformed")) if n]
     held_out = f"{meta['val_documents']:,} whole documents" if meta["split"] == "documents" else "the tail"
     seconds = meta["seconds"]
+    unit = "characters" if meta.get("level", "char") == "char" else f"{meta['level']} tokens"
     rate = f", {meta['input_bytes'] / seconds / 1e6:.0f} MB/s" if meta.get("input_bytes") and seconds > 0 else ""
     return (
         f"prepared {meta['documents']:,} document{'s' if meta['documents'] != 1 else ''}{' (dropped ' + ', '.join(dropped) + ')' if dropped else ''}: "
-        f"{meta['train_tokens']:,} training / {meta['val_tokens']:,} held-out characters (held out: {held_out}), "
+        f"{meta['train_tokens']:,} training / {meta['val_tokens']:,} held-out {unit} (held out: {held_out}), "
         f"vocabulary {meta['vocab_size']} -> {out} in {seconds:.1f} s{rate}"
     )

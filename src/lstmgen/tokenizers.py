@@ -1,7 +1,8 @@
-"""Tokenizers behind one small interface: fit, encode, decode, save, load, vocab_size.
+"""Tokenizers behind one small interface: encode, decode, stream_decoder, token_text, save, load, vocab_size.
 
-Only the character level exists so far; id 0 is always the unknown token, which
-stands for anything the training text did not contain and is never generated.
+Three levels: char (here), word (words.py) and bpe (bpe.py). At every level id 0 is the
+unknown token, which stands for anything the training text did not contain and is never
+generated. `load_tokenizer` reads any of them from a run's tokenizer.json.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from .utf8 import ASCII, NON_ASCII, lead_code_points
 
 TOKENIZER_FORMAT = 1
 UNKNOWN_ID = 0
+LEVELS = ("char", "word", "bpe")
 
 
 def code_points(text: str) -> np.ndarray:
@@ -139,8 +141,16 @@ class CharTokenizer:
         """The text of one token, for streaming output."""
         return self.chars[token_id - 1] if token_id > 0 else self.unknown_text
 
+    def stream_decoder(self, context: Iterable[int] = ()) -> CharDecoder:
+        """A decoder turning generated ids into text one by one (characters need no context)."""
+        return CharDecoder(self.token_text)
+
+    def unknown_words(self, text: str) -> list[str]:
+        """The distinct characters of text that are not in the vocabulary."""
+        return sorted(ch for ch in set(text) if self.encode(ch)[0] == UNKNOWN_ID)
+
     def save(self, path: str | Path) -> None:
-        data = {"format": TOKENIZER_FORMAT, "kind": self.kind, "unknown_id": UNKNOWN_ID, "chars": self.chars}
+        data = {"format": TOKENIZER_FORMAT, "kind": self.kind, "level": self.kind, "unknown_id": UNKNOWN_ID, "chars": self.chars}
         Path(path).write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
 
     @classmethod
@@ -148,7 +158,17 @@ class CharTokenizer:
         return load_tokenizer(path)  # type: ignore[return-value]
 
 
-def load_tokenizer(path: str | Path) -> CharTokenizer:
+class CharDecoder:
+    """Streaming decoder of the char level: each id is one character."""
+
+    def __init__(self, token_text):
+        self.feed = token_text
+
+    def flush(self) -> str:
+        return ""
+
+
+def load_tokenizer(path: str | Path):
     """Read a tokenizer.json written by save(); a damaged or unknown file is a clear error."""
     path = Path(path)
     try:
@@ -159,6 +179,15 @@ def load_tokenizer(path: str | Path) -> CharTokenizer:
         raise LstmgenError(f"{path} is damaged (not valid JSON); restore it or retrain") from None
     if data.get("format", 0) > TOKENIZER_FORMAT:
         raise LstmgenError(f"{path} was written by a newer lstmgen (format {data['format']}); upgrade lstmgen to read it")
-    if data.get("kind") != "char":
-        raise LstmgenError(f"{path} holds a {data.get('kind')!r} tokenizer, which this lstmgen cannot read; upgrade lstmgen")
-    return CharTokenizer(data["chars"])
+    level = data.get("level", data.get("kind"))
+    if level == "char":
+        return CharTokenizer(data["chars"])
+    if level == "word":
+        from .words import WordTokenizer
+
+        return WordTokenizer(data["words"])
+    if level == "bpe":
+        from .bpe import BpeTokenizer
+
+        return BpeTokenizer.from_saved(data)
+    raise LstmgenError(f"{path} holds a {level!r} tokenizer, which this lstmgen cannot read; upgrade lstmgen")
