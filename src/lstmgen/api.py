@@ -34,8 +34,8 @@ from .report import RunReporter, truncate_metrics
 from .preparation import PREPARE_FIELDS, PrepareConfig, summary, write_store
 from .sources import resolve_sources
 from .store import TokenStore, is_token_store, refuse_incomplete_store
-from .tokenizers import CharTokenizer, load_tokenizer
-from .train import LN2, Progress, Trainer, TrainConfig, evaluate_tokens, resolve_device
+from .tokenizers import load_tokenizer
+from .train import Progress, Trainer, TrainConfig, bits_per_char, evaluate_tokens, resolve_device
 
 MODEL_FIELDS = {f.name for f in fields(ModelConfig)} - {"vocab_size"}
 TRAIN_FIELDS = {f.name for f in fields(TrainConfig)}
@@ -47,7 +47,7 @@ RESUMABLE_FIELDS = {"epochs", "max_time", "max_steps", "patience", "eval_every",
 class Model:
     """A trained model with its tokenizer: generate, stream and evaluate text."""
 
-    def __init__(self, module: LSTMLanguageModel, tokenizer: CharTokenizer, *, run_dir: Path | None = None):
+    def __init__(self, module: LSTMLanguageModel, tokenizer, *, run_dir: Path | None = None):
         self.module, self.tokenizer, self.run_dir = module, tokenizer, run_dir
         self.module.eval()
 
@@ -56,15 +56,16 @@ class Model:
         return next(self.module.parameters()).device
 
     def encode(self, text: str, *, what: str = "text") -> np.ndarray:
-        """Token ids for text; unseen characters become the unknown id, with one warning."""
+        """Token ids for text; unseen characters (words) become the unknown id, with one warning."""
         ids = self.tokenizer.encode(text)
         unknown = int((ids == self.tokenizer.unknown_id).sum())
         if unknown:
-            seen = sorted(ch for ch in set(text) if self.tokenizer.encode(ch)[0] == self.tokenizer.unknown_id)
-            shown = "".join(seen[:10]) + ("…" if len(seen) > 10 else "")
+            unit = "character" if self.tokenizer.kind == "char" else "word"
+            seen = self.tokenizer.unknown_words(text)
+            shown = ("" if unit == "character" else " ").join(seen[:10]) + ("…" if len(seen) > 10 else "")
             warn(
-                f"{what} has {unknown} character(s) not in this model's {self.tokenizer.vocab_size - 1}-character "
-                f"vocabulary ({shown!r}); they were mapped to the unknown character"
+                f"{what} has {unknown} {unit}(s) not in this model's {self.tokenizer.vocab_size - 1}-{unit} "
+                f"vocabulary ({shown!r}); they were mapped to the unknown {unit}"
             )
         return ids
 
@@ -72,8 +73,8 @@ class Model:
         if prime:
             return torch.from_numpy(self.encode(prime, what="the prime"))
         # No prime: start as if after a line break (or the most common character).
-        start = self.tokenizer.encode("\n")
-        if start[0] == self.tokenizer.unknown_id:
+        start = self.tokenizer.encode("\n")[:1]
+        if len(start) == 0 or start[0] == self.tokenizer.unknown_id:
             start = np.array([1], dtype=np.int64)
         return torch.from_numpy(start)
 
@@ -84,7 +85,10 @@ class Model:
         repetition_penalty, repetition_window, stop, seed, num_samples.
         """
         config = SampleConfig(**settings)
-        return sample_text(self.module, self.tokenizer.token_text, self._prime_ids(prime), config)
+        prime_ids = self._prime_ids(prime)
+        context = prime_ids.tolist() if prime else []  # spacing of the first word follows the prime
+        decoder = lambda: self.tokenizer.stream_decoder(context)  # noqa: E731
+        return sample_text(self.module, self.tokenizer.token_text, prime_ids, config, decoder=decoder)
 
     def stream(self, prime: str = "", **settings) -> Iterator[str]:
         """Yield the text of one sample piece by piece as it is generated (the prime is not repeated)."""
@@ -104,18 +108,25 @@ class Model:
         return joined if config.num_samples > 1 else joined[0]
 
     def evaluate(self, text: str) -> dict:
-        """Held-out quality on text: nats and bits per character, perplexity, characters scored."""
+        """Quality on text: bits per character (total bits ÷ characters), nats per token, perplexity per token."""
         ids = self.encode(text, what="the evaluation text")
         if len(ids) < 2:
-            raise LstmgenError("the evaluation text needs at least 2 characters")
+            raise LstmgenError("the evaluation text needs at least 2 tokens")
         nats, count = evaluate_tokens(self.module, ids)
-        per_char = nats / count
+        per_token = nats / count
+        tokens_per_char = len(ids) / len(text)
+        bits = bits_per_char(per_token, tokens_per_char)
+        unknown = int((ids == self.tokenizer.unknown_id).sum())
         return {
-            "nats_per_char": per_char,
-            "bits_per_char": per_char / LN2,
-            "perplexity": float(np.exp(per_char)),
-            "characters": count,
-            "unknown_characters": int((ids == self.tokenizer.unknown_id).sum()),
+            "bits_per_char": bits,
+            "nats_per_char": bits * np.log(2),
+            "nats_per_token": per_token,
+            "perplexity": float(np.exp(per_token)),  # per token
+            "characters": len(text),
+            "tokens": len(ids),
+            "level": self.tokenizer.kind,
+            "unknown_tokens": unknown,
+            "unknown_characters": unknown if self.tokenizer.kind == "char" else None,
         }
 
 
@@ -136,7 +147,7 @@ def load(run_dir: str | Path, *, checkpoint: str = "best", device: str = "auto")
     return Model(module.to(resolve_device(device)), tokenizer, run_dir=run_dir)
 
 
-def build_model(config: dict, tokenizer: CharTokenizer) -> LSTMLanguageModel:
+def build_model(config: dict, tokenizer) -> LSTMLanguageModel:
     model_config = ModelConfig.from_dict(config["model"])
     if model_config.vocab_size != tokenizer.vocab_size:
         raise LstmgenError("config.json and tokenizer.json disagree on the vocabulary size; the run directory is inconsistent")
@@ -177,11 +188,20 @@ def _make_run(sources, out: Path, options: dict, *, overwrite: bool, quiet: bool
     train_config = TrainConfig(**{k: v for k, v in options.items() if k in TRAIN_FIELDS})
     prepare_options = {k: v for k, v in options.items() if k in PREPARE_FIELDS}
     prepare_config = PrepareConfig(**prepare_options)
+    specs = [sources] if isinstance(sources, (str, Path)) else list(sources)
+    from_store = len(specs) == 1 and is_token_store(Path(specs[0]))
+    if train_config.embeddings and not from_store and prepare_config.level != "word":
+        raise LstmgenError(f"--embeddings needs --level word (word vectors cannot start a {prepare_config.level}-level model)")
+    if model_config.freeze_embeddings and not train_config.embeddings:
+        raise LstmgenError("--freeze-embeddings needs --embeddings FILE (freezing random embeddings would only hurt)")
     staging = out.parent / f".{out.name}.staging"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     try:
-        config = _prepare_run(sources, staging, model_config, train_config, prepare_config, given=set(prepare_options), quiet=quiet, shown_as=out)
+        config, vectors = _prepare_run(
+            sources, staging, model_config, train_config, prepare_config, given=set(prepare_options), quiet=quiet, shown_as=out,
+            embedding_given="embedding" in options,
+        )
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)  # nothing half-made is left behind
         raise
@@ -193,10 +213,10 @@ def _make_run(sources, out: Path, options: dict, *, overwrite: bool, quiet: bool
         shutil.rmtree(old, ignore_errors=True)
     else:
         staging.rename(out)
-    return config
+    return config, vectors
 
 
-def _prepare_run(sources, out: Path, model_config: ModelConfig, train_config: TrainConfig, prepare_config: PrepareConfig, *, given: set, quiet: bool, shown_as: Path) -> dict:
+def _prepare_run(sources, out: Path, model_config: ModelConfig, train_config: TrainConfig, prepare_config: PrepareConfig, *, given: set, quiet: bool, shown_as: Path, embedding_given: bool) -> tuple[dict, np.ndarray | None]:
     specs = [sources] if isinstance(sources, (str, Path)) else list(sources)
     for spec in specs:
         refuse_incomplete_store(spec)
@@ -224,17 +244,20 @@ def _prepare_run(sources, out: Path, model_config: ModelConfig, train_config: Tr
     fit = max_batch_size(len(store.train), train_config.seq_len)
     if fit < 1:
         raise LstmgenError(
-            f"the training text has {len(store.train)} characters, too few for one sequence of --seq-len "
+            f"the training text has {len(store.train)} {_unit(tokenizer)}, too few for one sequence of --seq-len "
             f"{train_config.seq_len}; give at least {train_config.seq_len + 2} characters (about "
             f"{(train_config.seq_len + 2) / (1 - val_fraction):.0f} in all) or lower --seq-len"
         )
     if fit < train_config.batch_size:
         warn(
-            f"the training text ({len(store.train)} characters) is too small for --batch-size "
+            f"the training text ({len(store.train)} {_unit(tokenizer)}) is too small for --batch-size "
             f"{train_config.batch_size} at --seq-len {train_config.seq_len}; using --batch-size {fit}"
         )
         train_config.batch_size = fit
     model_config.vocab_size = tokenizer.vocab_size
+    vectors, coverage = None, None
+    if train_config.embeddings:
+        vectors, coverage = _pretrained_embeddings(train_config.embeddings, tokenizer, store, model_config, embedding_given, quiet=quiet)
     tokenizer.save(out / "tokenizer.json")
     config = {
         "format": RUN_FORMAT,
@@ -242,10 +265,45 @@ def _prepare_run(sources, out: Path, model_config: ModelConfig, train_config: Tr
         "level": tokenizer.kind,
         "model": model_config.to_dict(),
         "train": train_config.to_dict(),
-        "data": {k: store.meta.get(k) for k in ("sources", "characters", "documents", "train_tokens", "val_tokens", "val_fraction", "split", "encoding", "errors")},
+        "data": {k: store.meta.get(k) for k in ("sources", "characters", "documents", "train_tokens", "val_tokens", "val_characters", "val_fraction", "split", "encoding", "errors")},
     }
+    if coverage is not None:
+        config["embeddings"] = coverage
     write_json(out / "config.json", config)
-    return config
+    return config, vectors
+
+
+def _pretrained_embeddings(path: str, tokenizer, store: TokenStore, model_config: ModelConfig, embedding_given: bool, *, quiet: bool):
+    """The first embedding matrix from a word-vector file, and what share of the vocabulary it covers (printed)."""
+    from .embeddings import read_vectors
+
+    if tokenizer.kind != "word":
+        raise LstmgenError(f"--embeddings needs --level word (word vectors cannot start a {tokenizer.kind}-level model)")
+    vectors = read_vectors(path, tokenizer.words)
+    if embedding_given and model_config.embedding != vectors.dimensions:
+        raise LstmgenError(f"--embedding {model_config.embedding} differs from the {vectors.dimensions} dimensions of {path}; drop --embedding")
+    model_config.embedding = vectors.dimensions
+    if model_config.tie_weights and model_config.hidden != vectors.dimensions:
+        raise LstmgenError(f"--tie-weights needs --hidden equal to the {vectors.dimensions} dimensions of {path}")
+    counts = np.bincount(np.asarray(store.train), minlength=tokenizer.vocab_size)
+    vocabulary_share, token_share = vectors.coverage(tokenizer.vocab_size, counts)
+    if not quiet:
+        print(
+            f"embeddings: {len(vectors.found):,} of {tokenizer.vocab_size - 1:,} vocabulary words ({vocabulary_share:.1%}) "
+            f"and {token_share:.1%} of the training tokens have a {vectors.dimensions}-dimensional vector in {path}",
+            file=sys.stderr,
+        )
+    coverage = {"file": str(path), "dimensions": vectors.dimensions, "words_found": len(vectors.found),
+                "vocabulary_coverage": round(vocabulary_share, 4), "token_coverage": round(token_share, 4)}
+    return vectors.matrix(tokenizer.vocab_size), coverage
+
+
+def tokens_per_char(config: dict) -> float:
+    """Tokens per character of the held-out text (1 at the char level): converts nats/token to bits/char."""
+    data = config.get("data", {})
+    if not data.get("val_characters") or not data.get("val_tokens"):
+        return 1.0
+    return data["val_tokens"] / data["val_characters"]
 
 
 def train(
@@ -294,7 +352,8 @@ def train(
         lr_changed = False
         if sources is None or (not isinstance(sources, (str, Path)) and not list(sources)):
             raise LstmgenError("no input given; name text files, folders, '-' for stdin, or python-docs")
-        config = _make_run(sources, out, options, overwrite=overwrite, quiet=quiet)
+        config, vectors = _make_run(sources, out, options, overwrite=overwrite, quiet=quiet)
+        return _run_training(out, config, resume=resume, quiet=quiet, embeddings=vectors)
     return _run_training(out, config, resume=resume, quiet=quiet, lr_changed=lr_changed)
 
 
@@ -308,13 +367,17 @@ def _link_store(store: Path, target: Path) -> None:
             shutil.copyfile(store / name, target / name)
 
 
-def _run_training(out: Path, config: dict, *, resume: bool, quiet: bool, lr_changed: bool = False) -> TrainResult:
+def _run_training(out: Path, config: dict, *, resume: bool, quiet: bool, lr_changed: bool = False, embeddings: np.ndarray | None = None) -> TrainResult:
     train_config = TrainConfig.from_dict(config["train"])
     device = resolve_device(train_config.device)
     torch.manual_seed(train_config.seed)
     tokenizer = load_tokenizer(out / "tokenizer.json")
-    model = build_model(config, tokenizer).to(device)
+    model = build_model(config, tokenizer)
+    if embeddings is not None:
+        model.set_embeddings(torch.from_numpy(embeddings))
+    model = model.to(device)
     store = TokenStore.open(out / "data")
+    ratio = tokens_per_char(config)
     sampler_model = Model(model, tokenizer)
 
     def sampler(**settings) -> str:
@@ -323,7 +386,7 @@ def _run_training(out: Path, config: dict, *, resume: bool, quiet: bool, lr_chan
         model.train(was_training)
         return text  # type: ignore[return-value]
 
-    reporter = RunReporter(out, sampler=sampler, quiet=quiet)
+    reporter = RunReporter(out, sampler=sampler, quiet=quiet, tokens_per_char=ratio)
     trainer = Trainer(
         model, store.train, store.val, train_config, hooks=reporter, save=lambda t, best=False: _save(out, config, tokenizer, t, best), device=device
     )
@@ -340,7 +403,7 @@ def _run_training(out: Path, config: dict, *, resume: bool, quiet: bool, lr_chan
         reporter.print(f"resuming {out} at step {progress.step:,} (epoch {progress.epoch + 1}, {progress.tokens:,} tokens seen)")
     elif not quiet:
         reporter.print(
-            f"training {model.num_parameters():,} parameters on {len(store.train):,} characters "
+            f"training {model.num_parameters():,} parameters on {len(store.train):,} {_unit(tokenizer)} "
             f"({len(store.val):,} held out), device {device}"
         )
     reason = trainer.fit()
@@ -352,14 +415,18 @@ def _run_training(out: Path, config: dict, *, resume: bool, quiet: bool, lr_chan
         epochs=p.epoch + p.batch / max(trainer.steps_per_epoch, 1),
         tokens=p.tokens,
         elapsed_s=p.elapsed_s,
-        best_val_bits_per_char=None if p.best_val_nats is None else p.best_val_nats / LN2,
-        last_val_bits_per_char=None if p.last_val_nats is None else p.last_val_nats / LN2,
+        best_val_bits_per_char=None if p.best_val_nats is None else bits_per_char(p.best_val_nats, ratio),
+        last_val_bits_per_char=None if p.last_val_nats is None else bits_per_char(p.last_val_nats, ratio),
     )
     if reason.startswith("interrupted"):
         raise TrainingInterrupted(result)
     best = f"best held-out {result.best_val_bits_per_char:.4f} bits/char" if result.best_val_bits_per_char else "not evaluated"
     reporter.print(f"stopped ({reason}) after {p.step:,} steps; {best}. Generate with: lstmgen generate {out}")
     return result
+
+
+def _unit(tokenizer) -> str:
+    return "characters" if tokenizer.kind == "char" else f"{tokenizer.kind} tokens"
 
 
 class TrainingInterrupted(Exception):
@@ -370,7 +437,7 @@ class TrainingInterrupted(Exception):
         self.result = result
 
 
-def _save(out: Path, config: dict, tokenizer: CharTokenizer, trainer: Trainer, best: bool) -> None:
+def _save(out: Path, config: dict, tokenizer, trainer: Trainer, best: bool) -> None:
     progress = dict(vars(trainer.progress))
     if best:
         write_checkpoint(
@@ -415,7 +482,8 @@ def info(run_dir: str | Path) -> dict:
         "elapsed_s": round(progress.get("elapsed_s", 0.0), 1),
         "rollbacks": progress.get("rollbacks", 0),  # times the loss diverged and training went back
         "lr_scale": progress.get("lr_scale", 1.0),
-        "best_val_bits_per_char": None if best is None else best / LN2,
+        "best_val_bits_per_char": None if best is None else bits_per_char(best, tokens_per_char(config)),
+        "best_val_nats_per_token": best,
         "best_step": progress.get("best_step"),
         "has_best": (run_dir / "best" / "model.safetensors").exists(),
     }

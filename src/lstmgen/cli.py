@@ -76,8 +76,10 @@ Dedupe = Annotated[bool, typer.Option("--dedupe", help="Drop documents identical
 DocSeparator = Annotated[Optional[str], typer.Option(help=f"Written between documents (\\n for a newline). {_default('prepare', 'doc_separator')}", rich_help_panel=STORE, show_default=False)]
 ValFraction = Annotated[Optional[float], typer.Option(help=f"Share of the characters held out for validation. {_default('prepare', 'val_fraction')}", rich_help_panel=STORE, show_default=False)]
 Split = Annotated[Optional[str], typer.Option(help=f"Held out: documents (whole ones), tail (the end), or auto (documents when there are many). {_default('prepare', 'split')}", rich_help_panel=STORE, show_default=False)]
-MaxVocab = Annotated[Optional[int], typer.Option(help="Keep only the most frequent characters (the unknown character included).", rich_help_panel=STORE, show_default=False)]
-MinCount = Annotated[Optional[int], typer.Option(help=f"Characters seen fewer times become the unknown character. {_default('prepare', 'min_count')}", rich_help_panel=STORE, show_default=False)]
+MaxVocab = Annotated[Optional[int], typer.Option(help="Keep only the most frequent characters (words), the unknown token included. \\[default: all characters; 20000 words]", rich_help_panel=STORE, show_default=False)]
+MinCount = Annotated[Optional[int], typer.Option(help=f"Characters (words) seen fewer times become the unknown token. {_default('prepare', 'min_count')}", rich_help_panel=STORE, show_default=False)]
+Level = Annotated[Optional[str], typer.Option(help=f"What a token is: char, word (words, punctuation, newlines) or bpe (byte-level subwords). {_default('prepare', 'level')}", rich_help_panel=STORE, show_default=False)]
+VocabSize = Annotated[Optional[int], typer.Option(help=f"Subword pieces of --level bpe. {_default('prepare', 'vocab_size')}", rich_help_panel=STORE, show_default=False)]
 
 
 def _prepare_options(*, include, exclude, strict, strip_html, lower, strip_control, collapse_whitespace, dedupe, **options) -> dict:
@@ -98,7 +100,7 @@ def prepare(
     errors: Errors = None, strip_html: StripHtml = False, normalize: Normalize = None, lower: Lower = False,
     strip_control: StripControl = False, collapse_whitespace: CollapseWhitespace = False, min_chars: MinChars = None,
     dedupe: Dedupe = False, doc_separator: DocSeparator = None, val_fraction: ValFraction = None, split: Split = None,
-    max_vocab: MaxVocab = None, min_count: MinCount = None,
+    max_vocab: MaxVocab = None, min_count: MinCount = None, level: Level = None, vocab_size: VocabSize = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no summary line.")] = False,
 ) -> None:
     """Prepare text into a token store (train.bin, val.bin, meta.json) that `lstmgen train STORE` reads."""
@@ -109,6 +111,7 @@ def prepare(
         strict=strict, encoding=encoding, errors=errors, strip_html=strip_html, normalize=normalize, lower=lower,
         strip_control=strip_control, collapse_whitespace=collapse_whitespace, min_chars=min_chars, dedupe=dedupe,
         doc_separator=doc_separator, val_fraction=val_fraction, split=split, max_vocab=max_vocab, min_count=min_count,
+        level=level, vocab_size=vocab_size,
     )
     if out is None:
         raise LstmgenError("missing --out: name the token store folder to create, e.g. --out data/mytext")
@@ -127,13 +130,15 @@ def train(
     errors: Errors = None, strip_html: StripHtml = False, normalize: Normalize = None, lower: Lower = False,
     strip_control: StripControl = False, collapse_whitespace: CollapseWhitespace = False, min_chars: MinChars = None,
     dedupe: Dedupe = False, doc_separator: DocSeparator = None, val_fraction: ValFraction = None, split: Split = None,
-    max_vocab: MaxVocab = None, min_count: MinCount = None,
+    max_vocab: MaxVocab = None, min_count: MinCount = None, level: Level = None, vocab_size: VocabSize = None,
     layers: Annotated[Optional[int], typer.Option(help=f"LSTM layers. {_default('model', 'layers')}", rich_help_panel=MODEL, show_default=False)] = None,
     hidden: Annotated[Optional[int], typer.Option(help=f"Hidden units per layer. {_default('model', 'hidden')}", rich_help_panel=MODEL, show_default=False)] = None,
     embedding: Annotated[Optional[int], typer.Option(help=f"Embedding size. {_default('model', 'embedding')}", rich_help_panel=MODEL, show_default=False)] = None,
     dropout: Annotated[Optional[float], typer.Option(help=f"Dropout. {_default('model', 'dropout')}", rich_help_panel=MODEL, show_default=False)] = None,
     cell: Annotated[Optional[str], typer.Option(help=f"lstm or gru. {_default('model', 'cell')}", rich_help_panel=MODEL, show_default=False)] = None,
     tie_weights: Annotated[Optional[bool], typer.Option("--tie-weights/--no-tie-weights", help=f"Share embedding and output weights. {_default('model', 'tie_weights')}", rich_help_panel=MODEL, show_default=False)] = None,
+    embeddings: Annotated[Optional[Path], typer.Option(help="Word vectors to start from (GloVe text, word2vec text or binary; --level word); the embedding size follows the file.", rich_help_panel=MODEL, show_default=False)] = None,
+    freeze_embeddings: Annotated[bool, typer.Option("--freeze-embeddings", help="Keep the --embeddings vectors fixed during training.", rich_help_panel=MODEL)] = False,
     batch_size: Annotated[Optional[int], typer.Option(help=f"Parallel streams per batch. {_default('train', 'batch_size')}", rich_help_panel=TRAINING, show_default=False)] = None,
     seq_len: Annotated[Optional[int], typer.Option(help=f"Back-propagation steps per batch. {_default('train', 'seq_len')}", rich_help_panel=TRAINING, show_default=False)] = None,
     lr: Annotated[Optional[float], typer.Option(help=f"Peak learning rate. {_default('train', 'lr')}", rich_help_panel=TRAINING, show_default=False)] = None,
@@ -147,7 +152,7 @@ def train(
     patience: Annotated[Optional[int], typer.Option(help="Stop after this many evaluations without improvement.", rich_help_panel=TRAINING, show_default=False)] = None,
     eval_every: Annotated[Optional[str], typer.Option(help="Also evaluate this often, e.g. 2m (always at each epoch's end).", rich_help_panel=TRAINING, show_default=False)] = None,
     save_every: Annotated[Optional[str], typer.Option(help=f"Also checkpoint this often within long epochs. {_default('train', 'save_every')}", rich_help_panel=TRAINING, show_default=False)] = None,
-    sample_length: Annotated[Optional[int], typer.Option(help=f"Characters per sample shown after each epoch. {_default('train', 'sample_length')}", rich_help_panel=TRAINING, show_default=False)] = None,
+    sample_length: Annotated[Optional[int], typer.Option(help=f"Tokens (characters at char level) per sample shown after each epoch. {_default('train', 'sample_length')}", rich_help_panel=TRAINING, show_default=False)] = None,
     seed: Annotated[Optional[int], typer.Option(help=f"Random seed. {_default('train', 'seed')}", rich_help_panel=TRAINING, show_default=False)] = None,
     device: Annotated[Optional[str], typer.Option(help=f"auto, cpu, cuda, cuda:N or mps. {_default('train', 'device')}", rich_help_panel=TRAINING, show_default=False)] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors and the final line.")] = False,
@@ -157,6 +162,7 @@ def train(
 
     options = _given(
         layers=layers, hidden=hidden, embedding=embedding, dropout=dropout, cell=cell, tie_weights=tie_weights,
+        embeddings=str(embeddings) if embeddings is not None else None, freeze_embeddings=freeze_embeddings or None,
         batch_size=batch_size, seq_len=seq_len, lr=lr, weight_decay=weight_decay, warmup_steps=warmup_steps,
         min_lr_fraction=min_lr_fraction, grad_clip=grad_clip, save_every=save_every, sample_length=sample_length, epochs=epochs, max_time=max_time, max_steps=max_steps,
         patience=patience, eval_every=eval_every, seed=seed, device=device,
@@ -166,6 +172,7 @@ def train(
         strict=strict, encoding=encoding, errors=errors, strip_html=strip_html, normalize=normalize, lower=lower,
         strip_control=strip_control, collapse_whitespace=collapse_whitespace, min_chars=min_chars, dedupe=dedupe,
         doc_separator=doc_separator, val_fraction=val_fraction, split=split, max_vocab=max_vocab, min_count=min_count,
+        level=level, vocab_size=vocab_size,
     )
     sources = [*(sources or []), *([str(sqlite)] if sqlite is not None else [])] or None
     if resume is not None:
@@ -186,7 +193,7 @@ OUTPUT = "Output"
 def generate(
     run: Annotated[Path, typer.Argument(help="Run directory.", show_default=False)],
     prime: Annotated[str, typer.Option(help="Text to start from (the model continues it).", rich_help_panel=SAMPLING)] = "",
-    length: Annotated[Optional[int], typer.Option(help=f"Characters to generate per sample. {_default('sample', 'length')}", rich_help_panel=SAMPLING, show_default=False)] = None,
+    length: Annotated[Optional[int], typer.Option(help=f"Tokens (characters at char level) to generate per sample. {_default('sample', 'length')}", rich_help_panel=SAMPLING, show_default=False)] = None,
     min_length: Annotated[Optional[int], typer.Option(help=f"No --stop string ends a sample before this many characters. {_default('sample', 'min_length')}", rich_help_panel=SAMPLING, show_default=False)] = None,
     temperature: Annotated[Optional[float], typer.Option(help=f"0 = greedy; higher = more surprising. {_default('sample', 'temperature')}", rich_help_panel=SAMPLING, show_default=False)] = None,
     top_k: Annotated[Optional[int], typer.Option(help="Sample among the k most likely characters only.", rich_help_panel=SAMPLING, show_default=False)] = None,
@@ -249,7 +256,7 @@ def evaluate(
     errors: Annotated[str, typer.Option(help="strict or replace.")] = "strict",
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
 ) -> None:
-    """Measure a run on text it has not seen: nats/char, bits/char, perplexity."""
+    """Measure a run on text it has not seen: bits/char (at every level), nats/token, perplexity."""
     import tempfile
 
     from .api import load
@@ -266,8 +273,8 @@ def evaluate(
         print(json.dumps(result))
     else:
         print(
-            f"{result['nats_per_char']:.4f} nats/char  {result['bits_per_char']:.4f} bits/char  "
-            f"perplexity {result['perplexity']:.3f}  over {result['characters']:,} characters"
+            f"{result['bits_per_char']:.4f} bits/char  {result['nats_per_token']:.4f} nats/token  "
+            f"perplexity {result['perplexity']:.3f}  over {result['characters']:,} characters ({result['tokens']:,} {result['level']} tokens)"
         )
 
 
@@ -289,8 +296,9 @@ def info(
         ("run", data["run"]),
         ("model", f"{m['layers']}×{m['hidden']} {m['cell'].upper()}, embedding {m['embedding']}, dropout {m['dropout']}, tied {m['tie_weights']}"),
         ("parameters", f"{data['parameters']:,}"),
-        ("vocabulary", f"{data['vocab_size']} ({data['level']} level, including the unknown character)"),
-        ("data", f"{d.get('train_tokens', 0):,} training / {d.get('val_tokens', 0):,} held-out characters from {', '.join(d.get('sources', []))}"),
+        ("level", data["level"]),
+        ("vocabulary", f"{data['vocab_size']} {'characters' if data['level'] == 'char' else 'tokens'}, the unknown one included"),
+        ("data", f"{d.get('train_tokens', 0):,} training / {d.get('val_tokens', 0):,} held-out tokens from {', '.join(d.get('sources', []))}"),
         ("training", f"batch {t['batch_size']} × seq {t['seq_len']}, lr {t['lr']}, seed {t['seed']}"),
         ("progress", f"{data['steps']:,} steps, {data['epochs']} epochs, {data['tokens_seen']:,} tokens seen, {data['elapsed_s']:.0f} s"),
         ("best held-out", "not evaluated yet" if best is None else f"{best:.4f} bits/char (step {data['best_step']:,})"),

@@ -29,7 +29,7 @@ from .tokenizers import UNKNOWN_ID
 
 @dataclass
 class SampleConfig:
-    length: int = 500  # characters to generate per sample (at most; a stop string may end it sooner)
+    length: int = 500  # tokens (characters at the char level) per sample, at most; a stop string may end it sooner
     temperature: float = 0.8  # 0 = always the most likely character; higher = more surprising
     top_k: int | None = None  # sample only among the k most likely characters
     top_p: float | None = None  # sample only from the smallest set holding this much probability
@@ -237,28 +237,43 @@ class Event(NamedTuple):
     end: str | None = None
 
 
-def sample_text(model: LSTMLanguageModel, token_text, prime_ids: torch.Tensor, config: SampleConfig) -> Iterator[Event]:
+class _TextOf:
+    """A stateless streaming decoder made from a token_text function."""
+
+    def __init__(self, token_text):
+        self.feed = token_text
+
+    def flush(self) -> str:
+        return ""
+
+
+def sample_text(model: LSTMLanguageModel, token_text, prime_ids: torch.Tensor, config: SampleConfig, *, decoder=None) -> Iterator[Event]:
     """Generate config.num_samples texts as one batch, yielding pieces as they are made.
 
     The prime is run through the model before this returns (so a caller timing the
-    iteration times generation alone). `token_text(id) -> str` is the tokenizer's;
-    every sample ends with exactly one event whose end is set.
+    iteration times generation alone). `token_text(id) -> str` is the tokenizer's; or
+    `decoder()` makes one streaming decoder per sample (`feed(id) -> str`, `flush() -> str`),
+    for tokens whose text depends on the ones before (word spacing, bytes of a character).
+    Every sample ends with exactly one event whose end is set.
     """
     if config.length == 0:
         return iter([Event(i, "", "length") for i in range(config.num_samples)])
-    return _events(TokenSampler(model, prime_ids, config), token_text, config)
+    return _events(TokenSampler(model, prime_ids, config), decoder or (lambda: _TextOf(token_text)), config)
 
 
-def _events(sampler: TokenSampler, token_text, config: SampleConfig) -> Iterator[Event]:
+def _events(sampler: TokenSampler, new_decoder, config: SampleConfig) -> Iterator[Event]:
     n = config.num_samples
     matchers = [StopMatcher(config.stop, config.min_length) if config.stop else None for _ in range(n)]
+    decoders = [new_decoder() for _ in range(n)]
     made = 0
     while len(sampler.samples):
         ids = sampler.next()
         made += 1
         ended = []
         for row, (sample, token) in enumerate(zip(sampler.samples.tolist(), ids.tolist())):
-            text, end = token_text(token), None
+            text, end = decoders[sample].feed(token), None
+            if made == config.length:
+                text += decoders[sample].flush()
             matcher = matchers[sample]
             if matcher is not None:
                 text, stopped = matcher.feed(text)

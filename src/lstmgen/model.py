@@ -22,6 +22,7 @@ class ModelConfig:
     dropout: float = 0.1  # light: a 10-minute run underfits more than it overfits
     cell: str = "lstm"  # lstm | gru
     tie_weights: bool = False  # share input embedding and output matrix (needs embedding == hidden)
+    freeze_embeddings: bool = False  # keep the input embeddings fixed (pretrained word vectors stay as given)
 
     def __post_init__(self) -> None:
         for name in ("embedding", "hidden", "layers"):
@@ -35,6 +36,8 @@ class ModelConfig:
             raise LstmgenError(
                 f"--tie-weights needs --embedding equal to --hidden (got {self.embedding} and {self.hidden})"
             )
+        if self.tie_weights and self.freeze_embeddings:
+            raise LstmgenError("--freeze-embeddings with --tie-weights would freeze the output layer too; drop one of them")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -65,6 +68,12 @@ class LSTMLanguageModel(nn.Module):
         if config.tie_weights:
             self.head.weight = self.embed.weight
         self._init_weights()
+        self.embed.weight.requires_grad_(not config.freeze_embeddings)
+
+    @torch.no_grad()
+    def set_embeddings(self, vectors: torch.Tensor) -> None:
+        """Start from these input embeddings (V, E), e.g. pretrained word vectors."""
+        self.embed.weight.copy_(vectors)
 
     def _init_weights(self) -> None:
         nn.init.normal_(self.embed.weight, std=0.1 if not self.config.tie_weights else 1 / self.config.hidden**0.5)

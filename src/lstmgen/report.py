@@ -11,7 +11,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn
 
-from .train import LN2, Trainer
+from .train import Trainer, bits_per_char
 
 SAMPLE_TEMPERATURES = (0.2, 0.5, 0.8, 1.0)
 
@@ -25,8 +25,9 @@ def format_seconds(seconds: float) -> str:
 class RunReporter:
     """The trainer's hooks: draws progress, appends metrics.jsonl and samples.md, prints results."""
 
-    def __init__(self, run_dir: Path, *, sampler, quiet: bool = False, console: Console | None = None):
+    def __init__(self, run_dir: Path, *, sampler, quiet: bool = False, console: Console | None = None, tokens_per_char: float = 1.0):
         self.run_dir, self.sampler, self.quiet = run_dir, sampler, quiet
+        self.tokens_per_char = tokens_per_char  # of the held-out text: converts nats/token to bits/char
         self.console = console or Console(stderr=True, highlight=False)
         self.bar: Progress | None = None
         self.task = None
@@ -68,7 +69,7 @@ class RunReporter:
             return
         done = trainer._fraction_done()
         left = p.elapsed_s / done - p.elapsed_s if done > 0 else 0.0
-        val = f"val {p.last_val_nats / LN2:.3f} bpc  " if p.last_val_nats is not None else ""
+        val = f"val {bits_per_char(p.last_val_nats, self.tokens_per_char):.3f} bpc  " if p.last_val_nats is not None else ""
         epochs = trainer.config.effective_epochs
         description = f"epoch {p.epoch + 1}" + (f"/{epochs}" if epochs else "")
         stats = (
@@ -86,7 +87,8 @@ class RunReporter:
             "elapsed_s": round(p.elapsed_s, 2),
             "train_loss": None if self.loss_ema is None else round(self.loss_ema, 5),
             "val_loss": round(val_nats, 5),
-            "val_bpc": round(val_nats / LN2, 5),
+            "val_bpc": round(bits_per_char(val_nats, self.tokens_per_char), 5),
+            "val_perplexity": round(math.exp(min(val_nats, 700)), 3),  # per token
             "tokens_per_s": round(self.tokens_per_second, 1),
             "lr": trainer.optimizer.param_groups[0]["lr"],
         }
@@ -95,7 +97,7 @@ class RunReporter:
         mark = "  (best)" if improved else ""
         self.print(
             f"step {p.step:,}  epoch {record['epoch']:.2f}  train {record['train_loss']}  "
-            f"val {val_nats:.4f} nats/char = {val_nats / LN2:.4f} bpc  "
+            f"val {val_nats:.4f} nats/token = {record['val_bpc']:.4f} bpc  "
             f"{self.tokens_per_second:,.0f} tok/s  {format_seconds(p.elapsed_s)}{mark}"
         )
 
@@ -108,7 +110,7 @@ class RunReporter:
     def on_epoch_end(self, trainer: Trainer) -> None:
         p = trainer.progress
         length = trainer.config.sample_length
-        lines = [f"## epoch {p.epoch} (step {p.step}, held-out {p.last_val_nats / LN2:.3f} bits/char)\n"]
+        lines = [f"## epoch {p.epoch} (step {p.step}, held-out {bits_per_char(p.last_val_nats, self.tokens_per_char):.3f} bits/char)\n"]
         for temperature in SAMPLE_TEMPERATURES:
             text = self.sampler(length=length, temperature=temperature, seed=p.epoch)
             lines.append(f"### temperature {temperature}\n\n```text\n{text}\n```\n")

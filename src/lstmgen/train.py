@@ -19,6 +19,11 @@ from .model import LSTMLanguageModel, detach_state
 LN2 = math.log(2)
 
 
+def bits_per_char(nats_per_token: float, tokens_per_char: float = 1.0) -> float:
+    """Per-token loss in nats → bits per character of the text (tokens_per_char = tokens ÷ characters)."""
+    return nats_per_token * tokens_per_char / LN2
+
+
 @dataclass
 class TrainConfig:
     batch_size: int = 16  # parallel streams; small batches = more updates per second on a CPU (BENCHMARKS.md)
@@ -34,7 +39,8 @@ class TrainConfig:
     patience: int | None = None  # stop after this many evaluations without a better held-out loss
     eval_every: str | None = None  # also evaluate every so often (e.g. 2m); always at each epoch's end
     save_every: str | None = "15m"  # also checkpoint this often within long epochs
-    sample_length: int = 200  # characters per sample printed after each epoch
+    sample_length: int = 200  # tokens (characters at the char level) per sample printed after each epoch
+    embeddings: str | None = None  # word vectors (GloVe / word2vec) the word level starts from
     seed: int = 1337
     device: str = "auto"  # auto = cuda if present, else mps, else cpu
 
