@@ -162,4 +162,4 @@ def test_evaluate_reports_bits_per_char(trained_run):
     result = model.evaluate("The cat sat on a mat.\nThe dog ran to the big red house.\n")
     assert result["bits_per_char"] == pytest.approx(result["nats_per_char"] / 0.6931471805599453)
     assert result["perplexity"] == pytest.approx(2 ** result["bits_per_char"])
-    assert result["characters"] == 55 and result["unknown_characters"] == 0
+    assert result["characters"] == 56 and result["tokens"] == 56 and result["unknown_characters"] == 0

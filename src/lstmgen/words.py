@@ -14,11 +14,12 @@ import numpy as np
 
 UNKNOWN_ID = 0
 # Newlines (so verse and paragraphs survive), numbers with inner separators (3.14, 1,000),
-# words with inner apostrophes or hyphens (don't, o'er, well-known), runs of one punctuation
-# mark (..., --, !!). Other whitespace only separates tokens.
-TOKEN_PATTERN = re.compile(r"\n|\d+(?:[.,:]\d+)+|\w+(?:['’\-]\w+)*|([^\w\s])\1*")
-NO_SPACE_BEFORE = set(".,;:!?'’)]}%")
-NO_SPACE_AFTER = set("([{")
+# words with inner apostrophes, hyphens or dots (don't, o'er, well-known, www.example.org),
+# runs of one punctuation mark (..., --, !!). Other whitespace only separates tokens.
+TOKEN_PATTERN = re.compile(r"\n|\d+(?:[.,:]\d+)+|\w+(?:['’.\-]\w+)*|([^\w\s])\1*")
+NO_SPACE_BEFORE = set(".,;:!?'’”)]}%")
+NO_SPACE_AFTER = set("([{“‘")
+DASHES = ("--", "—")  # joined to the words on both sides, as most books print them
 
 
 def split_words(text: str) -> list[str]:
@@ -57,6 +58,8 @@ class WordDecoder:
     def _space_before(self, token: str) -> bool:
         previous = self.previous
         if previous is None or previous == "\n" or token == "\n" or previous[-1] in NO_SPACE_AFTER:
+            return False
+        if token.startswith(DASHES) or previous.startswith(DASHES):
             return False
         if token == '"':
             return not self.quote_open  # an opening quote gets a space, a closing one none

@@ -1,0 +1,159 @@
+"""Word and BPE levels: tokenizers, the detokenizer on real text, pretrained vectors, end to end."""
+
+import json
+import re
+import struct
+
+import numpy as np
+import pytest
+
+import lstmgen
+from lstmgen.bpe import BpeTokenizer
+from lstmgen.embeddings import read_vectors
+from lstmgen.errors import LstmgenError
+from lstmgen.tokenizers import load_tokenizer
+from lstmgen.words import WordCounter, WordTokenizer, split_words
+
+from conftest import SHARED_DATA, TINY, make_text
+from test_cli import TINY_FLAGS, run_cli
+
+
+def word_tokenizer(text: str, **kw) -> WordTokenizer:
+    counter = WordCounter()
+    counter.update(text)
+    return WordTokenizer.fit(counter, **kw)
+
+
+def test_word_split_keeps_apostrophes_numbers_and_newlines():
+    assert split_words("Don't stop, it's 3.14!\n\n'Tis o'er.") == [
+        "Don't", "stop", ",", "it's", "3.14", "!", "\n", "\n", "'", "Tis", "o'er", "."]
+
+
+def test_word_round_trip_unknowns_and_caps():
+    text = 'He said, "Hello there." (Quietly.) Then: who?\nNobody!'
+    tok = word_tokenizer(text)
+    assert tok.decode(tok.encode(text)) == text and tok.encode(text).min() >= 1
+    assert tok.decode(tok.encode("He said zebra.")) == "He said <unk>."
+    assert tok.unknown_words("He said zebra zebra.") == ["zebra"]
+    small = word_tokenizer("a a a b b c", max_vocab=3, min_count=1)
+    assert small.words == ["a", "b"] and word_tokenizer("a a a b b c", min_count=2).words == ["a", "b"]
+
+
+def test_word_and_bpe_save_load(tmp_path):
+    text = make_text(3000)
+    for tok in (word_tokenizer(text), BpeTokenizer.train([text], vocab_size=300)):
+        tok.save(tmp_path / "tokenizer.json")
+        assert json.loads((tmp_path / "tokenizer.json").read_text())["level"] == tok.kind
+        again = load_tokenizer(tmp_path / "tokenizer.json")
+        assert again.kind == tok.kind and again.vocab_size == tok.vocab_size
+        np.testing.assert_array_equal(again.encode(text), tok.encode(text))
+
+
+def test_bpe_round_trips_any_text_and_streams_whole_characters():
+    tok = BpeTokenizer.train([make_text(5000)], vocab_size=300)
+    text = "Ünïcödé 🙂 — never seen in training\n\tok"
+    ids = tok.encode(text)
+    assert ids.min() >= 1 and tok.decode(ids) == text  # byte level: no unknown token
+    decoder = tok.stream_decoder()
+    pieces = [decoder.feed(int(i)) for i in ids] + [decoder.flush()]
+    assert "".join(pieces) == text and "\ufffd" not in "".join(pieces)
+
+
+@pytest.mark.shared_data
+@pytest.mark.parametrize("name", ["tinyshakespeare.txt", "junglebook.txt", "nietzsche.txt"])
+def test_detokenizer_round_trip_on_shared_corpora(name):
+    text = (SHARED_DATA / name).read_text(encoding="utf-8")[:300_000]
+    tok = word_tokenizer(text, max_vocab=5000)
+    back = tok.decode(tok.encode(text))
+    known = set(tok.words)
+    # Everything but out-of-vocabulary words comes back as written, modulo whitespace runs.
+    original = [w if w in known else "<unk>" for w in split_words(text)]
+    assert split_words(back) == original or re.sub(r"\s+", "", back) == re.sub(r"\s+", "", "".join(original))
+    assert back.count("\n") == text.count("\n")
+    lines = [re.sub(r"[ \t]+", " ", line).strip() for line in text.splitlines()]
+    back_lines = back.splitlines()
+    same = sum(a == b for a, b in zip(lines, back_lines) if "<unk>" not in b)
+    assert same / sum("<unk>" not in b for b in back_lines) > 0.9  # spacing is natural, line by line
+
+
+def write_vectors(tmp_path, words, dims=4, kind="glove"):
+    rows = [(w, [float(i + 1) / 10 + d for d in range(dims)]) for i, w in enumerate(words)]
+    path = tmp_path / f"vectors.{kind}"
+    if kind == "w2v-binary":
+        data = f"{len(rows)} {dims}\n".encode()
+        for word, vec in rows:
+            data += word.encode() + b" " + struct.pack(f"<{dims}f", *vec) + b"\n"
+        path.write_bytes(data)
+    else:
+        lines = [f"{len(rows)} {dims}"] if kind == "w2v-text" else []
+        lines += [" ".join([w, *map(str, v)]) for w, v in rows]
+        path.write_text("\n".join(lines) + "\n")
+    return path, dict(rows)
+
+
+@pytest.mark.parametrize("kind", ["glove", "w2v-text", "w2v-binary"])
+def test_embeddings_formats(tmp_path, kind):
+    path, rows = write_vectors(tmp_path, ["the", "Cat", "zebra"], kind=kind)
+    vectors = read_vectors(path, ["the", "cat", "dog"])  # ids 1..3; "Cat" matches "cat" lower-cased
+    assert vectors.dimensions == 4 and sorted(vectors.found) == [1, 2]
+    np.testing.assert_allclose(vectors.found[1], rows["the"], rtol=1e-6)
+    matrix = vectors.matrix(4)
+    assert matrix.shape == (4, 4) and np.allclose(matrix[2], rows["Cat"]) and np.abs(matrix[3]).max() < 1
+    assert vectors.coverage(4, np.array([0, 5, 3, 2])) == pytest.approx((2 / 3, 0.8))
+
+
+def test_embeddings_bad_files(tmp_path):
+    bad = tmp_path / "bad.txt"
+    bad.write_text("the 0.1 0.2\ncat 0.1 oops\n")
+    with pytest.raises(LstmgenError, match="line 2 is malformed"):
+        read_vectors(bad, ["cat"])
+    bad.write_text("the 0.1 0.2\ncat 0.1 0.2 0.3\n")
+    with pytest.raises(LstmgenError, match="line 2 has 3 numbers.*mixed dimensions"):
+        read_vectors(bad, ["cat"])
+    bad.write_text("zebra 0.1 0.2\n")
+    with pytest.raises(LstmgenError, match="covers none"):
+        read_vectors(bad, ["cat"])
+
+
+def test_word_and_bpe_end_to_end(tmp_path, capsys):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(make_text(12_000), encoding="utf-8")
+    vectors, rows = write_vectors(tmp_path, ["the", "cat", "dog", "mat"], dims=16)
+    for level, extra in (("word", ["--embeddings", vectors, "--freeze-embeddings"]), ("bpe", ["--vocab-size", "300"])):
+        run = tmp_path / level
+        code, _, err = run_cli(["train", corpus, "--out", run, "--level", level, "--epochs", "1", *TINY_FLAGS, *extra], capsys)
+        assert code == 0, err
+        config = json.loads((run / "config.json").read_text())
+        assert config["level"] == level and config["data"]["val_characters"] > config["data"]["val_tokens"]
+        if level == "word":
+            assert "embeddings: 4 of" in err and config["model"]["embedding"] == 16
+            model = lstmgen.load(run)
+            cat = model.tokenizer.encode("cat")[0]
+            np.testing.assert_allclose(model.module.embed.weight[cat].detach().numpy(), rows["cat"], rtol=1e-6)  # frozen
+        code, out, err = run_cli(["generate", run, "--prime", "The cat zebra", "--length", "30", "--seed", "3"], capsys)
+        assert code == 0 and out.startswith("The cat zebra") and "<unk>" not in out
+        assert (err.count("warning") == 1 and "'zebra'" in err) if level == "word" else "warning" not in err
+        code, out, _ = run_cli(["evaluate", run, corpus, "--json"], capsys)
+        result = json.loads(out)
+        assert code == 0 and result["level"] == level and result["characters"] == 12_000
+        assert result["bits_per_char"] == pytest.approx(result["nats_per_token"] * result["tokens"] / 12_000 / np.log(2))
+        code, out, _ = run_cli(["info", run], capsys)
+        assert code == 0 and f"level  {level}" in out
+
+
+def test_bad_level_inputs(tmp_path, capsys):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(make_text(3000), encoding="utf-8")
+    vectors, _ = write_vectors(tmp_path, ["the"])
+    out = ["--out", tmp_path / "run", *TINY_FLAGS]
+    cases = [
+        (["--embeddings", vectors], "--embeddings needs --level word"),
+        (["--level", "word", "--max-vocab", "1"], "--max-vocab 1 must be at least 2"),
+        (["--level", "sentence"], "--level 'sentence' must be one of char, word, bpe"),
+        (["--level", "bpe", "--vocab-size", "100"], "--vocab-size 100 must be at least 257"),
+        (["--level", "word", "--freeze-embeddings"], "--freeze-embeddings needs --embeddings"),
+    ]
+    for args, message in cases:
+        code, _, err = run_cli(["train", corpus, *out, *args], capsys)
+        assert code == 2 and err.count("\n") == 1 and message in err, (args, err)
+    assert not (tmp_path / "run").exists()
