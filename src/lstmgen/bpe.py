@@ -86,6 +86,10 @@ class BpeTokenizer:
         for encoding in self.hf.encode_batch(texts, add_special_tokens=False):
             yield np.array(encoding.ids, dtype=np.int64)
 
+    def unknown_words(self, text: str) -> list[str]:
+        """Always empty: every text is made of the 256 bytes."""
+        return []
+
     def decode(self, ids: Iterable[int]) -> str:
         return b"".join(self.token_bytes[int(i)] for i in ids).decode("utf-8", errors="replace")
 
