@@ -192,6 +192,8 @@ def _make_run(sources, out: Path, options: dict, *, overwrite: bool, quiet: bool
     from_store = len(specs) == 1 and is_token_store(Path(specs[0]))
     if train_config.embeddings and not from_store and prepare_config.level != "word":
         raise LstmgenError(f"--embeddings needs --level word (word vectors cannot start a {prepare_config.level}-level model)")
+    if train_config.embeddings and not Path(train_config.embeddings).is_file():
+        raise LstmgenError(f"--embeddings {train_config.embeddings} does not exist; give a GloVe or word2vec vector file")
     if model_config.freeze_embeddings and not train_config.embeddings:
         raise LstmgenError("--freeze-embeddings needs --embeddings FILE (freezing random embeddings would only hurt)")
     staging = out.parent / f".{out.name}.staging"
