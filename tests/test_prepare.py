@@ -148,17 +148,27 @@ def test_sqlite_query_and_table(tmp_path):
 # ---- cleaning ------------------------------------------------------------------------
 
 
+ALL_CLEANING = {"collapse_whitespace": True, "strip_html": True, "strip_control": True}
+
+
 @pytest.mark.parametrize("options,text,cleaned", [
     ({"strip_html": True}, "a<br />b &amp; <i>c</i>&lt;d&gt;", "a\nb & c<d>"),
     ({"normalize": "nfkc"}, "ﬁne ＡＢ e\u0301", "fine AB é"),
     ({"lower": True}, "MiXeD", "mixed"),
     ({"strip_control": True}, "a\x00b\x1bc\td\n", "abc\td\n"),
     ({"collapse_whitespace": True}, "  a \t b  \n\n\n\n c  ", "a b\n\nc"),
+    ({"collapse_whitespace": True}, "   \n \t ", ""),
+    # Cleaning makes whitespace (<br>, &nbsp;) and removes what kept it apart (control characters).
+    (ALL_CLEANING, "a&nbsp; b", "a b"),
+    (ALL_CLEANING, "a<br><br><br>b", "a\n\nb"),
+    (ALL_CLEANING, "abc<br>", "abc"),
+    (ALL_CLEANING, "<p> x \x00 \x01\ty </p>\x00", "x y"),
+    (ALL_CLEANING, " &nbsp;<br>\x07 <br /> lines\x00 <br>\n \x1b<br>end &amp; <b>bold</b>\t", "lines\n\nend & bold"),
 ])
 def test_cleaning_flags_whole_and_in_chunks(options, text, cleaned):
     cleaner = Cleaner(CleanOptions(**options))
     assert cleaner.text(text) == cleaned
-    for size in (1, 2, 3, 5):  # a chunked document is cleaned the same, however it is cut
+    for size in range(1, 6):  # a chunked document is cleaned the same, however it is cut
         chunks = [text[i : i + size] for i in range(0, len(text), size)]
         assert "".join(cleaner.chunks(chunks)) == cleaned, size
 
