@@ -4,6 +4,7 @@ import bz2
 import csv
 import gzip
 import hashlib
+import importlib.util
 import json
 import lzma
 import sqlite3
@@ -143,6 +144,97 @@ def test_sqlite_query_and_table(tmp_path):
         documents(tmp_path, [db], table="reviews", column="x")
     with pytest.raises(LstmgenError, match="its columns are: id, the text, score"):
         documents(tmp_path, [db], table="my reviews", column='x" FROM sqlite_master; --')
+
+
+def test_jsonl_lone_surrogate_is_an_error_or_replaced(tmp_path):
+    (tmp_path / "r.jsonl").write_text('{"text": "whole \\ud83d\\ude00"}\n{"text": "cut \\ud83d"}\n', encoding="utf-8")
+    with pytest.raises(LstmgenError, match=r"r.jsonl: line 2: .*lone surrogate.*--errors replace"):
+        documents(tmp_path, [tmp_path / "r.jsonl"], field="text")
+    assert documents(tmp_path, [tmp_path / "r.jsonl"], field="text", errors="replace") == ["whole 😀", "cut \ufffd"]
+
+
+def test_long_lines_and_runaway_csv_quotes_are_malformed_rows(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr("lstmgen.tables.MAX_RECORD_CHARS", 40)
+    monkeypatch.setattr("lstmgen.sources.CHUNK_BYTES", 8)  # a line in many chunks
+    (tmp_path / "r.jsonl").write_text('{"t": "first"}\n{"t": "' + "x" * 60 + '"}\n{"t": "' + "y" * 30 + '"}\n{"t": "last"}', encoding="utf-8")
+    config = PrepareConfig(field="t")
+    from lstmgen.sources import Tally
+
+    tally = Tally()
+    source = resolve_sources([str(tmp_path / "r.jsonl")], spool_dir=tmp_path, options=config)[0]
+    assert list(source.documents(config, tally=tally)) == ["first", "y" * 30, "last"] and tally.malformed_rows == 1
+    with pytest.raises(LstmgenError, match="r.jsonl: malformed line 2 .longer than 40 characters"):
+        documents(tmp_path, [tmp_path / "r.jsonl"], field="t", strict=True)
+    # An unterminated quote runs on into a field of the following lines: one malformed row, and a warning.
+    (tmp_path / "r.csv").write_text('id,Text\n1,good\n2,"runaway\n3,lost\n4,lost too\n', encoding="utf-8")
+    config = PrepareConfig(column="Text")
+    tally = Tally()
+    source = resolve_sources([str(tmp_path / "r.csv")], spool_dir=tmp_path, options=config)[0]
+    assert list(source.documents(config, tally=tally)) == ["good"] and tally.malformed_rows == 1
+    assert "malformed row at line 3 ran on to line 5" in capsys.readouterr().err
+    (tmp_path / "long.csv").write_text("id,Text\n" + "".join(f'{i},"{"z" * 9}\n' for i in range(8)) + '9,"fine"\n', encoding="utf-8")
+    assert documents(tmp_path, [tmp_path / "long.csv"], column="Text")[-1:] == ["fine"]  # reading resumes after the cap
+
+
+def test_byte_order_marks_and_utf16_text(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr("lstmgen.sources.CHUNK_BYTES", 2)  # the mark cut between chunks
+    bom = "\ufeff".encode()
+    (tmp_path / "excel.csv").write_bytes(bom + "Text,n\r\nfirst,1\r\nsecond,2\r\n".encode())
+    assert documents(tmp_path, [tmp_path / "excel.csv"], column="Text") == ["first", "second"]
+    (tmp_path / "r.jsonl").write_bytes(bom + b'{"t": "first"}\n{"t": "second"}\n')
+    assert documents(tmp_path, [tmp_path / "r.jsonl"], field="t") == ["first", "second"]
+    (tmp_path / "t.txt").write_bytes(bom + "plain text".encode())
+    assert documents(tmp_path, [tmp_path / "t.txt"]) == ["plain text"]
+    lstmgen.prepare([tmp_path / "t.txt"], out=tmp_path / "s", quiet=True)  # the undecoded UTF-8 path
+    assert "".join(store_text(tmp_path / "s")) == "plain text"
+    (tmp_path / "wide").mkdir()
+    (tmp_path / "wide" / "u16.txt").write_text("wide text", encoding="utf-16")  # with a byte-order mark
+    (tmp_path / "wide" / "u32.txt").write_bytes("wider text".encode("utf-32-le"))
+    assert documents(tmp_path, [tmp_path / "wide" / "u16.txt"], encoding="utf-16") == ["wide text"]
+    assert documents(tmp_path, [tmp_path / "wide" / "u32.txt"], encoding="utf-32-le") == ["wider text"]
+    with pytest.raises(LstmgenError, match="u16.txt: it is UTF-16 text .*; pass --encoding utf-16"):
+        documents(tmp_path, [tmp_path / "wide" / "u16.txt"])
+    with pytest.raises(LstmgenError, match="has no text files"):
+        documents(tmp_path, [tmp_path / "wide"])
+    assert "skipping" in capsys.readouterr().err
+
+
+def _damaged(data: bytes, at: int) -> bytes:
+    return data[:at] + bytes(b ^ 0x5A for b in data[at : at + 8]) + data[at + 8 :]
+
+
+def test_damaged_files_are_one_line_errors(tmp_path):
+    import random
+
+    rng = random.Random(0)
+    text = bytes(rng.choice(b"abcdefghij \n") for _ in range(20000))
+    (tmp_path / "a.txt.gz").write_bytes(_damaged(gzip.compress(text), 3000))
+    (tmp_path / "b.txt.gz").write_bytes(gzip.compress(text)[:-50])
+    (tmp_path / "c.txt.bz2").write_bytes(_damaged(bz2.compress(text), 3000))
+    (tmp_path / "d.txt.xz").write_bytes(_damaged(lzma.compress(text), 3000))
+    (tmp_path / "e.txt.zst").write_bytes(b"(\xb5/\xfd" + b"\0not zstd" * 50)
+    with zipfile.ZipFile(tmp_path / "f.zip", "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("member.txt", text)
+    (tmp_path / "f.zip").write_bytes(_damaged((tmp_path / "f.zip").read_bytes(), 3000))
+    (tmp_path / "g.db").write_bytes(b"not a database " * 100)
+    cases = [("a.txt.gz", {}), ("b.txt.gz", {}), ("c.txt.bz2", {}), ("d.txt.xz", {}), ("f.zip", {}),
+             ("g.db", {"table": "t", "column": "c"}), ("g.db", {"query": "SELECT 1"})]
+    if importlib.util.find_spec("zstandard"):
+        cases.append(("e.txt.zst", {}))
+    if importlib.util.find_spec("pyarrow"):
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        pq.write_table(pa.table({"Text": REVIEWS}), tmp_path / "h.parquet")
+        data = (tmp_path / "h.parquet").read_bytes()
+        (tmp_path / "h.parquet").write_bytes(data[:4] + b"\xff" * 4 + data[8:])  # the first page header
+        cases.append(("h.parquet", {"column": "Text"}))
+    for name, options in cases:
+        with pytest.raises(LstmgenError) as error:
+            lstmgen.prepare([tmp_path / name], out=tmp_path / "s", quiet=True, **options)
+        message = str(error.value)
+        assert name in message and "\n" not in message and ("damaged" in message or "not a database" in message), message
+        assert not (tmp_path / "s").exists()
 
 
 # ---- cleaning ------------------------------------------------------------------------
