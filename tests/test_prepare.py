@@ -7,6 +7,7 @@ import hashlib
 import importlib.util
 import json
 import lzma
+import shutil
 import sqlite3
 import sys
 import zipfile
@@ -146,6 +147,23 @@ def test_sqlite_query_and_table(tmp_path):
         documents(tmp_path, [db], table="my reviews", column='x" FROM sqlite_master; --')
 
 
+def test_zip_archive_is_opened_once_per_pass_not_per_member(tmp_path, monkeypatch):
+    with zipfile.ZipFile(tmp_path / "many.zip", "w") as archive:
+        for i in range(6):
+            archive.writestr(f"m{i}.txt", f"member {i} " * 20)
+    opened = []
+
+    class CountingZipFile(zipfile.ZipFile):
+        def __init__(self, file, *args, **kwargs):
+            opened.append(file)
+            super().__init__(file, *args, **kwargs)
+
+    monkeypatch.setattr(zipfile, "ZipFile", CountingZipFile)
+    meta = lstmgen.prepare([tmp_path / "many.zip"], out=tmp_path / "s", split="tail", quiet=True)
+    assert meta["documents"] == 6 and "".join(store_text(tmp_path / "s")).count("member 5") == 20
+    assert len(opened) == 3  # finding the members, counting, encoding
+
+
 def test_jsonl_lone_surrogate_is_an_error_or_replaced(tmp_path):
     (tmp_path / "r.jsonl").write_text('{"text": "whole \\ud83d\\ude00"}\n{"text": "cut \\ud83d"}\n', encoding="utf-8")
     with pytest.raises(LstmgenError, match=r"r.jsonl: line 2: .*lone surrogate.*--errors replace"):
@@ -235,6 +253,19 @@ def test_damaged_files_are_one_line_errors(tmp_path):
         message = str(error.value)
         assert name in message and "\n" not in message and ("damaged" in message or "not a database" in message), message
         assert not (tmp_path / "s").exists()
+
+
+def test_compact_document_sets():
+    from lstmgen.docsets import DocumentBits, HashSet, text_hash
+
+    dropped = DocumentBits()
+    for n in (0, 9, 10_000):
+        dropped.add(n)
+    assert [n for n in range(10_001) if n in dropped] == [0, 9, 10_000] and len(dropped.bits) == 1251
+    seen = HashSet()
+    hashes = [text_hash(f"review {i}") for i in range(20_000)]
+    assert all(seen.add(h) for h in hashes) and not any(seen.add(h) for h in hashes[::7]) and not seen.add(text_hash("review 3"))
+    assert len(seen) == 20_000 and seen.nbytes <= 24 * 20_000 and seen.add(0) and not seen.add(0)
 
 
 # ---- cleaning ------------------------------------------------------------------------
@@ -382,6 +413,13 @@ def test_bad_inputs_one_line_exit_2_nothing_written(tmp_path, capsys):
     assert code == 2 and "already holds a token store; pass --overwrite" in err
     code, _, err = run_cli(["train", out, "--out", tmp_path / "run", "--lower"], capsys)
     assert code == 2 and "already prepared token store; --lower apply when preparing" in err
+    code, _, err = run_cli(["prepare", out, "--out", tmp_path / "again"], capsys)
+    assert code == 2 and f"{out} is already a prepared token store; train on it directly: lstmgen train {out} --out RUN" in err
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "folder" / "notes.txt").write_text("a text in a folder beside a store " * 10, encoding="utf-8")
+    shutil.copytree(out, tmp_path / "folder" / "store")
+    meta = lstmgen.prepare([tmp_path / "folder"], out=tmp_path / "again", quiet=True)
+    assert meta["sources"] == [str(tmp_path / "folder" / "notes.txt")] and "a prepared token store, not text" in capsys.readouterr().err
 
 
 # ---- the shared Amazon sample ----------------------------------------------------------
