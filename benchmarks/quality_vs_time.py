@@ -6,8 +6,11 @@
 Trains with lstmgen.train (the real trainer, held-out = last 10 %), evaluating the
 whole held-out split every --eval-every, and prints a table of held-out nats/char
 at 60, 120, 300 and 600 s (the last evaluation at or before each time; evaluation
-time counts against the budget) plus training tokens/s. --markdown appends the
-table to a file; results also go to benchmarks/out/<name>.json.
+time counts against the budget) plus training tokens/s and FLOP utilisation
+(training FLOP/s of the real trainer ÷ a same-machine fp32 1024² matmul measured
+in the same run). --markdown appends the table to a file; results go to
+benchmarks/out/<name>.json and, with matplotlib installed, the curve to
+benchmarks/out/<name>.png (benchmarks/plot_curves.py draws several runs).
 """
 
 from __future__ import annotations
@@ -34,6 +37,26 @@ def parse_value(text: str):
     return {"true": True, "false": False}.get(text.lower(), text)
 
 
+def matmul_flops_per_s(n: int = 1024, seconds: float = 2.0) -> float:
+    """fp32 FLOP/s of a same-machine n×n matrix multiply (the denominator of FLOP utilisation)."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b  # warm-up
+    reps, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        a @ b
+        reps += 1
+    return 2 * n**3 * reps / (time.perf_counter() - start)
+
+
+def training_flops_per_token(model: dict, vocab: int) -> float:
+    """Multiply-adds of the forward pass per token × 2 FLOPs × 3 (forward + backward ≈ 3 forwards)."""
+    gates = 4 if model["cell"] == "lstm" else 3
+    macs = sum(gates * model["hidden"] * ((model["embedding"] if layer == 0 else model["hidden"]) + model["hidden"])
+               for layer in range(model["layers"]))
+    macs += model["hidden"] * vocab  # the output layer (the embedding lookup costs no multiplies)
+    return 6.0 * macs
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("corpus")
@@ -45,6 +68,7 @@ def main() -> None:
     args = parser.parse_args()
 
     overrides = {k.replace("-", "_"): parse_value(v) for k, v in (s.split("=", 1) for s in args.set)}
+    matmul_flops = matmul_flops_per_s()  # the machine's reference, measured in this run before training
     name = args.name or (Path(args.corpus).stem + "".join(f"-{k}{v}" for k, v in overrides.items()) + f"-{int(args.budget)}s")
     out_dir = Path("benchmarks/out")
     run_dir = out_dir / "runs" / name
@@ -63,6 +87,10 @@ def main() -> None:
 
     points = {t: at(t) for t in CHECKPOINTS_S if t <= args.budget + 1}
     tokens_per_s = result.tokens / result.elapsed_s
+    # Training throughput without the evaluations: the progress bar's own rate, averaged over the run.
+    train_rates = [m["tokens_per_s"] for m in metrics if m.get("tokens_per_s")]
+    train_tokens_per_s = sum(train_rates) / len(train_rates) if train_rates else tokens_per_s
+    flops_per_token = training_flops_per_token(info["model"], info["vocab_size"])
     summary = {
         "name": name,
         "corpus": args.corpus,
@@ -76,6 +104,11 @@ def main() -> None:
         "best_val_nats": min(m["val_loss"] for m in metrics),
         "tokens": result.tokens,
         "tokens_per_s": tokens_per_s,
+        "train_tokens_per_s": train_tokens_per_s,
+        "training_flops_per_token": flops_per_token,
+        "training_flops_per_s": flops_per_token * train_tokens_per_s,
+        "matmul_flops_per_s": matmul_flops,
+        "flop_utilisation": flops_per_token * train_tokens_per_s / matmul_flops,
         "epochs": result.epochs,
         "curve": [(m["elapsed_s"], m["val_loss"]) for m in metrics],
         "wall_s": wall,
@@ -83,13 +116,19 @@ def main() -> None:
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / f"{name}.json").write_text(json.dumps(summary, indent=2))
+    try:
+        from plot_curves import plot
+
+        print("curve:", plot([summary], out_dir / f"{name}.png"))
+    except ImportError:
+        print("(no PNG: pip install -e '.[bench]' for matplotlib)")
     m = info["model"]
-    header = "| run | model | params | " + " | ".join(f"{t} s" for t in points) + " | best | tokens/s | epochs |"
+    header = "| run | model | params | " + " | ".join(f"{t} s" for t in points) + " | best | tokens/s | epochs | FLOP utilisation |"
     row = (
         f"| {name} | {m['layers']}×{m['hidden']} emb {m['embedding']} drop {m['dropout']}, "
         f"B {info['train']['batch_size']} T {info['train']['seq_len']} lr {info['train']['lr']} | {info['parameters'] / 1e6:.2f}M | "
         + " | ".join("—" if v is None else f"{v:.4f}" for v in points.values())
-        + f" | {summary['best_val_nats']:.4f} | {tokens_per_s:,.0f} | {result.epochs:.2f} |"
+        + f" | {summary['best_val_nats']:.4f} | {tokens_per_s:,.0f} | {result.epochs:.2f} | {summary['flop_utilisation']:.2f} |"
     )
     print(header)
     print("|" + "---|" * (header.count("|") - 1))

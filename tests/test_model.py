@@ -36,3 +36,53 @@ def test_tied_weights_share_one_matrix():
 def test_bad_config(kwargs, message):
     with pytest.raises(LstmgenError, match=message):
         ModelConfig(vocab_size=10, **kwargs)
+
+
+def test_locked_dropout_masks_are_constant_across_time():
+    torch.manual_seed(0)
+    model = LSTMLanguageModel(ModelConfig(vocab_size=10, embedding=8, hidden=8, layers=1, dropout=0.5, locked_dropout=True)).train()
+    out = model._dropout(torch.ones(3, 20, 8))
+    assert torch.equal(out, out[:, :1].expand_as(out))  # every time step has its row's mask
+    assert (out == 0).any() and not torch.equal(out[0], out[1])  # it does drop, differently per row
+    model.config.locked_dropout = False
+    out = model._dropout(torch.ones(3, 20, 8))
+    assert not torch.equal(out, out[:, :1].expand_as(out))  # standard dropout: a new mask per step
+
+
+def test_embedding_dropout_drops_whole_tokens():
+    torch.manual_seed(0)
+    model = LSTMLanguageModel(ModelConfig(vocab_size=50, embedding=8, hidden=8, layers=1, embed_dropout=0.5)).train()
+    idx = torch.arange(50).repeat(2, 1)  # every token twice
+    out = model._embed(idx)
+    dropped = (out == 0).all(-1)
+    assert dropped.any() and torch.equal(dropped[0], dropped[1])  # a dropped token is dropped everywhere
+    assert torch.equal(model.eval()._embed(idx), model.embed(idx))
+
+
+def test_weight_drop_trains_through_the_fused_kernel_and_leaves_eval_deterministic():
+    torch.manual_seed(0)
+    config = ModelConfig(vocab_size=20, embedding=8, hidden=16, layers=2, dropout=0.0, weight_drop=0.5)
+    model = LSTMLanguageModel(config)
+    idx, targets = torch.randint(1, 20, (4, 12)), torch.randint(1, 20, (4, 12))
+    model.train()
+    _, loss_a, _ = model(idx, targets=targets)
+    _, loss_b, _ = model(idx, targets=targets)
+    assert loss_a.item() != loss_b.item()  # a new DropConnect mask each call
+    loss_a.backward()
+    assert model.rnn.weight_hh_l1.grad is not None and model.rnn.weight_hh_l1.grad.abs().sum() > 0
+    model.eval()
+    with torch.no_grad():
+        first, _, _ = model(idx)
+        second, _, _ = model(idx)
+        plain, _ = model.rnn(model.embed(idx))
+    assert torch.equal(first, second) and torch.allclose(first, model.head(plain))  # eval: the plain LSTM
+
+
+def test_awd_options_train_end_to_end(corpus, tmp_path):
+    import lstmgen
+    from conftest import TINY
+
+    settings = {**TINY, "dropout": 0.3, "locked_dropout": True, "embed_dropout": 0.1, "weight_drop": 0.2}
+    result = lstmgen.train([corpus], out=tmp_path / "run", max_steps=40, quiet=True, **settings)
+    assert result.steps == 40 and result.last_val_bits_per_char is not None
+    assert lstmgen.load(tmp_path / "run").generate("The ", length=20, seed=1)

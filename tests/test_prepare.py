@@ -4,8 +4,10 @@ import bz2
 import csv
 import gzip
 import hashlib
+import importlib.util
 import json
 import lzma
+import shutil
 import sqlite3
 import sys
 import zipfile
@@ -145,7 +147,131 @@ def test_sqlite_query_and_table(tmp_path):
         documents(tmp_path, [db], table="my reviews", column='x" FROM sqlite_master; --')
 
 
+def test_zip_archive_is_opened_once_per_pass_not_per_member(tmp_path, monkeypatch):
+    with zipfile.ZipFile(tmp_path / "many.zip", "w") as archive:
+        for i in range(6):
+            archive.writestr(f"m{i}.txt", f"member {i} " * 20)
+    opened = []
+
+    class CountingZipFile(zipfile.ZipFile):
+        def __init__(self, file, *args, **kwargs):
+            opened.append(file)
+            super().__init__(file, *args, **kwargs)
+
+    monkeypatch.setattr(zipfile, "ZipFile", CountingZipFile)
+    meta = lstmgen.prepare([tmp_path / "many.zip"], out=tmp_path / "s", split="tail", quiet=True)
+    assert meta["documents"] == 6 and "".join(store_text(tmp_path / "s")).count("member 5") == 20
+    assert len(opened) == 3  # finding the members, counting, encoding
+
+
+def test_jsonl_lone_surrogate_is_an_error_or_replaced(tmp_path):
+    (tmp_path / "r.jsonl").write_text('{"text": "whole \\ud83d\\ude00"}\n{"text": "cut \\ud83d"}\n', encoding="utf-8")
+    with pytest.raises(LstmgenError, match=r"r.jsonl: line 2: .*lone surrogate.*--errors replace"):
+        documents(tmp_path, [tmp_path / "r.jsonl"], field="text")
+    assert documents(tmp_path, [tmp_path / "r.jsonl"], field="text", errors="replace") == ["whole 😀", "cut \ufffd"]
+
+
+def test_long_lines_and_runaway_csv_quotes_are_malformed_rows(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr("lstmgen.tables.MAX_RECORD_CHARS", 40)
+    monkeypatch.setattr("lstmgen.sources.CHUNK_BYTES", 8)  # a line in many chunks
+    (tmp_path / "r.jsonl").write_text('{"t": "first"}\n{"t": "' + "x" * 60 + '"}\n{"t": "' + "y" * 30 + '"}\n{"t": "last"}', encoding="utf-8")
+    config = PrepareConfig(field="t")
+    from lstmgen.sources import Tally
+
+    tally = Tally()
+    source = resolve_sources([str(tmp_path / "r.jsonl")], spool_dir=tmp_path, options=config)[0]
+    assert list(source.documents(config, tally=tally)) == ["first", "y" * 30, "last"] and tally.malformed_rows == 1
+    with pytest.raises(LstmgenError, match="r.jsonl: malformed line 2 .longer than 40 characters"):
+        documents(tmp_path, [tmp_path / "r.jsonl"], field="t", strict=True)
+    # An unterminated quote runs on into a field of the following lines: one malformed row, and a warning.
+    (tmp_path / "r.csv").write_text('id,Text\n1,good\n2,"runaway\n3,lost\n4,lost too\n', encoding="utf-8")
+    config = PrepareConfig(column="Text")
+    tally = Tally()
+    source = resolve_sources([str(tmp_path / "r.csv")], spool_dir=tmp_path, options=config)[0]
+    assert list(source.documents(config, tally=tally)) == ["good"] and tally.malformed_rows == 1
+    assert "malformed row at line 3 ran on to line 5" in capsys.readouterr().err
+    (tmp_path / "long.csv").write_text("id,Text\n" + "".join(f'{i},"{"z" * 9}\n' for i in range(8)) + '9,"fine"\n', encoding="utf-8")
+    assert documents(tmp_path, [tmp_path / "long.csv"], column="Text")[-1:] == ["fine"]  # reading resumes after the cap
+
+
+def test_byte_order_marks_and_utf16_text(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr("lstmgen.sources.CHUNK_BYTES", 2)  # the mark cut between chunks
+    bom = "\ufeff".encode()
+    (tmp_path / "excel.csv").write_bytes(bom + "Text,n\r\nfirst,1\r\nsecond,2\r\n".encode())
+    assert documents(tmp_path, [tmp_path / "excel.csv"], column="Text") == ["first", "second"]
+    (tmp_path / "r.jsonl").write_bytes(bom + b'{"t": "first"}\n{"t": "second"}\n')
+    assert documents(tmp_path, [tmp_path / "r.jsonl"], field="t") == ["first", "second"]
+    (tmp_path / "t.txt").write_bytes(bom + "plain text".encode())
+    assert documents(tmp_path, [tmp_path / "t.txt"]) == ["plain text"]
+    lstmgen.prepare([tmp_path / "t.txt"], out=tmp_path / "s", quiet=True)  # the undecoded UTF-8 path
+    assert "".join(store_text(tmp_path / "s")) == "plain text"
+    (tmp_path / "wide").mkdir()
+    (tmp_path / "wide" / "u16.txt").write_text("wide text", encoding="utf-16")  # with a byte-order mark
+    (tmp_path / "wide" / "u32.txt").write_bytes("wider text".encode("utf-32-le"))
+    assert documents(tmp_path, [tmp_path / "wide" / "u16.txt"], encoding="utf-16") == ["wide text"]
+    assert documents(tmp_path, [tmp_path / "wide" / "u32.txt"], encoding="utf-32-le") == ["wider text"]
+    with pytest.raises(LstmgenError, match="u16.txt: it is UTF-16 text .*; pass --encoding utf-16"):
+        documents(tmp_path, [tmp_path / "wide" / "u16.txt"])
+    with pytest.raises(LstmgenError, match="has no text files"):
+        documents(tmp_path, [tmp_path / "wide"])
+    assert "skipping" in capsys.readouterr().err
+
+
+def _damaged(data: bytes, at: int) -> bytes:
+    return data[:at] + bytes(b ^ 0x5A for b in data[at : at + 8]) + data[at + 8 :]
+
+
+def test_damaged_files_are_one_line_errors(tmp_path):
+    import random
+
+    rng = random.Random(0)
+    text = bytes(rng.choice(b"abcdefghij \n") for _ in range(20000))
+    (tmp_path / "a.txt.gz").write_bytes(_damaged(gzip.compress(text), 3000))
+    (tmp_path / "b.txt.gz").write_bytes(gzip.compress(text)[:-50])
+    (tmp_path / "c.txt.bz2").write_bytes(_damaged(bz2.compress(text), 3000))
+    (tmp_path / "d.txt.xz").write_bytes(_damaged(lzma.compress(text), 3000))
+    (tmp_path / "e.txt.zst").write_bytes(b"(\xb5/\xfd" + b"\0not zstd" * 50)
+    with zipfile.ZipFile(tmp_path / "f.zip", "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("member.txt", text)
+    (tmp_path / "f.zip").write_bytes(_damaged((tmp_path / "f.zip").read_bytes(), 3000))
+    (tmp_path / "g.db").write_bytes(b"not a database " * 100)
+    cases = [("a.txt.gz", {}), ("b.txt.gz", {}), ("c.txt.bz2", {}), ("d.txt.xz", {}), ("f.zip", {}),
+             ("g.db", {"table": "t", "column": "c"}), ("g.db", {"query": "SELECT 1"})]
+    if importlib.util.find_spec("zstandard"):
+        cases.append(("e.txt.zst", {}))
+    if importlib.util.find_spec("pyarrow"):
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        pq.write_table(pa.table({"Text": REVIEWS}), tmp_path / "h.parquet")
+        data = (tmp_path / "h.parquet").read_bytes()
+        (tmp_path / "h.parquet").write_bytes(data[:4] + b"\xff" * 4 + data[8:])  # the first page header
+        cases.append(("h.parquet", {"column": "Text"}))
+    for name, options in cases:
+        with pytest.raises(LstmgenError) as error:
+            lstmgen.prepare([tmp_path / name], out=tmp_path / "s", quiet=True, **options)
+        message = str(error.value)
+        assert name in message and "\n" not in message and ("damaged" in message or "not a database" in message), message
+        assert not (tmp_path / "s").exists()
+
+
+def test_compact_document_sets():
+    from lstmgen.docsets import DocumentBits, HashSet, text_hash
+
+    dropped = DocumentBits()
+    for n in (0, 9, 10_000):
+        dropped.add(n)
+    assert [n for n in range(10_001) if n in dropped] == [0, 9, 10_000] and len(dropped.bits) == 1251
+    seen = HashSet()
+    hashes = [text_hash(f"review {i}") for i in range(20_000)]
+    assert all(seen.add(h) for h in hashes) and not any(seen.add(h) for h in hashes[::7]) and not seen.add(text_hash("review 3"))
+    assert len(seen) == 20_000 and seen.nbytes <= 24 * 20_000 and seen.add(0) and not seen.add(0)
+
+
 # ---- cleaning ------------------------------------------------------------------------
+
+
+ALL_CLEANING = {"collapse_whitespace": True, "strip_html": True, "strip_control": True}
 
 
 @pytest.mark.parametrize("options,text,cleaned", [
@@ -154,11 +280,18 @@ def test_sqlite_query_and_table(tmp_path):
     ({"lower": True}, "MiXeD", "mixed"),
     ({"strip_control": True}, "a\x00b\x1bc\td\n", "abc\td\n"),
     ({"collapse_whitespace": True}, "  a \t b  \n\n\n\n c  ", "a b\n\nc"),
+    ({"collapse_whitespace": True}, "   \n \t ", ""),
+    # Cleaning makes whitespace (<br>, &nbsp;) and removes what kept it apart (control characters).
+    (ALL_CLEANING, "a&nbsp; b", "a b"),
+    (ALL_CLEANING, "a<br><br><br>b", "a\n\nb"),
+    (ALL_CLEANING, "abc<br>", "abc"),
+    (ALL_CLEANING, "<p> x \x00 \x01\ty </p>\x00", "x y"),
+    (ALL_CLEANING, " &nbsp;<br>\x07 <br /> lines\x00 <br>\n \x1b<br>end &amp; <b>bold</b>\t", "lines\n\nend & bold"),
 ])
 def test_cleaning_flags_whole_and_in_chunks(options, text, cleaned):
     cleaner = Cleaner(CleanOptions(**options))
     assert cleaner.text(text) == cleaned
-    for size in (1, 2, 3, 5):  # a chunked document is cleaned the same, however it is cut
+    for size in range(1, 6):  # a chunked document is cleaned the same, however it is cut
         chunks = [text[i : i + size] for i in range(0, len(text), size)]
         assert "".join(cleaner.chunks(chunks)) == cleaned, size
 
@@ -280,6 +413,13 @@ def test_bad_inputs_one_line_exit_2_nothing_written(tmp_path, capsys):
     assert code == 2 and "already holds a token store; pass --overwrite" in err
     code, _, err = run_cli(["train", out, "--out", tmp_path / "run", "--lower"], capsys)
     assert code == 2 and "already prepared token store; --lower apply when preparing" in err
+    code, _, err = run_cli(["prepare", out, "--out", tmp_path / "again"], capsys)
+    assert code == 2 and f"{out} is already a prepared token store; train on it directly: lstmgen train {out} --out RUN" in err
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "folder" / "notes.txt").write_text("a text in a folder beside a store " * 10, encoding="utf-8")
+    shutil.copytree(out, tmp_path / "folder" / "store")
+    meta = lstmgen.prepare([tmp_path / "folder"], out=tmp_path / "again", quiet=True)
+    assert meta["sources"] == [str(tmp_path / "folder" / "notes.txt")] and "a prepared token store, not text" in capsys.readouterr().err
 
 
 # ---- the shared Amazon sample ----------------------------------------------------------

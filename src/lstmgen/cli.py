@@ -135,6 +135,9 @@ def train(
     hidden: Annotated[Optional[int], typer.Option(help=f"Hidden units per layer. {_default('model', 'hidden')}", rich_help_panel=MODEL, show_default=False)] = None,
     embedding: Annotated[Optional[int], typer.Option(help=f"Embedding size. {_default('model', 'embedding')}", rich_help_panel=MODEL, show_default=False)] = None,
     dropout: Annotated[Optional[float], typer.Option(help=f"Dropout. {_default('model', 'dropout')}", rich_help_panel=MODEL, show_default=False)] = None,
+    locked_dropout: Annotated[Optional[bool], typer.Option("--locked-dropout/--no-locked-dropout", help=f"One dropout mask per sequence (AWD-LSTM). {_default('model', 'locked_dropout')}", rich_help_panel=MODEL, show_default=False)] = None,
+    embed_dropout: Annotated[Optional[float], typer.Option(help=f"Drop whole embedding rows (AWD-LSTM). {_default('model', 'embed_dropout')}", rich_help_panel=MODEL, show_default=False)] = None,
+    weight_drop: Annotated[Optional[float], typer.Option(help=f"DropConnect on hidden-to-hidden weights (AWD-LSTM). {_default('model', 'weight_drop')}", rich_help_panel=MODEL, show_default=False)] = None,
     cell: Annotated[Optional[str], typer.Option(help=f"lstm or gru. {_default('model', 'cell')}", rich_help_panel=MODEL, show_default=False)] = None,
     tie_weights: Annotated[Optional[bool], typer.Option("--tie-weights/--no-tie-weights", help=f"Share embedding and output weights. {_default('model', 'tie_weights')}", rich_help_panel=MODEL, show_default=False)] = None,
     embeddings: Annotated[Optional[Path], typer.Option(help="Word vectors to start from (GloVe text, word2vec text or binary; --level word); the embedding size follows the file.", rich_help_panel=MODEL, show_default=False)] = None,
@@ -163,6 +166,7 @@ def train(
     options = _given(
         layers=layers, hidden=hidden, embedding=embedding, dropout=dropout, cell=cell, tie_weights=tie_weights,
         embeddings=str(embeddings) if embeddings is not None else None, freeze_embeddings=freeze_embeddings or None,
+        locked_dropout=locked_dropout, embed_dropout=embed_dropout, weight_drop=weight_drop,
         batch_size=batch_size, seq_len=seq_len, lr=lr, weight_decay=weight_decay, warmup_steps=warmup_steps,
         min_lr_fraction=min_lr_fraction, grad_clip=grad_clip, save_every=save_every, sample_length=sample_length, epochs=epochs, max_time=max_time, max_steps=max_steps,
         patience=patience, eval_every=eval_every, seed=seed, device=device,

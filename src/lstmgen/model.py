@@ -23,13 +23,20 @@ class ModelConfig:
     cell: str = "lstm"  # lstm | gru
     tie_weights: bool = False  # share input embedding and output matrix (needs embedding == hidden)
     freeze_embeddings: bool = False  # keep the input embeddings fixed (pretrained word vectors stay as given)
+    # AWD-LSTM regularisers (Merity et al. 2017); off by default until a benchmark shows they win.
+    locked_dropout: bool = False  # one dropout mask per sequence on the LSTM's input and output, not per step
+    embed_dropout: float = 0.0  # drop whole rows of the embedding (every use of a token in a batch)
+    weight_drop: float = 0.0  # DropConnect on the hidden-to-hidden matrices, one mask per batch
 
     def __post_init__(self) -> None:
         for name in ("embedding", "hidden", "layers"):
             if getattr(self, name) < 1:
                 raise LstmgenError(f"--{name} must be at least 1 (got {getattr(self, name)})")
-        if not 0 <= self.dropout < 1:
-            raise LstmgenError(f"--dropout {self.dropout} must be in [0, 1)")
+        for name in ("dropout", "embed_dropout", "weight_drop"):
+            if not 0 <= getattr(self, name) < 1:
+                raise LstmgenError(f"--{name.replace('_', '-')} {getattr(self, name)} must be in [0, 1)")
+        if self.weight_drop and self.cell != "lstm":
+            raise LstmgenError("--weight-drop works with --cell lstm only")
         if self.cell not in ("lstm", "gru"):
             raise LstmgenError(f"--cell {self.cell!r} must be lstm or gru")
         if self.tie_weights and self.embedding != self.hidden:
@@ -92,13 +99,41 @@ class LSTMLanguageModel(nn.Module):
         self, idx: torch.Tensor, state: State | None = None, targets: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor | None, State]:
         """idx (B, T) token ids → logits (B, T, V), mean cross-entropy if targets given, new state."""
-        x = self.drop(self.embed(idx))  # (B, T, E)
-        out, state = self.rnn(x, state)  # (B, T, H)
-        logits = self.head(self.drop(out))  # (B, T, V)
+        x = self._dropout(self._embed(idx))  # (B, T, E)
+        out, state = self._rnn(x, state)  # (B, T, H)
+        logits = self.head(self._dropout(out))  # (B, T, V)
         loss = None
         if targets is not None:
             loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1))
         return logits, loss, state
+
+    def _embed(self, idx: torch.Tensor) -> torch.Tensor:
+        p = self.config.embed_dropout
+        if not (self.training and p):
+            return self.embed(idx)
+        keep = torch.empty(self.embed.weight.size(0), 1, device=idx.device).bernoulli_(1 - p) / (1 - p)
+        return F.embedding(idx, self.embed.weight * keep)
+
+    def _dropout(self, x: torch.Tensor) -> torch.Tensor:
+        """Standard dropout, or with locked_dropout one mask per sequence shared by all time steps."""
+        p = self.config.dropout
+        if not (self.config.locked_dropout and self.training and p):
+            return self.drop(x)
+        mask = x.new_empty(x.size(0), 1, x.size(2)).bernoulli_(1 - p) / (1 - p)  # (B, 1, features)
+        return x * mask
+
+    def _rnn(self, x: torch.Tensor, state: State | None) -> tuple[torch.Tensor, State]:
+        """The recurrent stack; with weight_drop the fused kernel gets masked hidden-to-hidden matrices."""
+        p = self.config.weight_drop
+        if not (self.training and p):
+            return self.rnn(x, state)
+        rnn = self.rnn
+        weights = [F.dropout(w, p) if name.startswith("weight_hh") else w for name, w in zip(rnn._flat_weights_names, rnn._flat_weights)]
+        if state is None:
+            zeros = x.new_zeros(rnn.num_layers, x.size(0), rnn.hidden_size)
+            state = (zeros, zeros)
+        out, h, c = torch._VF.lstm(x, state, weights, True, rnn.num_layers, rnn.dropout, True, False, True)
+        return out, (h, c)
 
     @torch.no_grad()
     def step(self, token: torch.Tensor, state: State | None) -> tuple[torch.Tensor, State]:

@@ -1,28 +1,30 @@
 """Preparation: sources -> cleaned documents -> character vocabulary -> token store.
 
 Two streaming passes over the sources, so memory stays flat whatever the corpus size:
-the first counts characters and notes which documents are dropped (too short, duplicate),
-the second encodes straight into train.bin / val.bin. The held-out split is made of whole
-documents when there are enough of them, else it is the tail of the text.
+the first counts characters and notes which documents are dropped (too short, duplicate;
+1 bit per document), the second encodes straight into train.bin / val.bin. The one
+exception is --dedupe: knowing what was seen takes 12-24 bytes per distinct document.
+The held-out split is made of whole documents when there are enough of them, else it is
+the tail of the text.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
 
 from .clean import Cleaner, CleanOptions
+from .docsets import DocumentBits, Hasher, HashSet, text_hash
 from .errors import LstmgenError
-from .sources import ReadOptions, Source, Tally, resolve_sources
+from .sources import ReadOptions, Source, Tally, document_stream, resolve_sources
 from .store import STORE_FORMAT, is_token_store, refuse_incomplete_store, smallest_dtype
 from .tokenizers import LEVELS, CharCounter, CharTokenizer
 
@@ -69,7 +71,7 @@ class _Scan:
     """What the first pass found."""
 
     counter: CharCounter
-    dropped: set[int] = field(default_factory=set)  # ordinals of documents left out
+    dropped: DocumentBits = field(default_factory=DocumentBits)  # ordinals of documents left out: 1 bit per document
     documents: int = 0
     characters: int = 0  # in kept documents, separators not included
     largest: int = 0  # characters of the largest document
@@ -78,46 +80,38 @@ class _Scan:
     malformed_rows: int = 0
 
 
-def _document_stream(sources: Sequence[Source], config: PrepareConfig, tally: Tally, utf8: bool) -> Iterator[tuple[Source, object]]:
-    for source in sources:
-        for document in source.documents(config, tally=tally, utf8=utf8):
-            yield source, document
-
-
 def _scan(sources: Sequence[Source], config: PrepareConfig, progress: _Progress) -> _Scan:
     exact = config.min_count > 1 or config.max_vocab is not None
     scan = _Scan(CharCounter(exact=exact))
     cleaner, cleans = Cleaner(config), config.cleans_text
     min_chars = max(config.min_chars, 1)
-    seen: set[bytes] | None = set() if config.dedupe else None
+    seen = HashSet() if config.dedupe else None  # 12-24 bytes per distinct document
     kept_by_spec = {s.spec or s.name: 0 for s in sources}
     batch: list[str] = []
     batch_chars = 0
     tally = progress.start("counting")
-    for ordinal, (source, document) in enumerate(_document_stream(sources, config, tally, utf8=not cleans)):
+    for ordinal, (source, document) in enumerate(document_stream(sources, config, tally=tally, utf8=not cleans)):
         if isinstance(document, str):
             text = cleaner.text(document) if cleans else document
             length = len(text)
-            digest = hashlib.blake2b(text.encode("utf-8"), digest_size=16).digest() if seen is not None else b""
+            digest = text_hash(text) if seen is not None and length >= min_chars else 0
             counts = None
         else:  # a large document in chunks: counted on its own, kept only if it passes
             counts = CharCounter(exact=exact)
-            hasher = hashlib.blake2b(digest_size=16)
+            hasher = Hasher()
             for chunk in cleaner.chunks(document) if cleans else document:
                 counts.update(chunk)
                 if seen is not None:
-                    hasher.update(chunk if isinstance(chunk, bytes) else chunk.encode("utf-8"))
+                    hasher.update(chunk)
                 progress.advance(ordinal)
-            length, digest = counts.total, hasher.digest()
+            length, digest = counts.total, hasher.value()
         if length < min_chars:
             scan.dropped.add(ordinal)
             scan.short += 1
-        elif seen is not None and digest in seen:
+        elif seen is not None and not seen.add(digest):
             scan.dropped.add(ordinal)
             scan.duplicates += 1
         else:
-            if seen is not None:
-                seen.add(digest)
             if counts is None:
                 batch.append(text)
                 batch_chars += length
@@ -220,10 +214,11 @@ def _encode(sources, config: PrepareConfig, scan: _Scan, tokenizer: CharTokenize
             train = _Stream(lambda ids: files.write("train", ids), tokenizer, dtype, separator)
             val = _Stream(lambda ids: files.write("val", ids), tokenizer, dtype, separator)
         tally = progress.start("encoding")
-        for ordinal, (_, document) in enumerate(_document_stream(sources, config, tally, utf8=not cleans)):
+        documents = document_stream(sources, config, tally=tally, utf8=not cleans)
+        for ordinal, ((_, document), dropped) in enumerate(zip(documents, scan.dropped.flags())):
             if ordinal % 512 == 0:
                 progress.advance(ordinal)
-            if ordinal in scan.dropped:
+            if dropped:
                 continue
             # Whole documents are held out while the held-out share is below --val-fraction.
             held_out = split == "documents" and train.bytes and val.bytes < config.val_fraction * (train.bytes + val.bytes)
@@ -351,6 +346,8 @@ def prepare(sources, *, out: str | Path, overwrite: bool = False, quiet: bool = 
     specs = [sources] if isinstance(sources, (str, Path)) else list(sources or [])
     for spec in specs:
         refuse_incomplete_store(spec)
+        if Path(spec).is_dir() and is_token_store(spec):
+            raise LstmgenError(f"{spec} is already a prepared token store; train on it directly: lstmgen train {spec} --out RUN")
     partial = out.parent / f".{out.name}.partial"
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)

@@ -20,12 +20,14 @@ import shutil
 import sys
 import tempfile
 import zipfile
+import zlib
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .corpora import NAMED_CORPORA
 from .errors import LstmgenError, warn
+from .store import is_token_store
 from .utf8 import complete_prefix, find_invalid, fold_crlf
 
 CHUNK_BYTES = 1 << 20
@@ -35,6 +37,11 @@ TABLES = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".ndjs
           ".parquet": "parquet", ".pq": "parquet", ".db": "sqlite", ".sqlite": "sqlite", ".sqlite3": "sqlite"}
 MAGIC = {b"SQLite format 3\0": "sqlite", b"PAR1": "parquet"}
 NEEDS_A_FILE = {"parquet", "sqlite"}  # read through their own libraries, not as a byte stream
+WIDE_ENCODINGS = {"utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-le", "utf-32-be"}  # text full of NUL bytes
+WIDE_BOMS = {codecs.BOM_UTF32_LE: "utf-32", codecs.BOM_UTF32_BE: "utf-32", codecs.BOM_UTF16_LE: "utf-16", codecs.BOM_UTF16_BE: "utf-16"}
+BINARY = "it looks like a binary file, not text"
+# What a damaged compressed file or zip member raises while it is read (zstandard's ZstdError is added when loaded).
+READ_ERRORS = (OSError, EOFError, zlib.error, zipfile.BadZipFile, lzma.LZMAError)
 
 
 @dataclass
@@ -73,6 +80,11 @@ class ReadOptions:
     def is_utf8(self) -> bool:
         return codecs.lookup(self.encoding).name == "utf-8"
 
+    @property
+    def is_wide(self) -> bool:
+        """UTF-16/32: ASCII text in them is half or more NUL bytes, so the binary sniff does not apply."""
+        return codecs.lookup(self.encoding).name in WIDE_ENCODINGS
+
 
 class Tally:
     """What reading counted on the way: bytes read from disk, malformed rows skipped."""
@@ -110,12 +122,15 @@ class Source:
     kind: str = "text"  # text, csv, tsv, jsonl, parquet, sqlite or named
     member: str | None = None  # the member of the zip archive at path
     spec: str = ""  # the argument the user gave that found this source
+    archive: zipfile.ZipFile | None = field(default=None, compare=False, repr=False)  # path, already open (see document_stream)
 
     def open_binary(self, tally: Tally | None = None):
         """The source's bytes as a stream, decompressed."""
         if self.member is not None:
-            archive = zipfile.ZipFile(self.path)
-            raw = archive.open(self.member)
+            try:
+                raw = (self.archive or zipfile.ZipFile(self.path)).open(self.member)
+            except (*READ_ERRORS, KeyError) as e:
+                raise LstmgenError(f"{self.name}: cannot read this zip member ({e}); is the archive complete?") from None
         else:
             raw = open(self.path, "rb")
         if tally is not None:
@@ -156,6 +171,35 @@ class Source:
             yield _closing(self.open_binary(tally), lambda f: decoded_chunks(f, encoding=options.encoding, errors=options.errors, label=self.name))
 
 
+def document_stream(sources: Iterable[Source], options: ReadOptions, *, tally: Tally, utf8: bool = False) -> Iterator[tuple[Source, object]]:
+    """Every source's documents, in order, with the source each comes from.
+
+    The members of a zip archive come one after another; the archive is opened once for all
+    of them (opening it per member re-reads its whole central directory: quadratic in members).
+    """
+    archive = None
+    try:
+        for source in sources:
+            if source.member is not None:
+                if archive is None or archive.filename != str(source.path):
+                    if archive is not None:
+                        archive.close()
+                    archive = _open_zip(source.path)
+                source = replace(source, archive=archive)
+            for document in source.documents(options, tally=tally, utf8=utf8):
+                yield source, document
+    finally:
+        if archive is not None:
+            archive.close()
+
+
+def _open_zip(path: Path) -> zipfile.ZipFile:
+    try:
+        return zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as e:
+        raise LstmgenError(f"{path} is not a readable zip archive ({e})") from None
+
+
 def _closing(stream, read) -> Iterator:
     with stream:
         yield from read(stream)
@@ -177,6 +221,7 @@ def decoded_chunks(stream, *, encoding: str, errors: str, label: str) -> Iterato
         raise LstmgenError(f"unknown encoding {encoding!r}; use a Python codec name such as utf-8 or latin-1") from None
     offset = 0  # bytes read before the current chunk
     held_cr = ""  # a trailing '\r' waits for the next chunk, so a CRLF split between chunks still folds
+    started = False  # whether any text came yet: a byte-order mark before it is no text (Excel writes one)
     while True:
         chunk = _read(stream, label)
         buffered = len(decoder.getstate()[0])
@@ -184,6 +229,9 @@ def decoded_chunks(stream, *, encoding: str, errors: str, label: str) -> Iterato
             text = decoder.decode(chunk, final=not chunk)
         except UnicodeDecodeError as e:
             raise _invalid(label, encoding, offset - buffered + e.start) from None
+        if not started and text:
+            started = True
+            text = text.removeprefix("\ufeff")
         text = held_cr + text
         held_cr = ""
         if chunk and text.endswith("\r"):
@@ -202,6 +250,7 @@ def utf8_chunks(stream, *, label: str, errors: str = "strict") -> Iterator[bytes
     """
     offset = 0  # stream bytes before `carry`
     carry = b""
+    started = False  # a byte-order mark before the first character is no text
     while True:
         data = _read(stream, label)
         chunk = carry + data
@@ -213,17 +262,26 @@ def utf8_chunks(stream, *, label: str, errors: str = "strict") -> Iterator[bytes
                 if errors == "strict":
                     raise _invalid(label, "utf-8", offset + bad)
                 chunk = chunk.decode("utf-8", "replace").encode("utf-8")
-            yield fold_crlf(chunk)
+            if not started:
+                started = True
+                chunk = chunk.removeprefix(codecs.BOM_UTF8)
+            if chunk:
+                yield fold_crlf(chunk)
             offset += cut
         if not data:
             return
 
 
-def _read(stream, label: str) -> bytes:
+def _read(stream, label: str, size: int | None = None) -> bytes:
     try:
-        return stream.read(CHUNK_BYTES)
-    except (OSError, EOFError, zipfile.BadZipFile, lzma.LZMAError) as e:
-        raise LstmgenError(f"{label}: cannot read it ({e}); is the file complete?") from None
+        return stream.read(size or CHUNK_BYTES)
+    except _read_errors() as e:  # evaluated only when something is raised
+        raise LstmgenError(f"{label}: cannot read it, the data is damaged ({e}); is the file complete?") from None
+
+
+def _read_errors() -> tuple:
+    zstandard = sys.modules.get("zstandard")
+    return READ_ERRORS + ((zstandard.ZstdError,) if zstandard is not None else ())
 
 
 def _invalid(label: str, encoding: str, at: int) -> LstmgenError:
@@ -241,6 +299,21 @@ def looks_binary(path: Path) -> bool:
     """A file whose first 8 kB hold a NUL byte is not text."""
     with open(path, "rb") as f:
         return b"\0" in f.read(SNIFF_BYTES)
+
+
+def _binary_or_wide(name: str, head: bytes, options: ReadOptions) -> str | None:
+    """Why a text file cannot be read as it is named (binary, or UTF-16/32 without --encoding), or None.
+
+    UTF-16/32 text is full of NUL bytes, so the NUL-byte sniff is skipped for it.
+    """
+    wide = next((enc for bom, enc in WIDE_BOMS.items() if head.startswith(bom)), None)
+    if options.is_wide:
+        return None
+    if wide is not None:
+        return f"it is {wide.upper()} text (it starts with a byte-order mark); pass --encoding {wide}"
+    if b"\0" in head and Path(name).suffix.lower() not in COMPRESSED:
+        return BINARY
+    return None
 
 
 def kind_of(name: str, head: bytes = b"") -> str:
@@ -268,22 +341,23 @@ def _wanted(relative: str, options: ReadOptions) -> bool:
 
 
 def _zip_members(path: Path, spec: str, options: ReadOptions, *, found_in_folder: bool) -> list[Source]:
-    try:
-        archive = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as e:
-        raise LstmgenError(f"{path} is not a readable zip archive ({e})") from None
     found = []
-    with archive:
+    with _open_zip(path) as archive:
         for info in archive.infolist():
             if info.is_dir() or not _wanted(info.filename, options) or Path(info.filename).name.startswith("."):
                 continue
-            with archive.open(info) as member:
-                head = member.read(SNIFF_BYTES)
+            name = f"{path}:{info.filename}"
+            try:
+                with archive.open(info) as member:
+                    head = _read(member, name, SNIFF_BYTES)
+            except READ_ERRORS as e:  # a bad local header
+                raise LstmgenError(f"{name}: cannot read this zip member ({e}); is the archive complete?") from None
             kind = kind_of(info.filename, head)
+            why = _binary_or_wide(info.filename, head, options) if kind == "text" else None
             if kind in NEEDS_A_FILE:
-                warn(f"skipping {path}:{info.filename}: a {kind} file inside a zip cannot be read; extract it first")
-            elif kind == "text" and b"\0" in head and Path(info.filename).suffix.lower() not in COMPRESSED:
-                warn(f"skipping {path}:{info.filename}: it looks like a binary file, not text")
+                warn(f"skipping {name}: a {kind} file inside a zip cannot be read; extract it first")
+            elif why:
+                warn(f"skipping {name}: {why}")
             else:
                 found.append(Source(f"{path}:{info.filename}", path, kind, member=info.filename, spec=spec))
     if not found and not found_in_folder:
@@ -304,10 +378,12 @@ def _file_source(path: Path, spec: str, options: ReadOptions, *, found_in_folder
         return _zip_members(path, spec, options, found_in_folder=found_in_folder)
     kind = kind_of(path.name, head)
     compressed = path.suffix.lower() in COMPRESSED
-    if kind == "text" and not compressed and b"\0" in head:
+    why = _binary_or_wide(path.name, head, options) if kind == "text" else None
+    if why:
         if not found_in_folder:
-            raise LstmgenError(f"{path} looks like a binary file, not text; name text files, tables or compressed text")
-        warn(f"skipping {path}: it looks like a binary file, not text")
+            hint = "; name text files, tables or compressed text" if why == BINARY else ""
+            raise LstmgenError(f"{path}: {why}{hint}")
+        warn(f"skipping {path}: {why}")
         return []
     if kind == "sqlite" and options.query is None and options.table is None:
         if found_in_folder:
@@ -325,6 +401,10 @@ def _file_source(path: Path, spec: str, options: ReadOptions, *, found_in_folder
 def _walk_folder(folder: Path, spec: str, options: ReadOptions) -> list[Source]:
     found: list[Source] = []
     for root, dirs, files in os.walk(folder):
+        if is_token_store(Path(root)):  # token ids and meta.json are no text to learn from
+            warn(f"skipping {root}: a prepared token store, not text")
+            dirs[:] = []
+            continue
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in sorted(files):
             path = Path(root) / name

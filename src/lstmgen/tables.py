@@ -2,31 +2,58 @@
 
 Each reader yields the text of the chosen column or field, row by row (None and empty
 values as ""), so the caller can count rows it drops. Malformed rows are skipped and
-counted in the Tally, or stop with an error under --strict.
+counted in the Tally, or stop with an error under --strict. A line or record longer than
+MAX_RECORD_CHARS is malformed too: it would otherwise be held whole in memory (a CSV with
+an unterminated quote is one field to the end of the file).
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import re
 import sqlite3
-import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
-from .errors import LstmgenError
+from .errors import LstmgenError, warn
 from .sources import ReadOptions, Source, Tally, decoded_chunks
 
+MAX_RECORD_CHARS = 16 << 20  # a longer line, or CSV field, is malformed (csv holds a field as 4 bytes a character)
+SURROGATE = re.compile("[\ud800-\udfff]")  # JSON can escape half a UTF-16 pair, which no UTF-8 can hold
 
-def _lines(chunks: Iterator[str]) -> Iterator[str]:
-    """Lines with their '\\n' from text chunks; only '\\n' ends a line (other breaks are data to csv)."""
-    tail = ""
+
+def _lines(chunks: Iterator[str], oversized: Callable[[int], None]) -> Iterator[str]:
+    """Lines with their '\\n' from text chunks; only '\\n' ends a line (other breaks are data to csv).
+
+    A line longer than MAX_RECORD_CHARS is reported to oversized(its line number) and comes
+    out as a bare '\\n', so that line numbers stay right; reading goes on at the next line.
+    A line's pieces are joined once, when it ends (not chunk by chunk: quadratic in its length).
+    """
+    pieces: list[str] = []  # of the line not yet ended
+    length = 0  # of pieces, or -1 while skipping an oversized line
+    number = 1  # of that line
     for chunk in chunks:
-        parts = (tail + chunk).split("\n")
-        tail = parts.pop()
-        for part in parts:
-            yield part + "\n"
-    if tail:
-        yield tail
+        parts = chunk.split("\n")
+        if len(parts) > 1:  # pieces end with parts[0]; parts[1:-1] are whole lines (each shorter than a chunk)
+            if length < 0 or length + len(parts[0]) > MAX_RECORD_CHARS:
+                if length >= 0:
+                    oversized(number)
+                yield "\n"
+            else:
+                pieces.append(parts[0])
+                yield "".join(pieces) + "\n"
+            for part in parts[1:-1]:
+                yield part + "\n"
+            number += len(parts) - 1
+            pieces, length = [], 0
+        if length >= 0 and parts[-1]:
+            pieces.append(parts[-1])
+            length += len(parts[-1])
+            if length > MAX_RECORD_CHARS:
+                oversized(number)
+                pieces, length = [], -1
+    if length > 0:
+        yield "".join(pieces)
 
 
 def _text(value) -> str:
@@ -51,9 +78,10 @@ def _malformed(source: Source, options: ReadOptions, tally: Tally, where: str, w
 def csv_rows(source: Source, options: ReadOptions, tally: Tally) -> Iterator[str]:
     """The --column of each row of a CSV/TSV file (header row first)."""
     delimiter = options.delimiter or ("\t" if source.kind == "tsv" else ",")
-    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # a long review is a document, not an error
+    csv.field_size_limit(MAX_RECORD_CHARS)  # a long review is a document; a field to the end of the file is not
     with source.open_binary(tally) as stream:
-        lines = _lines(decoded_chunks(stream, encoding=options.encoding, errors=options.errors, label=source.name))
+        lines = _lines(decoded_chunks(stream, encoding=options.encoding, errors=options.errors, label=source.name),
+                       lambda number: _malformed(source, options, tally, f"line {number}", f"longer than {MAX_RECORD_CHARS:,} characters"))
         reader = csv.reader(lines, delimiter=delimiter, strict=True)
         try:
             header = next(reader)
@@ -64,19 +92,27 @@ def csv_rows(source: Source, options: ReadOptions, tally: Tally) -> Iterator[str
         if options.column not in header:
             raise _missing("column", options.column, source, header)
         index, width = header.index(options.column), len(header)
+        end = reader.line_num  # where the last row ended
         while True:
             try:
-                row = next(reader)
-            except StopIteration:
+                for row in reader:
+                    if len(row) == width:
+                        yield row[index]
+                    elif row:  # a blank line is no row at all
+                        _malformed_rows(source, options, tally, end + 1, reader.line_num, f"{len(row)} fields, the header has {width}")
+                    end = reader.line_num
                 return
             except csv.Error as e:
-                _malformed(source, options, tally, f"row at line {reader.line_num}", str(e))
-                continue
-            if len(row) != width:
-                if row:  # a blank line is no row at all
-                    _malformed(source, options, tally, f"row at line {reader.line_num}", f"{len(row)} fields, the header has {width}")
-                continue
-            yield row[index]
+                _malformed_rows(source, options, tally, end + 1, reader.line_num, str(e))
+                end = reader.line_num
+
+
+def _malformed_rows(source: Source, options: ReadOptions, tally: Tally, start: int, end: int, why: str) -> None:
+    """A malformed CSV row; one that ran over many lines (an unterminated quote?) took them with it: say so."""
+    _malformed(source, options, tally, f"row at line {start}", why)
+    if end > start:
+        warn(f"{source.name}: the malformed row at line {start} ran on to line {end} ({why}; an unterminated quote?): "
+             f"the {end - start + 1:,} lines it spans were skipped")
 
 
 def _dig(record, path: list[str]):
@@ -93,7 +129,8 @@ def jsonl_rows(source: Source, options: ReadOptions, tally: Tally) -> Iterator[s
     first = True
     with source.open_binary(tally) as stream:
         chunks = decoded_chunks(stream, encoding=options.encoding, errors=options.errors, label=source.name)
-        for number, line in enumerate(_lines(chunks), start=1):
+        too_long = lambda number: _malformed(source, options, tally, f"line {number}", f"longer than {MAX_RECORD_CHARS:,} characters")  # noqa: E731
+        for number, line in enumerate(_lines(chunks, too_long), start=1):
             if not line.strip():
                 continue
             try:
@@ -112,7 +149,13 @@ def jsonl_rows(source: Source, options: ReadOptions, tally: Tally) -> Iterator[s
             if isinstance(value, (dict, list)):
                 _malformed(source, options, tally, f"line {number}", f"{options.field} is not text")
                 continue
-            yield _text(value)
+            value = _text(value)
+            if not value.isascii() and SURROGATE.search(value):
+                if options.errors != "replace":
+                    raise LstmgenError(f"{source.name}: line {number}: {options.field} holds a lone surrogate (a \\ud83d-style "
+                                       f"escape without its other half: no valid text); fix the file, or pass --errors replace")
+                value = SURROGATE.sub("\ufffd", value)
+            yield value
 
 
 def parquet_rows(source: Source, options: ReadOptions, tally: Tally) -> Iterator[str]:
@@ -124,7 +167,7 @@ def parquet_rows(source: Source, options: ReadOptions, tally: Tally) -> Iterator
     try:
         table = pq.ParquetFile(source.path)
     except Exception as e:  # pyarrow raises its own error types for a damaged file
-        raise LstmgenError(f"{source.name} is not a readable Parquet file ({e})") from None
+        raise LstmgenError(f"{source.name} is not a readable Parquet file ({_one_line(e)})") from None
     names = table.schema_arrow.names
     column = options.column
     if column is None:
@@ -133,10 +176,22 @@ def parquet_rows(source: Source, options: ReadOptions, tally: Tally) -> Iterator
         column = names[0]
     if column not in names:
         raise _missing("column", column, source, names)
-    for batch in table.iter_batches(batch_size=8192, columns=[column]):
+    batches = table.iter_batches(batch_size=8192, columns=[column])
+    while True:
+        try:
+            batch = next(batches, None)
+            values = batch.column(0).to_pylist() if batch is not None else []
+        except Exception as e:  # pyarrow's own types (ArrowInvalid, OSError), or UnicodeDecodeError, for damaged data
+            raise LstmgenError(f"{source.name}: cannot read the Parquet data, the file is damaged ({_one_line(e)})") from None
+        if batch is None:
+            return
         tally.bytes_read += batch.nbytes
-        for value in batch.column(0).to_pylist():
+        for value in values:
             yield _text(value)
+
+
+def _one_line(error: Exception) -> str:
+    return " ".join(str(error).split())
 
 
 def _quote(identifier: str) -> str:
@@ -151,11 +206,14 @@ def sqlite_rows(source: Source, options: ReadOptions, tally: Tally) -> Iterator[
     except sqlite3.Error as e:
         raise LstmgenError(f"cannot open the SQLite database {source.name} ({e})") from None
     try:
-        if options.table is not None:
+        try:  # the first read of the file: is it a (whole, unlocked) SQLite database at all?
             tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'view') ORDER BY name")]
+            columns = [r[1] for r in db.execute(f"PRAGMA table_info({_quote(options.table)})")] if options.table is not None else []
+        except sqlite3.Error as e:
+            raise LstmgenError(f"cannot read the SQLite database {source.name} ({e}); is it a complete SQLite file, not locked by another program?") from None
+        if options.table is not None:
             if options.table not in tables:
                 raise _missing("table", options.table, source, tables)
-            columns = [r[1] for r in db.execute(f"PRAGMA table_info({_quote(options.table)})")]
             if options.column not in columns:
                 raise LstmgenError(f"table {options.table!r} of {source.name} has no column {options.column!r}; its columns are: {', '.join(columns)}")
             query = f"SELECT {_quote(options.column)} FROM {_quote(options.table)}"
