@@ -15,6 +15,7 @@ import numpy as np
 
 from .clean import Cleaner
 from .errors import LstmgenError
+from .sources import document_stream
 from .words import WordCounter, WordTokenizer, split_words
 
 PIECE_CHARS = 1 << 20  # text is tokenized in pieces of about this size, cut at whitespace
@@ -40,14 +41,13 @@ def _at_whitespace(pieces, limit: int = PIECE_CHARS) -> Iterator[str]:
 
 def _kept_documents(sources, config, scan, progress, phase: str) -> Iterator[Iterator[str]]:
     """Each document the scan kept, cleaned, as an iterator of whitespace-cut pieces."""
-    from .preparation import _document_stream
-
     cleaner, cleans = Cleaner(config), config.cleans_text
     tally = progress.start(phase)
-    for ordinal, (_, document) in enumerate(_document_stream(sources, config, tally, utf8=False)):
+    documents = document_stream(sources, config, tally=tally, utf8=False)
+    for ordinal, ((_, document), dropped) in enumerate(zip(documents, scan.dropped.flags())):
         if ordinal % 512 == 0:
             progress.advance(ordinal)
-        if ordinal in scan.dropped:
+        if dropped:
             continue
         if isinstance(document, str):
             yield iter([cleaner.text(document) if cleans else document])
