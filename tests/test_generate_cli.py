@@ -3,6 +3,7 @@
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -91,6 +92,8 @@ def test_interactive_prompt_streams_changes_settings_and_leaves_on_ctrl_d(traine
     child = pexpect.spawn(
         sys.executable, ["-m", "lstmgen", "generate", str(trained_run), "--interactive", "--length", "30", "--seed", "1"],
         env=ENV, encoding="utf-8", timeout=60,
+        # Started with Ctrl-C ignored, as a background job of a script would be: it must still work.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
     )
     child.expect("Ctrl-D to leave")
     child.expect("> ")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import time
 from typing import TextIO
@@ -121,6 +122,10 @@ def interact(model, settings: dict, out: TextIO | None = None) -> None:
     """The prompt loop of `lstmgen generate RUN --interactive`."""
     out = out or sys.stdout
     settings = dict(settings)
+    try:  # Ctrl-C must reach us even if we were started with SIGINT ignored (e.g. as a background job)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    except ValueError:  # not the main thread
+        pass
     print(f"lstmgen interactive: {model.run_dir}. Type a prime and press Enter; :help for commands, Ctrl-D to leave.", file=out)
     while True:
         try:
