@@ -59,6 +59,31 @@ def test_bpe_round_trips_any_text_and_streams_whole_characters():
     assert "".join(pieces) == text and "\ufffd" not in "".join(pieces)
 
 
+def test_bpe_never_generates_bytes_the_training_text_lacked(tmp_path):
+    import torch
+
+    from lstmgen.api import Model
+    from lstmgen.model import LSTMLanguageModel, ModelConfig
+
+    tok = BpeTokenizer.train([make_text(5000) + " café"], vocab_size=300)
+    lead, e_acute = "é".encode()  # 0xC3 0xA9: seen; 0xE2 (a dash's lead byte) was not
+    token_of = {piece: i for i, piece in enumerate(tok.token_bytes)}
+    banned = set(tok.never_generated)
+    assert token_of[bytes([0xE2])] in banned and token_of[bytes([lead])] not in banned and 0 in banned
+    tok.save(tmp_path / "tokenizer.json")
+    assert load_tokenizer(tmp_path / "tokenizer.json").never_generated == tok.never_generated
+    # A model that strongly prefers unseen bytes and a lone lead byte still writes only whole,
+    # seen characters: the lead byte is always followed by a continuation byte.
+    torch.manual_seed(0)
+    module = LSTMLanguageModel(ModelConfig(vocab_size=tok.vocab_size, embedding=8, hidden=8, layers=1))
+    with torch.no_grad():
+        module.head.bias[token_of[bytes([0xE2])]] = 50.0
+        module.head.bias[token_of[bytes([0x9C])]] = 50.0
+        module.head.bias[token_of[bytes([lead])]] = 10.0
+    texts = Model(module, tok).generate(length=41, seed=1, temperature=1.0, num_samples=4)
+    assert all("\ufffd" not in text and "é" in text for text in texts)
+
+
 @pytest.mark.shared_data
 @pytest.mark.parametrize("name", ["tinyshakespeare.txt", "junglebook.txt", "nietzsche.txt"])
 def test_detokenizer_round_trip_on_shared_corpora(name):

@@ -88,7 +88,10 @@ class Model:
         prime_ids = self._prime_ids(prime)
         context = prime_ids.tolist() if prime else []  # spacing of the first word follows the prime
         decoder = lambda: self.tokenizer.stream_decoder(context)  # noqa: E731
-        return sample_text(self.module, self.tokenizer.token_text, prime_ids, config, decoder=decoder)
+        return sample_text(
+            self.module, self.tokenizer.token_text, prime_ids, config, decoder=decoder, banned=self.tokenizer.never_generated,
+            rules=getattr(self.tokenizer, "rules", None),
+        )
 
     def stream(self, prime: str = "", **settings) -> Iterator[str]:
         """Yield the text of one sample piece by piece as it is generated (the prime is not repeated)."""

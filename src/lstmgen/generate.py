@@ -14,7 +14,7 @@ Three layers, each usable on its own:
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import NamedTuple
 
@@ -69,14 +69,22 @@ class SampleConfig:
         return asdict(self)
 
 
-def adjust_logits(logits: np.ndarray, config: SampleConfig, recent: np.ndarray | None = None) -> np.ndarray:
+def adjust_logits(
+    logits: np.ndarray, config: SampleConfig, recent: np.ndarray | None = None, banned: Sequence[int] = (UNKNOWN_ID,),
+    row_banned: np.ndarray | None = None,
+) -> np.ndarray:
     """Logits (B, V) → filtered, scaled logits (a new array; -inf marks a token that cannot be drawn).
 
     `recent` (B, V) counts each token in the last repetition_window tokens; a token
     seen there has a positive logit divided by the penalty, a negative one multiplied.
+    `banned` tokens are never drawn (the unknown token; at the BPE level also bytes the
+    training text never held); `row_banned` (B, V) marks more per row (a BPE sample in the
+    middle of a character may only go on with its continuation bytes).
     """
     logits = np.array(logits, dtype=np.float32, copy=True)
-    logits[:, UNKNOWN_ID] = -np.inf  # the unknown token is never generated
+    logits[:, list(banned)] = -np.inf
+    if row_banned is not None:
+        logits[row_banned] = -np.inf
     if recent is not None and config.repetition_penalty != 1:
         p = config.repetition_penalty
         penalised = np.where(logits > 0, logits / p, logits * p)
@@ -149,9 +157,15 @@ class TokenSampler:
     float rounding, which differs between batch sizes only in the last bits).
     """
 
-    def __init__(self, model: LSTMLanguageModel, prime_ids: torch.Tensor, config: SampleConfig):
+    def __init__(
+        self, model: LSTMLanguageModel, prime_ids: torch.Tensor, config: SampleConfig, banned: Sequence[int] = (UNKNOWN_ID,),
+        rules=None,
+    ):
         model.eval()
         self.config = config
+        self.banned = list(banned)
+        self.rules = rules  # e.g. bpe.Utf8Rules: a small automaton over tokens, one state per sample
+        self.rule_state = np.zeros(config.num_samples, dtype=np.int64)
         self.seed = config.seed if config.seed is not None else random_seed()
         n = config.num_samples
         device = next(model.parameters()).device
@@ -176,9 +190,12 @@ class TokenSampler:
         """Token ids (live rows,) of the next position."""
         if self.pending is not None:
             self.logits = self.stepper.step(self.pending)
-        logits = adjust_logits(self.logits, self.config, self.recent)
+        row_banned = self.rules.banned[self.rule_state] if self.rules is not None else None
+        logits = adjust_logits(self.logits, self.config, self.recent, self.banned, row_banned)
         uniforms = np.array([self.generators[s].random() for s in self.samples.tolist()])
         ids = choose(logits, self.config, uniforms)
+        if self.rules is not None:
+            self.rule_state = self.rules.next[self.rule_state, ids]
         if self.history is not None:
             rows = np.arange(len(ids))
             old = self.history[:, self.position]
@@ -194,6 +211,7 @@ class TokenSampler:
         """Go on with only these live rows (the other samples have ended)."""
         self.stepper.keep(rows)
         self.samples = self.samples[rows]
+        self.rule_state = self.rule_state[rows]
         self.logits = self.logits[rows]
         if self.pending is not None:
             self.pending = self.pending[rows]
@@ -247,7 +265,10 @@ class _TextOf:
         return ""
 
 
-def sample_text(model: LSTMLanguageModel, token_text, prime_ids: torch.Tensor, config: SampleConfig, *, decoder=None) -> Iterator[Event]:
+def sample_text(
+    model: LSTMLanguageModel, token_text, prime_ids: torch.Tensor, config: SampleConfig, *, decoder=None,
+    banned: Sequence[int] = (UNKNOWN_ID,), rules=None,
+) -> Iterator[Event]:
     """Generate config.num_samples texts as one batch, yielding pieces as they are made.
 
     The prime is run through the model before this returns (so a caller timing the
@@ -258,7 +279,7 @@ def sample_text(model: LSTMLanguageModel, token_text, prime_ids: torch.Tensor, c
     """
     if config.length == 0:
         return iter([Event(i, "", "length") for i in range(config.num_samples)])
-    return _events(TokenSampler(model, prime_ids, config), decoder or (lambda: _TextOf(token_text)), config)
+    return _events(TokenSampler(model, prime_ids, config, banned, rules), decoder or (lambda: _TextOf(token_text)), config)
 
 
 def _events(sampler: TokenSampler, new_decoder, config: SampleConfig) -> Iterator[Event]:

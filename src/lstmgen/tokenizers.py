@@ -88,6 +88,7 @@ class CharTokenizer:
 
     kind = "char"
     unknown_id = UNKNOWN_ID
+    never_generated = (UNKNOWN_ID,)
     unknown_text = "\ufffd"
 
     def __init__(self, chars: Iterable[str]):

@@ -76,6 +76,7 @@ class WordTokenizer:
 
     kind = "word"
     unknown_id = UNKNOWN_ID
+    never_generated = (UNKNOWN_ID,)
     unknown_text = "<unk>"
 
     def __init__(self, words: Iterable[str]):
