@@ -54,6 +54,8 @@ def run_level(level: str, args, text: str) -> dict:
     generation_s = time.perf_counter() - generation_started
     training_text = text[: info["data"]["characters"] - info["data"]["val_characters"]]
     known = set(words_of(training_text))
+    # Bits/char leaves out the cost of spelling an unknown word: say how much of the held-out text that is.
+    held_out = model.evaluate(text[len(training_text):])
     generated = words_of(sample)
     return {
         "level": level,
@@ -64,6 +66,7 @@ def run_level(level: str, args, text: str) -> dict:
         "tokens_per_s": round(result.tokens / max(result.elapsed_s, 1e-9)),
         "held_out_tokens_per_char": round(info["data"]["val_tokens"] / info["data"]["val_characters"], 4),
         "best_val_bits_per_char": round(result.best_val_bits_per_char, 4),
+        "held_out_unknown_char_share": round(held_out["unknown_characters"] / max(held_out["characters"], 1), 4),
         "generated_words": len(generated),
         "words_in_training_text": round(sum(w in known for w in generated) / max(len(generated), 1), 4),
         "generation_s": round(generation_s, 2),
@@ -77,13 +80,13 @@ def table(rows: list[dict], args) -> str:
         f"Levels on {Path(args.corpus).name}, {args.budget:g} s of training each, {args.chars:,} generated characters at T = {args.temperature} "
         f"({platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}):",
         "",
-        "| level | vocabulary | parameters | steps | tokens/char | held-out bits/char | generated words found in the training text |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| level | vocabulary | parameters | steps | tokens/s | tokens/char | held-out bits/char | held-out chars in unknown tokens | generated words found in the training text |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in rows:
         lines.append(
-            f"| {r['level']} | {r['vocab_size']:,} | {r['parameters']:,} | {r['steps']:,} | {r['held_out_tokens_per_char']:.3f} | "
-            f"{r['best_val_bits_per_char']:.3f} | {r['words_in_training_text']:.1%} of {r['generated_words']:,} |"
+            f"| {r['level']} | {r['vocab_size']:,} | {r['parameters']:,} | {r['steps']:,} | {r['tokens_per_s']:,} | {r['held_out_tokens_per_char']:.3f} | "
+            f"{r['best_val_bits_per_char']:.3f} | {r['held_out_unknown_char_share']:.2%} | {r['words_in_training_text']:.1%} of {r['generated_words']:,} |"
         )
     return "\n".join(lines) + "\n"
 

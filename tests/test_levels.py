@@ -162,6 +162,12 @@ def test_word_and_bpe_end_to_end(tmp_path, capsys):
         result = json.loads(out)
         assert code == 0 and result["level"] == level and result["characters"] == 12_000
         assert result["bits_per_char"] == pytest.approx(result["nats_per_token"] * result["tokens"] / 12_000 / np.log(2))
+        (tmp_path / "odd.txt").write_text("The cat zebra quagga the mat.", encoding="utf-8")
+        code, out, _ = run_cli(["evaluate", run, tmp_path / "odd.txt"], capsys)
+        if level == "word":  # the two unknown words, 11 characters, are named as not scored
+            assert code == 0 and "2 unknown tokens (11 characters)" in out
+        else:
+            assert code == 0 and "unknown" not in out
         code, out, _ = run_cli(["info", run], capsys)
         assert code == 0 and f"level  {level}" in out
 

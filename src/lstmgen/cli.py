@@ -280,6 +280,11 @@ def evaluate(
             f"{result['bits_per_char']:.4f} bits/char  {result['nats_per_token']:.4f} nats/token  "
             f"perplexity {result['perplexity']:.3f}  over {result['characters']:,} characters ({result['tokens']:,} {result['level']} tokens)"
         )
+        if result["unknown_tokens"]:
+            print(
+                f"{result['unknown_tokens']:,} unknown tokens ({result['unknown_characters']:,} characters) scored as one "
+                "<unk> each: what they spell costs no bits, so bits/char is flattered by that much"
+            )
 
 
 @app.command()

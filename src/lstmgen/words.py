@@ -105,6 +105,10 @@ class WordTokenizer:
         """The distinct words of text that are not in the vocabulary, in order of appearance."""
         return list(dict.fromkeys(w for w in split_words(text) if w not in self._id_of))
 
+    def unknown_characters(self, text: str) -> int:
+        """Characters of text inside words outside the vocabulary (whose spelling no bit pays for)."""
+        return sum(len(w) for w in split_words(text) if w not in self._id_of)
+
     def decode(self, ids: Iterable[int]) -> str:
         decoder = self.stream_decoder()
         return "".join(decoder.feed(int(i)) for i in ids)
