@@ -172,6 +172,32 @@ def test_word_and_bpe_end_to_end(tmp_path, capsys):
         assert code == 0 and f"level  {level}" in out
 
 
+@pytest.mark.parametrize("level", ["word", "bpe"])
+@pytest.mark.parametrize("split", ["tail", "documents"])
+def test_tokenizer_is_fitted_on_training_text_alone(tmp_path, capsys, level, split):
+    """A word only the held-out text has is unknown to the vocabulary (word) and in no merge (bpe)."""
+    source = tmp_path / "docs"
+    source.mkdir()
+    held_out_word = "quokka"
+    if split == "tail":  # the last 20 % is held out; the word fills the last ~10 %
+        (source / "a.txt").write_text(make_text(20_000) + "\n" + f"{held_out_word} " * 300, encoding="utf-8")
+    else:  # the second document is always the first held out
+        for i in range(40):
+            text = f"{held_out_word} " * 200 if i == 1 else make_text(1_000, seed=i)
+            (source / f"doc{i:02}.txt").write_text(text, encoding="utf-8")
+    store = tmp_path / "store"
+    code, _, err = run_cli(["prepare", source, "--out", store, "--level", level, "--vocab-size", "500",
+                            "--val-fraction", "0.2", "--split", split], capsys)
+    assert code == 0, err
+    tok = load_tokenizer(store / "tokenizer.json")
+    if level == "word":
+        assert held_out_word not in tok.words and "cat" in tok.words
+        val = np.fromfile(store / "val.bin", dtype=json.loads((store / "meta.json").read_text())["dtype"])
+        assert np.count_nonzero(val == tok.unknown_id) >= 60
+    else:
+        assert not any(b"okk" in piece for piece in tok.token_bytes) and any(b"cat" in piece for piece in tok.token_bytes)
+
+
 def test_bad_level_inputs(tmp_path, capsys):
     corpus = tmp_path / "corpus.txt"
     corpus.write_text(make_text(3000), encoding="utf-8")

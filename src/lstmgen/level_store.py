@@ -16,7 +16,7 @@ import numpy as np
 from .clean import Cleaner
 from .errors import LstmgenError
 from .sources import document_stream
-from .words import WordCounter, WordTokenizer, split_words
+from .words import WordCounter, WordTokenizer
 
 PIECE_CHARS = 1 << 20  # text is tokenized in pieces of about this size, cut at whitespace
 DEFAULT_MAX_WORDS = 20_000
@@ -55,20 +55,60 @@ def _kept_documents(sources, config, scan, progress, phase: str) -> Iterator[Ite
             yield _at_whitespace(cleaner.chunks(document) if cleans else document)
 
 
-def fit_tokenizer(sources, config, scan, progress):
-    """A word or BPE tokenizer fitted on the kept documents (one streaming pass)."""
-    documents = _kept_documents(sources, config, scan, progress, "fitting")
+def fit_tokenizer(sources, config, scan, split: str, progress):
+    """A word or BPE tokenizer fitted on the training text alone (one streaming pass).
+
+    The held-out text must stay unseen: a vocabulary or merges learnt from it would
+    flatter the held-out bits/char (no held-out word could be unknown).
+    """
+    pieces = _training_pieces(sources, config, scan, split, progress)
     if config.level == "bpe":
         from .bpe import BpeTokenizer
 
-        return BpeTokenizer.train((piece for pieces in documents for piece in pieces), vocab_size=config.vocab_size)
+        return BpeTokenizer.train(pieces, vocab_size=config.vocab_size)
     counter = WordCounter()
-    for pieces in documents:
-        for piece in pieces:
-            counter.update(piece)
-    for token in split_words(config.doc_separator):  # separators are text the model sees too
-        counter.counts[token] += max(scan.documents - 1, 0)
+    for piece in pieces:
+        counter.update(piece)
     return WordTokenizer.fit(counter, min_count=config.min_count, max_vocab=config.max_vocab or DEFAULT_MAX_WORDS)
+
+
+def _train_room(config, scan, split: str) -> int:
+    """In the tail split, how many characters (separators included) go to train.bin."""
+    streams = 1 if split == "tail" else 2  # each stream has one separator fewer than documents
+    total = scan.characters + len(config.doc_separator) * max(scan.documents - streams, 0)
+    return total - max(2, int(round(total * config.val_fraction)))
+
+
+def _holds_out(split: str, train_characters: int, val_characters: int, val_fraction: float) -> bool:
+    """In the documents split, whether the next document goes to val.bin (decided before it is read)."""
+    return split == "documents" and train_characters > 0 and val_characters < val_fraction * (train_characters + val_characters)
+
+
+def _training_pieces(sources, config, scan, split: str, progress) -> Iterator[str]:
+    """The text that encode_store will write to train.bin (separators included), in pieces."""
+    separator, documents = config.doc_separator, _kept_documents(sources, config, scan, progress, "fitting")
+    if split == "tail":
+        room = _train_room(config, scan, split)
+        for index, pieces in enumerate(documents):
+            for piece in _with_separator(index == 0, separator, pieces):
+                if room <= 0:
+                    return
+                yield piece[:room]
+                room -= len(piece)
+        return
+    counts = {"train": [0, 0], "val": [0, 0]}  # documents, characters
+    for pieces in documents:
+        side = "val" if _holds_out(split, counts["train"][1], counts["val"][1], config.val_fraction) else "train"
+        tally = counts[side]
+        if tally[0]:
+            tally[1] += len(separator)
+            if side == "train":
+                yield separator
+        tally[0] += 1
+        for piece in pieces:
+            tally[1] += len(piece)
+            if side == "train":
+                yield piece
 
 
 class _Split:
@@ -110,15 +150,14 @@ def encode_store(sources, config, scan, tokenizer, dtype, folder: Path, split: s
     separator = config.doc_separator
     streams = 1 if split == "tail" else 2  # each stream has one separator fewer than documents
     total = scan.characters + len(separator) * max(scan.documents - streams, 0)
-    train_room = total - max(2, int(round(total * config.val_fraction)))  # characters, in the tail split
+    train_room = _train_room(config, scan, split)
     train, val = _Split(folder / "train.bin", tokenizer, dtype), _Split(folder / "val.bin", tokenizer, dtype)
     try:
         for pieces in _kept_documents(sources, config, scan, progress, "encoding"):
             if split == "tail":
                 _write_tail(train, val, separator, pieces, train_room)
                 continue
-            held_out = split == "documents" and train.characters and val.characters < config.val_fraction * (train.characters + val.characters)
-            stream = val if held_out else train
+            stream = val if _holds_out(split, train.characters, val.characters, config.val_fraction) else train
             stream.start_document(separator)
             for piece in pieces:
                 stream.write(piece)

@@ -272,7 +272,7 @@ def write_store(sources: Sequence[Source], out: Path, config: PrepareConfig, *, 
         else:  # word and bpe: a pass to fit the tokenizer, then one to encode (level_store.py)
             from . import level_store
 
-            tokenizer = level_store.fit_tokenizer(sources, config, scan, progress)
+            tokenizer = level_store.fit_tokenizer(sources, config, scan, split, progress)
             encode = level_store.encode_store
         dtype = smallest_dtype(tokenizer.vocab_size)
         out.mkdir(parents=True)
