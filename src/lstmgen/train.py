@@ -27,8 +27,8 @@ def bits_per_char(nats_per_token: float, tokens_per_char: float = 1.0) -> float:
 @dataclass
 class TrainConfig:
     batch_size: int = 16  # parallel streams; small batches = more updates per second on a CPU (BENCHMARKS.md)
-    seq_len: int = 64  # steps of back-propagation through time per batch (state carries longer context)
-    lr: float = 3e-3  # peak learning rate of AdamW
+    seq_len: int = 32  # steps of back-propagation through time per batch (state carries longer context)
+    lr: float = 1e-2  # peak learning rate of AdamW; with seq_len 32 it beat 3e-3/64 at 60 s and 600 s (BENCHMARKS.md)
     weight_decay: float = 0.01
     warmup_steps: int = 100  # linear warm-up, then cosine decay to min_lr_fraction * lr
     min_lr_fraction: float = 0.1
