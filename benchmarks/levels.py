@@ -55,7 +55,7 @@ def run_level(level: str, args, text: str) -> dict:
     training_text = text[: info["data"]["characters"] - info["data"]["val_characters"]]
     known = set(words_of(training_text))
     # Bits/char leaves out the cost of spelling an unknown word: say how much of the held-out text that is.
-    held_out = model.evaluate(text[len(training_text):])
+    held_out = text[len(training_text):]
     generated = words_of(sample)
     return {
         "level": level,
@@ -66,7 +66,7 @@ def run_level(level: str, args, text: str) -> dict:
         "tokens_per_s": round(result.tokens / max(result.elapsed_s, 1e-9)),
         "held_out_tokens_per_char": round(info["data"]["val_tokens"] / info["data"]["val_characters"], 4),
         "best_val_bits_per_char": round(result.best_val_bits_per_char, 4),
-        "held_out_unknown_char_share": round(held_out["unknown_characters"] / max(held_out["characters"], 1), 4),
+        "held_out_unknown_char_share": round(model.tokenizer.unknown_characters(held_out) / max(len(held_out), 1), 4),
         "generated_words": len(generated),
         "words_in_training_text": round(sum(w in known for w in generated) / max(len(generated), 1), 4),
         "generation_s": round(generation_s, 2),

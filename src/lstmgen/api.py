@@ -129,7 +129,7 @@ class Model:
             "tokens": len(ids),
             "level": self.tokenizer.kind,
             "unknown_tokens": unknown,
-            "unknown_characters": self.tokenizer.unknown_characters(text) if self.tokenizer.kind == "word" else unknown,
+            "unknown_characters": self.tokenizer.unknown_characters(text),
         }
 
 

@@ -137,6 +137,10 @@ class BpeTokenizer:
         """Always empty: every text is made of the 256 bytes."""
         return []
 
+    def unknown_characters(self, text: str) -> int:
+        """Always 0, as above."""
+        return 0
+
     def decode(self, ids: Iterable[int]) -> str:
         return b"".join(self.token_bytes[int(i)] for i in ids).decode("utf-8", errors="replace")
 

@@ -82,7 +82,7 @@ def adjust_logits(
     middle of a character may only go on with its continuation bytes).
     """
     logits = np.array(logits, dtype=np.float32, copy=True)
-    logits[:, list(banned)] = -np.inf
+    logits[:, np.asarray(banned, dtype=np.int64)] = -np.inf
     if row_banned is not None:
         logits[row_banned] = -np.inf
     if recent is not None and config.repetition_penalty != 1:
@@ -163,7 +163,7 @@ class TokenSampler:
     ):
         model.eval()
         self.config = config
-        self.banned = list(banned)
+        self.banned = np.asarray(banned, dtype=np.int64)
         self.rules = rules  # e.g. bpe.Utf8Rules: a small automaton over tokens, one state per sample
         self.rule_state = np.zeros(config.num_samples, dtype=np.int64)
         self.seed = config.seed if config.seed is not None else random_seed()

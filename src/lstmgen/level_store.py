@@ -72,10 +72,15 @@ def fit_tokenizer(sources, config, scan, split: str, progress):
     return WordTokenizer.fit(counter, min_count=config.min_count, max_vocab=config.max_vocab or DEFAULT_MAX_WORDS)
 
 
-def _train_room(config, scan, split: str) -> int:
-    """In the tail split, how many characters (separators included) go to train.bin."""
+def _total_characters(config, scan, split: str) -> int:
+    """Characters written to train.bin and val.bin together, separators included."""
     streams = 1 if split == "tail" else 2  # each stream has one separator fewer than documents
-    total = scan.characters + len(config.doc_separator) * max(scan.documents - streams, 0)
+    return scan.characters + len(config.doc_separator) * max(scan.documents - streams, 0)
+
+
+def _train_room(config, scan, split: str) -> int:
+    """In the tail split, how many characters go to train.bin."""
+    total = _total_characters(config, scan, split)
     return total - max(2, int(round(total * config.val_fraction)))
 
 
@@ -148,9 +153,7 @@ class _Split:
 def encode_store(sources, config, scan, tokenizer, dtype, folder: Path, split: str, progress) -> dict:
     """Encode the kept documents into folder/train.bin and val.bin; held out by characters, as at the char level."""
     separator = config.doc_separator
-    streams = 1 if split == "tail" else 2  # each stream has one separator fewer than documents
-    total = scan.characters + len(separator) * max(scan.documents - streams, 0)
-    train_room = _train_room(config, scan, split)
+    total, train_room = _total_characters(config, scan, split), _train_room(config, scan, split)
     train, val = _Split(folder / "train.bin", tokenizer, dtype), _Split(folder / "val.bin", tokenizer, dtype)
     try:
         for pieces in _kept_documents(sources, config, scan, progress, "encoding"):

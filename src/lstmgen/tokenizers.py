@@ -134,6 +134,10 @@ class CharTokenizer:
         np.frombuffer(ids, np.uint8)[lead] = np.take(self._lut8, points, mode="clip")
         return np.frombuffer(ids.translate(None, b"\xff"), np.uint8)
 
+    def unknown_characters(self, text: str) -> int:
+        """Characters of text outside the vocabulary (each one unknown token)."""
+        return int(np.count_nonzero(self.encode(text) == UNKNOWN_ID))
+
     def decode(self, ids: Iterable[int]) -> str:
         chars, unknown = self.chars, self.unknown_text
         return "".join(chars[i - 1] if i > 0 else unknown for i in ids)
