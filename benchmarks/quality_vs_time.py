@@ -9,7 +9,7 @@ whole held-out split every --eval-every, and prints a table of held-out nats/cha
 at 60, 120, 300 and 600 s (the last evaluation at or before each time; evaluation
 time counts against the budget) plus training tokens/s and FLOP utilisation
 (training FLOP/s of the real trainer ÷ a same-machine fp32 1024² matmul measured
-in the same run). --markdown appends the table to a file; results go to
+in the same run, before and after training, the higher of the two). --markdown appends the table to a file; results go to
 benchmarks/out/<name>.json and, with matplotlib installed, the curve to
 benchmarks/out/<name>.png (benchmarks/plot_curves.py draws several runs).
 """
@@ -55,7 +55,8 @@ def parse_value(text: str):
 
 
 def matmul_flops_per_s(n: int = 1024, seconds: float = 2.0) -> float:
-    """fp32 FLOP/s of a same-machine n×n matrix multiply (the denominator of FLOP utilisation)."""
+    """fp32 FLOP/s of a same-machine n×n matrix multiply (the denominator of FLOP utilisation;
+    measured before and after training, the higher one counts: this shared machine is noisy)."""
     a, b = torch.randn(n, n), torch.randn(n, n)
     a @ b  # warm-up
     reps, start = 0, time.perf_counter()
@@ -96,6 +97,7 @@ def main() -> None:
         max_time=f"{args.budget}s", eval_every=args.eval_every, **overrides,
     )
     wall = time.perf_counter() - started
+    matmul_flops = max(matmul_flops, matmul_flops_per_s())
     metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     info = lstmgen.info(run_dir)
 
@@ -117,6 +119,7 @@ def main() -> None:
         "model": info["model"],
         "train": {k: info["train"][k] for k in ("batch_size", "seq_len", "lr", "weight_decay", "warmup_steps", "grad_clip")},
         "parameters": info["parameters"],
+        "sizing": json.loads((run_dir / "config.json").read_text()).get("sizing"),  # --max-time chose the size
         "val_nats_at": points,
         "final_val_nats": metrics[-1]["val_loss"],
         "best_val_nats": min(m["val_loss"] for m in metrics),

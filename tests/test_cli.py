@@ -75,6 +75,8 @@ def bad_inputs(tmp: Path, run: Path):
         ("overwrite with invalid text", ["train", tmp / "latin1.txt", "--out", run, "--overwrite"], "invalid utf-8"),
         ("out is a file", ["train", "python-docs", "--out", tmp / "empty.txt"], "is a file"),
         ("negative seed", ["train", "python-docs", "--out", out, "--seed", "-1"], "--seed -1 must be"),
+        ("lr and lr finder", ["train", "python-docs", "--out", out, "--lr", "0.01", "--lr-finder"], "give --lr or --lr-finder, not both"),
+        ("negative activation reg", ["train", "python-docs", "--out", out, "--activation-reg", "-1"], "--activation-reg -1.0 must be"),
         ("zero grad clip", ["train", "python-docs", "--out", out, "--grad-clip", "0"], "--grad-clip 0.0 must be"),
         ("infinite temperature", ["generate", run, "--temperature", "inf"], "--temperature inf must be"),
         ("resume missing run", ["train", "--resume", tmp / "nowhere"], "does not exist"),

@@ -86,3 +86,33 @@ def test_awd_options_train_end_to_end(corpus, tmp_path):
     result = lstmgen.train([corpus], out=tmp_path / "run", max_steps=40, quiet=True, **settings)
     assert result.steps == 40 and result.last_val_bits_per_char is not None
     assert lstmgen.load(tmp_path / "run").generate("The ", length=20, seed=1)
+
+
+def test_activation_regularisers_penalise_outputs_and_their_change_in_training_only():
+    torch.manual_seed(0)
+    config = ModelConfig(vocab_size=20, embedding=8, hidden=16, layers=1, dropout=0.0, activation_reg=2.0, temporal_reg=1.0)
+    model = LSTMLanguageModel(config).train()
+    idx, targets = torch.randint(1, 20, (3, 10)), torch.randint(1, 20, (3, 10))
+    _, loss, _ = model(idx, targets=targets)
+    out, _ = model.rnn(model.embed(idx))
+    expected = 2.0 * out.pow(2).mean() + 1.0 * (out[:, 1:] - out[:, :-1]).pow(2).mean()
+    torch.testing.assert_close(model.penalty, expected)
+    plain = torch.nn.functional.cross_entropy(model.head(out).reshape(-1, 20), targets.reshape(-1))
+    torch.testing.assert_close(loss, plain)  # the reported loss stays the cross-entropy alone
+    (loss + model.penalty).backward()
+    with_penalty = model.rnn.weight_hh_l0.grad.clone()
+    model.zero_grad()
+    model(idx, targets=targets)[1].backward()
+    assert not torch.allclose(with_penalty, model.rnn.weight_hh_l0.grad)  # the penalty moves the weights
+    model.eval()
+    model(idx, targets=targets)
+    assert model.penalty is None  # evaluation scores the cross-entropy alone
+    assert LSTMLanguageModel(ModelConfig(vocab_size=20)).train()(idx)[0] is not None
+    assert LSTMLanguageModel(ModelConfig(vocab_size=20)).penalty is None
+
+
+@pytest.mark.parametrize("name", ["activation_reg", "temporal_reg"])
+@pytest.mark.parametrize("value", [-1.0, float("nan"), float("inf")])
+def test_bad_activation_regularisers(name, value):
+    with pytest.raises(LstmgenError, match=f"--{name.replace('_', '-')}"):
+        ModelConfig(vocab_size=10, **{name: value})

@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import sys
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -189,6 +190,8 @@ def _make_run(sources, out: Path, options: dict, *, overwrite: bool, quiet: bool
             )
     model_config = ModelConfig(**{k: v for k, v in options.items() if k in MODEL_FIELDS})  # validate before work
     train_config = TrainConfig(**{k: v for k, v in options.items() if k in TRAIN_FIELDS})
+    if train_config.lr_finder and "lr" in options:
+        raise LstmgenError("give --lr or --lr-finder, not both (the finder picks the peak learning rate)")
     prepare_options = {k: v for k, v in options.items() if k in PREPARE_FIELDS}
     prepare_config = PrepareConfig(**prepare_options)
     specs = [sources] if isinstance(sources, (str, Path)) else list(sources)
@@ -205,7 +208,7 @@ def _make_run(sources, out: Path, options: dict, *, overwrite: bool, quiet: bool
     try:
         config, vectors = _prepare_run(
             sources, staging, model_config, train_config, prepare_config, given=set(prepare_options), quiet=quiet, shown_as=out,
-            embedding_given="embedding" in options,
+            embedding_given="embedding" in options, hidden_given="hidden" in options,
         )
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)  # nothing half-made is left behind
@@ -221,7 +224,7 @@ def _make_run(sources, out: Path, options: dict, *, overwrite: bool, quiet: bool
     return config, vectors
 
 
-def _prepare_run(sources, out: Path, model_config: ModelConfig, train_config: TrainConfig, prepare_config: PrepareConfig, *, given: set, quiet: bool, shown_as: Path, embedding_given: bool) -> tuple[dict, np.ndarray | None]:
+def _prepare_run(sources, out: Path, model_config: ModelConfig, train_config: TrainConfig, prepare_config: PrepareConfig, *, given: set, quiet: bool, shown_as: Path, embedding_given: bool, hidden_given: bool = True) -> tuple[dict, np.ndarray | None]:
     specs = [sources] if isinstance(sources, (str, Path)) else list(sources)
     for spec in specs:
         refuse_incomplete_store(spec)
@@ -263,6 +266,9 @@ def _prepare_run(sources, out: Path, model_config: ModelConfig, train_config: Tr
     vectors, coverage = None, None
     if train_config.embeddings:
         vectors, coverage = _pretrained_embeddings(train_config.embeddings, tokenizer, store, model_config, embedding_given, quiet=quiet)
+    sizing = None
+    if train_config.max_time and not hidden_given and not model_config.tie_weights:
+        sizing = _size_model(model_config, train_config, len(store.train), quiet=quiet)
     tokenizer.save(out / "tokenizer.json")
     config = {
         "format": RUN_FORMAT,
@@ -274,8 +280,38 @@ def _prepare_run(sources, out: Path, model_config: ModelConfig, train_config: Tr
     }
     if coverage is not None:
         config["embeddings"] = coverage
+    if sizing is not None:
+        config["sizing"] = sizing
     write_json(out / "config.json", config)
     return config, vectors
+
+
+def _size_model(model_config: ModelConfig, train_config: TrainConfig, train_tokens: int, *, quiet: bool) -> dict:
+    """--max-time without --hidden: time the hidden sizes here and take the one the budget suits (sizing.py)."""
+    from .sizing import PARAMETERS_PER_TOKEN, TOKENS_PER_PARAMETER, size_for_budget
+
+    started = time.perf_counter()
+    budget = parse_duration(train_config.max_time)
+    chosen = size_for_budget(
+        model_config, budget_s=budget, train_tokens=train_tokens, batch_size=train_config.batch_size,
+        seq_len=train_config.seq_len, device=resolve_device(train_config.device),
+    )
+    model_config.hidden = chosen.hidden
+    why = {
+        "time": f"a larger one could not read {TOKENS_PER_PARAMETER:g} tokens per parameter in the time",
+        "data": f"a larger one would have more than {PARAMETERS_PER_TOKEN:g} parameters per training token",
+        "ladder": "the largest size tried",
+        "smallest": "the smallest size tried; even it is short of time or data",
+    }[chosen.limited_by]
+    if not quiet:
+        print(
+            f"model: {model_config.layers}×{chosen.hidden} ({chosen.parameters:,} parameters) for --max-time {train_config.max_time}: "
+            f"{chosen.tokens_per_s:,.0f} tokens/s measured here, ~{chosen.budget_tokens / chosen.parameters:.1f} tokens per parameter in the budget; "
+            f"{why} (--hidden sets the size; sizing took {time.perf_counter() - started:.1f} s)",
+            file=sys.stderr,
+        )
+    return {"hidden": chosen.hidden, "parameters": chosen.parameters, "tokens_per_s": round(chosen.tokens_per_s),
+            "budget_tokens": round(chosen.budget_tokens), "limited_by": chosen.limited_by}
 
 
 def _pretrained_embeddings(path: str, tokenizer, store: TokenStore, model_config: ModelConfig, embedding_given: bool, *, quiet: bool):
@@ -362,6 +398,28 @@ def train(
     return _run_training(out, config, resume=resume, quiet=quiet, lr_changed=lr_changed)
 
 
+def _find_lr(model, store: TokenStore, train_config: TrainConfig, config: dict, out: Path, reporter) -> float:
+    """Run the learning-rate range test on the fresh model; record and return the suggested peak rate."""
+    from .lrfind import range_test
+
+    started = time.perf_counter()
+    test = range_test(
+        model, store.train, batch_size=train_config.batch_size, seq_len=train_config.seq_len,
+        weight_decay=train_config.weight_decay, grad_clip=train_config.grad_clip, seed=train_config.seed,
+    )
+    seconds = time.perf_counter() - started
+    lowest = min(test.losses) if test.losses else float("nan")
+    reporter.print(f"lr finder: {len(test.rates)} steps at rates from {test.rates[0]:.0e} to {test.rates[-1]:.2g} in {seconds:.1f} s"
+                   + (" (stopped when the loss blew up)" if test.stopped_early else ""))
+    for rate, loss in test.table():
+        reporter.print(f"  lr {rate:<9.2g} smoothed loss {loss:.3f}" + ("  <- lowest" if loss == lowest else ""))
+    reporter.print(f"lr finder: using --lr {test.suggestion:.3g} (a tenth of the rate at the lowest loss)")
+    config["train"]["lr"] = test.suggestion
+    config["lr_finder"] = {"rates": test.rates, "losses": test.losses, "suggestion": test.suggestion, "seconds": round(seconds, 2)}
+    write_json(out / "config.json", config)
+    return test.suggestion
+
+
 def _link_store(store: Path, target: Path) -> None:
     """Put a prepared store's files in the run (hard links where possible: no second copy of a big corpus)."""
     target.mkdir(parents=True)
@@ -392,6 +450,8 @@ def _run_training(out: Path, config: dict, *, resume: bool, quiet: bool, lr_chan
         return text  # type: ignore[return-value]
 
     reporter = RunReporter(out, sampler=sampler, quiet=quiet, tokens_per_char=ratio)
+    if train_config.lr_finder and not resume:
+        train_config.lr = _find_lr(model, store, train_config, config, out, reporter)
     trainer = Trainer(
         model, store.train, store.val, train_config, hooks=reporter, save=lambda t, best=False: _save(out, config, tokenizer, t, best), device=device
     )

@@ -27,6 +27,8 @@ class ModelConfig:
     locked_dropout: bool = False  # one dropout mask per sequence on the LSTM's input and output, not per step
     embed_dropout: float = 0.0  # drop whole rows of the embedding (every use of a token in a batch)
     weight_drop: float = 0.0  # DropConnect on the hidden-to-hidden matrices, one mask per batch
+    activation_reg: float = 0.0  # AR: adds this × mean square of the (dropped-out) top-layer outputs to the loss
+    temporal_reg: float = 0.0  # TAR: adds this × mean square of the top layer's step-to-step change
 
     def __post_init__(self) -> None:
         for name in ("embedding", "hidden", "layers"):
@@ -35,6 +37,10 @@ class ModelConfig:
         for name in ("dropout", "embed_dropout", "weight_drop"):
             if not 0 <= getattr(self, name) < 1:
                 raise LstmgenError(f"--{name.replace('_', '-')} {getattr(self, name)} must be in [0, 1)")
+        for name in ("activation_reg", "temporal_reg"):
+            value = getattr(self, name)
+            if not (value >= 0 and value != float("inf")):
+                raise LstmgenError(f"--{name.replace('_', '-')} {value} must be a number of 0 or more")
         if self.weight_drop and self.cell != "lstm":
             raise LstmgenError("--weight-drop works with --cell lstm only")
         if self.cell not in ("lstm", "gru"):
@@ -72,6 +78,7 @@ class LSTMLanguageModel(nn.Module):
             dropout=config.dropout if config.layers > 1 else 0.0,
         )
         self.head = nn.Linear(config.hidden, config.vocab_size)
+        self.penalty: torch.Tensor | None = None  # AR + TAR of the last training forward, for the trainer to add
         if config.tie_weights:
             self.head.weight = self.embed.weight
         self._init_weights()
@@ -101,11 +108,26 @@ class LSTMLanguageModel(nn.Module):
         """idx (B, T) token ids → logits (B, T, V), mean cross-entropy if targets given, new state."""
         x = self._dropout(self._embed(idx))  # (B, T, E)
         out, state = self._rnn(x, state)  # (B, T, H)
-        logits = self.head(self._dropout(out))  # (B, T, V)
+        dropped = self._dropout(out)
+        logits = self.head(dropped)  # (B, T, V)
+        self.penalty = self._activation_penalty(out, dropped) if self.training else None
         loss = None
         if targets is not None:
             loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1))
         return logits, loss, state
+
+    def _activation_penalty(self, out: torch.Tensor, dropped: torch.Tensor) -> torch.Tensor | None:
+        """AWD-LSTM's activation regularisation (AR, on the dropped-out outputs) and temporal
+        activation regularisation (TAR, on the outputs' change from step to step), or None when both are 0."""
+        c = self.config
+        if not (c.activation_reg or c.temporal_reg):
+            return None
+        penalty = out.new_zeros(())
+        if c.activation_reg:
+            penalty = penalty + c.activation_reg * dropped.float().pow(2).mean()
+        if c.temporal_reg and out.size(1) > 1:
+            penalty = penalty + c.temporal_reg * (out[:, 1:] - out[:, :-1]).float().pow(2).mean()
+        return penalty
 
     def _embed(self, idx: torch.Tensor) -> torch.Tensor:
         p = self.config.embed_dropout

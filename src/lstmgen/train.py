@@ -14,6 +14,7 @@ import torch
 
 from .batches import StreamBatches
 from .errors import LstmgenError, parse_duration
+from .lrfind import make_optimizer
 from .model import LSTMLanguageModel, detach_state
 
 LN2 = math.log(2)
@@ -41,6 +42,7 @@ class TrainConfig:
     save_every: str | None = "15m"  # also checkpoint this often within long epochs
     sample_length: int = 200  # tokens (characters at the char level) per sample printed after each epoch
     embeddings: str | None = None  # word vectors (GloVe / word2vec) the word level starts from
+    lr_finder: bool = False  # before training, a short range test picks the peak lr (replaces --lr)
     seed: int = 1337
     device: str = "auto"  # auto = cuda if present, else mps, else cpu
 
@@ -220,13 +222,7 @@ class Trainer:
     def __init__(self, model, train_tokens, val_tokens, config: TrainConfig, *, hooks, save, device):
         self.model, self.config, self.hooks, self.save, self.device = model, config, hooks, save, device
         self.train_tokens, self.val_tokens = train_tokens, val_tokens
-        decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "embed" not in n]
-        no_decay = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and "embed" not in n)]
-        self.optimizer = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-            lr=config.lr,
-            betas=(0.9, 0.99),
-        )
+        self.optimizer = make_optimizer(model, config.lr, config.weight_decay)
         self.progress = Progress()
         self.good: dict | None = None  # the last checkpoint's state, kept in memory (see _snapshot)
         self.state = None  # the recurrent state carried between batches
@@ -394,7 +390,7 @@ class Trainer:
                     with autocast:
                         _, loss, state = model(x, self.state, y)
                     self.state = detach_state(state)
-                    loss.backward()
+                    (loss if model.penalty is None else loss + model.penalty).backward()
                     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), c.grad_clip)
                     verdict = self._check_step(loss, grad_norm)
                     if verdict not in ("ok", "skip"):

@@ -1,0 +1,83 @@
+"""Size the model to the time budget: `train --max-time T` without --hidden picks the hidden size.
+
+A model learns fastest per second when the budget lets it read a few tokens per
+parameter: a bigger one is still far from trained when time runs out, a smaller one
+has stopped gaining (BENCHMARKS.md, issue #6). So each hidden size of a ladder is
+timed for a few training steps on this machine, with the run's own batch shape, and
+the largest one whose budget covers TOKENS_PER_PARAMETER tokens per parameter is
+chosen; it is also kept to at most PARAMETERS_PER_TOKEN parameters per training token,
+so a fast GPU does not pick a model the corpus cannot fill.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+
+import torch
+
+from .lrfind import make_optimizer
+from .model import LSTMLanguageModel, ModelConfig
+
+LADDER = (64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048)
+TOKENS_PER_PARAMETER = 4.0  # tokens read per parameter at which a size pays off (measured: BENCHMARKS.md)
+PARAMETERS_PER_TOKEN = 2.0  # at most this many parameters per training token: a guard against fitting noise
+TRAINING_SHARE = 0.9  # of the budget, the rest goes to evaluations and checkpoints
+
+
+@dataclass
+class Sizing:
+    hidden: int
+    parameters: int
+    tokens_per_s: float  # measured training speed of the chosen size
+    budget_tokens: float  # tokens it can read in the budget
+    limited_by: str  # what stopped a larger size: "time", "data", "ladder" (none larger), "smallest" (even it is short)
+
+
+def measure_speed(config: ModelConfig, batch_size: int, seq_len: int, device: torch.device, *, seconds: float = 0.4) -> tuple[float, int]:
+    """Training tokens/s of a model of this config (forward, backward, step), and its parameter count."""
+    model = LSTMLanguageModel(config).to(device).train()
+    optimizer = make_optimizer(model, 1e-3, 0.0)
+    x = torch.randint(0, config.vocab_size, (batch_size, seq_len), device=device)
+
+    def step() -> None:
+        _, loss, _ = model(x, None, x)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    step()  # warm-up: allocations, kernel choice
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    steps, start = 0, time.perf_counter()
+    while steps < 3 or (time.perf_counter() - start < seconds and steps < 50):
+        step()
+        steps += 1
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+    return batch_size * seq_len * steps / (time.perf_counter() - start), model.num_parameters()
+
+
+def size_for_budget(config: ModelConfig, *, budget_s: float, train_tokens: int, batch_size: int, seq_len: int, device: torch.device) -> Sizing:
+    """The largest hidden size of LADDER that the budget can train and the data can fill."""
+    rng = torch.get_rng_state()  # model inits here must not shift the run's random stream
+    chosen = None
+    try:
+        for hidden in LADDER:
+            speed, parameters = measure_speed(replace(config, hidden=hidden), batch_size, seq_len, device)
+            tokens = speed * budget_s * TRAINING_SHARE
+            if tokens < TOKENS_PER_PARAMETER * parameters:
+                limit = "time"
+            elif parameters > PARAMETERS_PER_TOKEN * train_tokens:
+                limit = "data"
+            else:
+                chosen = Sizing(hidden, parameters, speed, tokens, "ladder")  # fits; try the next size
+                continue
+            if chosen is None:  # even the smallest size is short of time or data: take it anyway
+                chosen = Sizing(hidden, parameters, speed, tokens, "smallest")
+            else:
+                chosen.limited_by = limit
+            break
+    finally:
+        torch.set_rng_state(rng)
+    return chosen
