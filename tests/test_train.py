@@ -74,7 +74,7 @@ def test_small_corpus_shrinks_the_batch(tmp_path, capsys):
 
 def test_evaluation_scores_every_position_once_with_context():
     torch.manual_seed(0)
-    model = LSTMLanguageModel(ModelConfig(vocab_size=12, hidden=16, embedding=8)).eval()
+    model = LSTMLanguageModel(ModelConfig(vocab_size=12, hidden=16, embedding=8, dropout=0.0)).eval()
     tokens = np.random.default_rng(1).integers(1, 12, size=3000)
     with torch.no_grad():
         logits, _, _ = model(torch.from_numpy(tokens)[None])  # one stream, full context
@@ -151,3 +151,21 @@ def test_one_high_loss_batch_is_skipped_three_in_a_row_roll_back(corpus, tmp_pat
     lstmgen.train([corpus], out=tmp_path / "three", epochs=1, **TINY)
     err = capsys.readouterr().err
     assert err.count("rolled back") == 1 and "for 3 steps in a row" in err
+
+
+def test_bf16_autocast_on_cuda_only(monkeypatch):
+    from lstmgen.train import autocast_for, mixed_precision
+
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert mixed_precision(torch.device("cuda")) == torch.bfloat16 and mixed_precision(torch.device("cuda:1")) == torch.bfloat16
+    assert mixed_precision(torch.device("cpu")) is None  # oneDNN's CPU LSTM has no bf16 kernel here
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    assert mixed_precision(torch.device("cuda")) is None  # an older GPU trains in fp32
+    torch.manual_seed(0)
+    model = LSTMLanguageModel(ModelConfig(vocab_size=12, hidden=16, embedding=8, dropout=0.0))
+    idx = torch.randint(0, 12, (2, 6))
+    with autocast_for(torch.device("cpu")):
+        logits, loss, _ = model(idx, targets=idx)
+    assert logits.dtype == torch.float32 and loss.dtype == torch.float32  # the CPU path stays fp32
+    plain, plain_loss, _ = model(idx, targets=idx)
+    assert torch.equal(logits, plain)

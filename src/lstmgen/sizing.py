@@ -18,6 +18,7 @@ import torch
 
 from .lrfind import make_optimizer
 from .model import LSTMLanguageModel, ModelConfig
+from .train import autocast_for
 
 LADDER = (64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048)
 TOKENS_PER_PARAMETER = 4.0  # tokens read per parameter at which a size pays off (measured: BENCHMARKS.md)
@@ -41,8 +42,9 @@ def measure_speed(config: ModelConfig, batch_size: int, seq_len: int, device: to
     x = torch.randint(0, config.vocab_size, (batch_size, seq_len), device=device)
 
     def step() -> None:
-        _, loss, _ = model(x, None, x)
-        loss.backward()
+        with autocast_for(device):
+            _, loss, _ = model(x, None, x)
+        (loss if model.penalty is None else loss + model.penalty).backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 

@@ -106,6 +106,20 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def mixed_precision(device: torch.device) -> torch.dtype | None:
+    """bf16 autocast on CUDA GPUs that have it (cuDNN LSTM in bf16); none elsewhere: oneDNN's CPU LSTM
+    has no bf16 kernel on CPUs without AVX-512 bf16 ("could not create a primitive descriptor")."""
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return None
+
+
+def autocast_for(device: torch.device) -> torch.autocast:
+    """The autocast context training steps run in: enabled only where mixed_precision says so."""
+    dtype = mixed_precision(device)
+    return torch.autocast(device_type=device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None)
+
+
 @torch.no_grad()
 def evaluate_tokens(
     model: LSTMLanguageModel, tokens: np.ndarray, *, streams: int = 16, warmup: int = 256, chunk: int = 256
@@ -374,7 +388,7 @@ class Trainer:
     def _loop(self, *, stop_reason, clock, next_eval, last_save, interval) -> None:
         p, c, model = self.progress, self.config, self.model
         reason, first_step, last_eval_step = stop_reason, p.step, None
-        autocast = torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda")
+        autocast = autocast_for(self.device)
         self._snapshot()
         with StopFlag() as stop:
             while reason is None:
