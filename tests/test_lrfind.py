@@ -48,3 +48,22 @@ def test_lr_finder_run_equals_a_run_with_the_suggested_rate(tmp_path):
     assert found.steps == given.steps == 30
     a, b = (load_file(tmp_path / name / "model.safetensors") for name in ("found", "given"))
     assert all(torch.equal(a[k], b[k]) for k in a)  # the finder changed the rate and nothing else
+
+
+def test_a_run_stopped_during_the_range_test_runs_it_again_on_resume(tmp_path, monkeypatch):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(make_text(), encoding="utf-8")
+    from lstmgen import api
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(api, "_find_lr", interrupted)
+    try:
+        lstmgen.train([corpus], out=tmp_path / "run", max_steps=5, lr_finder=True, quiet=True, **TINY)
+    except KeyboardInterrupt:
+        pass
+    monkeypatch.undo()
+    lstmgen.train(out=tmp_path / "run", resume=True, quiet=True)
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert "lr_finder" in config and config["train"]["lr"] == config["lr_finder"]["suggestion"]

@@ -68,3 +68,11 @@ def test_max_time_without_hidden_sizes_the_model_and_records_why(tmp_path):
     assert config["model"]["hidden"] == 48 and "sizing" not in config  # --hidden given: no sizing
     lstmgen.train([corpus], out=tmp_path / "epochs", epochs=1, batch_size=4, seq_len=16, quiet=True)
     assert "sizing" not in json.loads((tmp_path / "epochs" / "config.json").read_text())  # no budget: the default size
+
+
+def test_word_level_runs_are_not_sized(tmp_path):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(make_text(), encoding="utf-8")
+    lstmgen.train([corpus], out=tmp_path / "word", level="word", max_time="1s", batch_size=4, seq_len=16, quiet=True)
+    config = json.loads((tmp_path / "word" / "config.json").read_text())
+    assert "sizing" not in config and config["model"]["hidden"] == 256

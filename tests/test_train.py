@@ -169,3 +169,19 @@ def test_bf16_autocast_on_cuda_only(monkeypatch):
     assert logits.dtype == torch.float32 and loss.dtype == torch.float32  # the CPU path stays fp32
     plain, plain_loss, _ = model(idx, targets=idx)
     assert torch.equal(logits, plain)
+
+
+def test_a_run_from_before_ar_tar_resumes_without_them(corpus, tmp_path):
+    settings = dict(TINY, activation_reg=0.0, temporal_reg=0.0)
+    whole = lstmgen.train([corpus], out=tmp_path / "whole", epochs=1, quiet=True, **settings)
+    lstmgen.train([corpus], out=tmp_path / "old", epochs=1, max_steps=30, quiet=True, **settings)
+    path = tmp_path / "old" / "config.json"
+    config = json.loads(path.read_text())
+    for key in ("activation_reg", "temporal_reg"):  # as a run written before these settings existed
+        del config["model"][key]
+    path.write_text(json.dumps(config))
+    resumed = lstmgen.train(out=tmp_path / "old", resume=True, max_steps=10**6, quiet=True)
+    assert resumed.steps == whole.steps > 30
+    a, b = (load_file(tmp_path / name / "model.safetensors") for name in ("whole", "old"))
+    assert all(torch.equal(a[k], b[k]) for k in a)  # it went on without AR/TAR, as it had started
+    assert lstmgen.info(tmp_path / "old")["model"]["activation_reg"] == 0.0

@@ -267,7 +267,9 @@ def _prepare_run(sources, out: Path, model_config: ModelConfig, train_config: Tr
     if train_config.embeddings:
         vectors, coverage = _pretrained_embeddings(train_config.embeddings, tokenizer, store, model_config, embedding_given, quiet=quiet)
     sizing = None
-    if train_config.max_time and not hidden_given and not model_config.tie_weights:
+    # Sized at the char level only: the rule was measured there, and a word vocabulary's
+    # embedding and output matrices would count as parameters the recurrent size must pay for.
+    if train_config.max_time and not hidden_given and not model_config.tie_weights and tokenizer.kind == "char":
         sizing = _size_model(model_config, train_config, len(store.train), quiet=quiet)
     tokenizer.save(out / "tokenizer.json")
     config = {
@@ -450,7 +452,7 @@ def _run_training(out: Path, config: dict, *, resume: bool, quiet: bool, lr_chan
         return text  # type: ignore[return-value]
 
     reporter = RunReporter(out, sampler=sampler, quiet=quiet, tokens_per_char=ratio)
-    if train_config.lr_finder and not resume:
+    if train_config.lr_finder and "lr_finder" not in config:  # also a resumed run stopped during the test
         train_config.lr = _find_lr(model, store, train_config, config, out, reporter)
     trainer = Trainer(
         model, store.train, store.val, train_config, hooks=reporter, save=lambda t, best=False: _save(out, config, tokenizer, t, best), device=device

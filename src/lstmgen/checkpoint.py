@@ -21,6 +21,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_model, save_model
 
 from .errors import LstmgenError
+from .model import ADDED_LATER
 
 RUN_FORMAT = 1
 PENDING = ".pending"
@@ -159,4 +160,5 @@ def read_config(run_dir: Path, *, writer: bool = False) -> dict:
         raise LstmgenError(
             f"{run_dir} was written by a newer lstmgen (format {config['format']}, this one reads {RUN_FORMAT}); upgrade lstmgen"
         )
+    config["model"] = {**ADDED_LATER, **config["model"]}  # older runs: the settings they trained with
     return config

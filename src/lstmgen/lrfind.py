@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from .batches import StreamBatches
+from .errors import LstmgenError
 from .model import LSTMLanguageModel, detach_state
 
 
@@ -69,8 +70,8 @@ def range_test(
     batches = StreamBatches(tokens, batch_size, seq_len, seed=seed, epoch=0)
     steps = max(2, min(steps, 4 * len(batches)))  # a tiny corpus is read again rather than cut the test short
     result, state, average, best = RangeTest(), None, 0.0, math.inf
-    rng_state = torch.get_rng_state()  # dropout draws here must not shift the real run's
-    try:
+    # Dropout draws here must not shift the real run's random streams (CPU and, on a GPU, CUDA).
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         for i in range(steps):
             lr = low * (high / low) ** (i / (steps - 1))
             for group in optimizer.param_groups:
@@ -96,8 +97,7 @@ def range_test(
             if i > steps // 10 and smoothed > 1.5 * best:  # well past the lowest: the rate is too high
                 result.stopped_early = True
                 break
-    finally:
-        torch.set_rng_state(rng_state)
-    lowest = int(np.argmin(result.losses)) if result.losses else 0
-    result.suggestion = (result.rates[lowest] if result.rates else low * 10) / 10
+    if not result.rates:
+        raise LstmgenError("the learning-rate range test got no finite loss even at the lowest rate; train with --lr instead")
+    result.suggestion = result.rates[int(np.argmin(result.losses))] / 10
     return result

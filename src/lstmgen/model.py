@@ -62,6 +62,11 @@ class ModelConfig:
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
+# Settings added after runs already existed, with the value those runs trained with:
+# a run written before AR/TAR became the default resumes (and reloads) without them.
+ADDED_LATER = {"activation_reg": 0.0, "temporal_reg": 0.0}
+
+
 class LSTMLanguageModel(nn.Module):
     """Predicts the next token at every position; the recurrent state is passed in and out."""
 
@@ -127,7 +132,7 @@ class LSTMLanguageModel(nn.Module):
         if c.activation_reg:
             penalty = penalty + c.activation_reg * dropped.float().pow(2).mean()
         if c.temporal_reg and out.size(1) > 1:
-            penalty = penalty + c.temporal_reg * (out[:, 1:] - out[:, :-1]).float().pow(2).mean()
+            penalty = penalty + c.temporal_reg * (out[:, 1:].float() - out[:, :-1].float()).pow(2).mean()
         return penalty
 
     def _embed(self, idx: torch.Tensor) -> torch.Tensor:

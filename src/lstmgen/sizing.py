@@ -62,9 +62,8 @@ def measure_speed(config: ModelConfig, batch_size: int, seq_len: int, device: to
 
 def size_for_budget(config: ModelConfig, *, budget_s: float, train_tokens: int, batch_size: int, seq_len: int, device: torch.device) -> Sizing:
     """The largest hidden size of LADDER that the budget can train and the data can fill."""
-    rng = torch.get_rng_state()  # model inits here must not shift the run's random stream
     chosen = None
-    try:
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):  # inits here draw nothing from the run's streams
         for hidden in LADDER:
             speed, parameters = measure_speed(replace(config, hidden=hidden), batch_size, seq_len, device)
             tokens = speed * budget_s * TRAINING_SHARE
@@ -80,6 +79,4 @@ def size_for_budget(config: ModelConfig, *, budget_s: float, train_tokens: int, 
             else:
                 chosen.limited_by = limit
             break
-    finally:
-        torch.set_rng_state(rng)
     return chosen

@@ -405,6 +405,7 @@ class Trainer:
                         _, loss, state = model(x, self.state, y)
                     self.state = detach_state(state)
                     (loss if model.penalty is None else loss + model.penalty).backward()
+                    model.penalty = None  # its graph is spent
                     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), c.grad_clip)
                     verdict = self._check_step(loss, grad_norm)
                     if verdict not in ("ok", "skip"):
