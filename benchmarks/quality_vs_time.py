@@ -9,8 +9,8 @@ whole held-out split every --eval-every, and prints a table of held-out nats/cha
 at 60, 120, 300 and 600 s (the last evaluation at or before each time; evaluation
 time counts against the budget) plus training tokens/s and FLOP utilisation
 (training FLOP/s of the real trainer ÷ a same-machine fp32 1024² matmul measured
-in the same run, before and after training, the higher of the two). --markdown appends the table to a file; results go to
-benchmarks/out/<name>.json and, with matplotlib installed, the curve to
+in the same run, before and after training, the higher of the two). --markdown
+appends the table to a file; results go to benchmarks/out/<name>.json and, with matplotlib installed, the curve to
 benchmarks/out/<name>.png (benchmarks/plot_curves.py draws several runs).
 """
 

@@ -224,7 +224,7 @@ def _make_run(sources, out: Path, options: dict, *, overwrite: bool, quiet: bool
     return config, vectors
 
 
-def _prepare_run(sources, out: Path, model_config: ModelConfig, train_config: TrainConfig, prepare_config: PrepareConfig, *, given: set, quiet: bool, shown_as: Path, embedding_given: bool, hidden_given: bool = True) -> tuple[dict, np.ndarray | None]:
+def _prepare_run(sources, out: Path, model_config: ModelConfig, train_config: TrainConfig, prepare_config: PrepareConfig, *, given: set, quiet: bool, shown_as: Path, embedding_given: bool, hidden_given: bool) -> tuple[dict, np.ndarray | None]:
     specs = [sources] if isinstance(sources, (str, Path)) else list(sources)
     for spec in specs:
         refuse_incomplete_store(spec)
@@ -410,7 +410,7 @@ def _find_lr(model, store: TokenStore, train_config: TrainConfig, config: dict, 
         weight_decay=train_config.weight_decay, grad_clip=train_config.grad_clip, seed=train_config.seed,
     )
     seconds = time.perf_counter() - started
-    lowest = min(test.losses) if test.losses else float("nan")
+    lowest = min(test.losses)
     reporter.print(f"lr finder: {len(test.rates)} steps at rates from {test.rates[0]:.0e} to {test.rates[-1]:.2g} in {seconds:.1f} s"
                    + (" (stopped when the loss blew up)" if test.stopped_early else ""))
     for rate, loss in test.table():

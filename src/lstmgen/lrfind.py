@@ -18,6 +18,7 @@ import torch
 from .batches import StreamBatches
 from .errors import LstmgenError
 from .model import LSTMLanguageModel, detach_state
+from .train import make_optimizer
 
 
 @dataclass
@@ -36,17 +37,6 @@ class RangeTest:
         spread = {round(i) for i in np.linspace(0, len(self.rates) - 1, min(rows, len(self.rates)))}
         picks = sorted(spread | {int(np.argmin(self.losses))})  # the lowest point always shows
         return [(self.rates[i], self.losses[i]) for i in picks]
-
-
-def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
-    """AdamW with weight decay on the matrices only (not embeddings, biases); the trainer's optimizer."""
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "embed" not in n]
-    no_decay = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and "embed" not in n)]
-    return torch.optim.AdamW(
-        [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=lr,
-        betas=(0.9, 0.99),
-    )
 
 
 def range_test(
@@ -85,7 +75,7 @@ def range_test(
             if not math.isfinite(value):
                 result.stopped_early = True
                 break
-            (loss if trial.penalty is None else loss + trial.penalty).backward()
+            trial.objective(loss).backward()
             torch.nn.utils.clip_grad_norm_(trial.parameters(), grad_clip)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields
 
 import torch
@@ -40,7 +41,7 @@ class ModelConfig:
                 raise LstmgenError(f"--{name.replace('_', '-')} {getattr(self, name)} must be in [0, 1)")
         for name in ("activation_reg", "temporal_reg"):
             value = getattr(self, name)
-            if not (value >= 0 and value != float("inf")):
+            if not (math.isfinite(value) and value >= 0):
                 raise LstmgenError(f"--{name.replace('_', '-')} {value} must be a number of 0 or more")
         if self.weight_drop and self.cell != "lstm":
             raise LstmgenError("--weight-drop works with --cell lstm only")
@@ -84,7 +85,7 @@ class LSTMLanguageModel(nn.Module):
             dropout=config.dropout if config.layers > 1 else 0.0,
         )
         self.head = nn.Linear(config.hidden, config.vocab_size)
-        self.penalty: torch.Tensor | None = None  # AR + TAR of the last training forward, for the trainer to add
+        self.penalty: torch.Tensor | None = None  # AR + TAR of the last training forward, taken by objective()
         if config.tie_weights:
             self.head.weight = self.embed.weight
         self._init_weights()
@@ -121,6 +122,11 @@ class LSTMLanguageModel(nn.Module):
         if targets is not None:
             loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1))
         return logits, loss, state
+
+    def objective(self, loss: torch.Tensor) -> torch.Tensor:
+        """What training minimises: the loss of the last forward plus its AR/TAR penalty (taken, not kept)."""
+        penalty, self.penalty = self.penalty, None
+        return loss if penalty is None else loss + penalty
 
     def _activation_penalty(self, out: torch.Tensor, dropped: torch.Tensor) -> torch.Tensor | None:
         """AWD-LSTM's activation regularisation (AR, on the dropped-out outputs) and temporal

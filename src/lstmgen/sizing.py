@@ -16,9 +16,8 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from .lrfind import make_optimizer
 from .model import LSTMLanguageModel, ModelConfig
-from .train import autocast_for
+from .train import autocast_for, make_optimizer
 
 LADDER = (64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048)
 TOKENS_PER_PARAMETER = 4.0  # tokens read per parameter at which a size pays off (measured: BENCHMARKS.md)
@@ -44,7 +43,7 @@ def measure_speed(config: ModelConfig, batch_size: int, seq_len: int, device: to
     def step() -> None:
         with autocast_for(device):
             _, loss, _ = model(x, None, x)
-        (loss if model.penalty is None else loss + model.penalty).backward()
+        model.objective(loss).backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 

@@ -14,7 +14,6 @@ import torch
 
 from .batches import StreamBatches
 from .errors import LstmgenError, parse_duration
-from .lrfind import make_optimizer
 from .model import LSTMLanguageModel, detach_state
 
 LN2 = math.log(2)
@@ -104,6 +103,17 @@ def resolve_device(name: str) -> torch.device:
     if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise LstmgenError("--device mps was asked for but MPS is not available; use --device cpu")
     return device
+
+
+def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
+    """AdamW with weight decay on the matrices only (not embeddings, biases); the trainer's optimizer."""
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "embed" not in n]
+    no_decay = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and "embed" not in n)]
+    return torch.optim.AdamW(
+        [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=lr,
+        betas=(0.9, 0.99),
+    )
 
 
 def mixed_precision(device: torch.device) -> torch.dtype | None:
@@ -404,8 +414,7 @@ class Trainer:
                     with autocast:
                         _, loss, state = model(x, self.state, y)
                     self.state = detach_state(state)
-                    (loss if model.penalty is None else loss + model.penalty).backward()
-                    model.penalty = None  # its graph is spent
+                    model.objective(loss).backward()
                     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), c.grad_clip)
                     verdict = self._check_step(loss, grad_norm)
                     if verdict not in ("ok", "skip"):
