@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -67,3 +68,12 @@ def test_a_run_stopped_during_the_range_test_runs_it_again_on_resume(tmp_path, m
     lstmgen.train(out=tmp_path / "run", resume=True, quiet=True)
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert "lr_finder" in config and config["train"]["lr"] == config["lr_finder"]["suggestion"]
+
+
+def test_a_range_test_without_a_finite_loss_is_a_one_line_error():
+    data, vocab = tokens()
+    model = LSTMLanguageModel(ModelConfig(vocab_size=vocab, hidden=32, embedding=16, layers=1, dropout=0.0))
+    with torch.no_grad():
+        model.head.bias.fill_(float("nan"))  # every loss is NaN, from the first step
+    with pytest.raises(lstmgen.LstmgenError, match="no finite loss even at the lowest rate; train with --lr instead"):
+        range_test(model, data, batch_size=4, seq_len=16, weight_decay=0.01, grad_clip=1.0, seed=0, steps=20)
