@@ -1,0 +1,90 @@
+"""The golden check: what users keep works as before (runs, stores, weights, generated text).
+
+tests/golden/ was made by lstmgen before the package was reshaped (tools/golden.py's corpus
+and settings): a run directory trained for 30 steps, the text it generated with fixed seeds,
+and the digests of the token stores it prepared. Token stores are integer files and must be
+byte-identical on any machine. Weights are compared with a tolerance of float rounding (1e-5):
+CPUs with and without AVX-512 round differently; on one machine `tools/golden.py` checks
+them bit for bit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import lstmgen
+from lstmgen.cli import main
+
+GOLDEN = Path(__file__).parent / "golden"
+EXPECTED = json.loads((GOLDEN / "expected.json").read_text(encoding="utf-8"))
+TINY = {"hidden": 32, "embedding": 16, "layers": 1, "batch_size": 4, "seq_len": 16}
+PREPARE = {
+    "char": ("corpus", {}),
+    "word": ("corpus", {"level": "word"}),
+    "bpe": ("corpus", {"level": "bpe", "vocab_size": 300}),
+    "table-char": ("reviews.csv", {"column": "text"}),
+    "table-word": ("reviews.csv", {"column": "text", "level": "word", "min_count": 2}),
+}
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _store_digests(store: Path) -> dict:
+    meta = json.loads((store / "meta.json").read_text(encoding="utf-8"))
+    meta = {k: v for k, v in meta.items() if k not in ("seconds", "input_bytes")}
+    meta["sources"] = [Path(s).name for s in meta.get("sources", [])]
+    return {
+        "train.bin": _digest(store / "train.bin"),
+        "val.bin": _digest(store / "val.bin"),
+        "tokenizer.json": _digest(store / "tokenizer.json"),
+        "meta": hashlib.sha256(json.dumps(meta, sort_keys=True).encode()).hexdigest(),
+    }
+
+
+@pytest.mark.parametrize("name", sorted(PREPARE))
+def test_token_stores_are_byte_identical(tmp_path, name):
+    source, options = PREPARE[name]
+    lstmgen.prepare([str(GOLDEN / source)], out=tmp_path / "store", quiet=True, **options)
+    assert _store_digests(tmp_path / "store") == EXPECTED["stores"][name]
+
+
+def _generate(capsys, *args: str) -> str:
+    with pytest.raises(SystemExit) as exit_:
+        main(["generate", str(GOLDEN / "run-char"), *args])
+    assert exit_.value.code == 0
+    return capsys.readouterr().out
+
+
+def test_an_old_run_generates_the_same_text(capsys):
+    first = _generate(capsys, "--seed", "3", "--length", "120", "--prime", "The ")
+    many = _generate(capsys, "--seed", "5", "--length", "40", "--num-samples", "3", "--temperature", "1.0",
+                     "--top-k", "20", "--checkpoint", "latest")
+    assert (first, many) == (EXPECTED["generated"], EXPECTED["generated_many"])
+
+
+def test_the_same_seed_and_steps_give_the_old_weights(tmp_path):
+    lstmgen.train([str(GOLDEN / "corpus")], out=tmp_path / "run", max_steps=30, quiet=True, **TINY)
+    new, old = (load_file(str(run / "model.safetensors")) for run in (tmp_path / "run", GOLDEN / "run-char"))
+    assert sorted(new) == sorted(old)
+    for name in old:
+        assert torch.allclose(new[name], old[name], rtol=0, atol=1e-5), name
+    config = json.loads((tmp_path / "run" / "config.json").read_text(encoding="utf-8"))
+    old_config = json.loads((GOLDEN / "run-char" / "config.json").read_text(encoding="utf-8"))
+    assert {k: v for k, v in config.items() if k != "data"} == {k: v for k, v in old_config.items() if k != "data"}
+
+
+def test_an_old_run_resumes(tmp_path):
+    run = tmp_path / "run-char"
+    shutil.copytree(GOLDEN / "run-char", run)
+    result = lstmgen.train(out=run, resume=True, max_steps=34, quiet=True)
+    assert (result.steps, result.stopped_because) == (34, "max steps")
+    assert lstmgen.info(run)["steps"] == 34
