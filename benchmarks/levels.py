@@ -1,4 +1,4 @@
-"""Char vs word vs BPE at equal wall-clock budgets: held-out bits/char, and how English the output is.
+"""Char vs word vs BPE at equal wall-clock budgets: held-out bits/char, how English the output is.
 
     python benchmarks/levels.py                       # tinyshakespeare, 600 s per level
     python benchmarks/levels.py --budget 20           # a smoke run
@@ -45,8 +45,14 @@ def generate_chars(model, chars: int, temperature: float, seed: int) -> str:
 def run_level(level: str, args, text: str) -> dict:
     run_dir = Path("benchmarks/out/runs") / f"levels-{level}-{int(args.budget)}s"
     started = time.perf_counter()
-    result = lstmgen.train([args.corpus], out=run_dir, overwrite=True, quiet=True, level=level,
-                           max_time=f"{args.budget}s")
+    result = lstmgen.train(
+        [args.corpus],
+        out=run_dir,
+        overwrite=True,
+        quiet=True,
+        level=level,
+        max_time=f"{args.budget}s",
+    )
     info = lstmgen.info(run_dir)
     model = lstmgen.load(run_dir)
     generation_started = time.perf_counter()
@@ -54,8 +60,9 @@ def run_level(level: str, args, text: str) -> dict:
     generation_s = time.perf_counter() - generation_started
     training_text = text[: info["data"]["characters"] - info["data"]["val_characters"]]
     known = set(words_of(training_text))
-    # Bits/char leaves out the cost of spelling an unknown word: say how much of the held-out text that is.
-    held_out = text[len(training_text):]
+    # Bits/char leaves out the cost of spelling an unknown word: say how much of the held-out
+    # text that is.
+    held_out = text[len(training_text) :]
     generated = words_of(sample)
     return {
         "level": level,
@@ -64,11 +71,17 @@ def run_level(level: str, args, text: str) -> dict:
         "steps": result.steps,
         "epochs": round(result.epochs, 2),
         "tokens_per_s": round(result.tokens / max(result.elapsed_s, 1e-9)),
-        "held_out_tokens_per_char": round(info["data"]["val_tokens"] / info["data"]["val_characters"], 4),
+        "held_out_tokens_per_char": round(
+            info["data"]["val_tokens"] / info["data"]["val_characters"], 4
+        ),
         "best_val_bits_per_char": round(result.best_val_bits_per_char, 4),
-        "held_out_unknown_char_share": round(model.tokenizer.unknown_characters(held_out) / max(len(held_out), 1), 4),
+        "held_out_unknown_char_share": round(
+            model.tokenizer.unknown_characters(held_out) / max(len(held_out), 1), 4
+        ),
         "generated_words": len(generated),
-        "words_in_training_text": round(sum(w in known for w in generated) / max(len(generated), 1), 4),
+        "words_in_training_text": round(
+            sum(w in known for w in generated) / max(len(generated), 1), 4
+        ),
         "generation_s": round(generation_s, 2),
         "wall_s": round(time.perf_counter() - started, 1),
         "sample": sample[:400],
@@ -77,25 +90,35 @@ def run_level(level: str, args, text: str) -> dict:
 
 def table(rows: list[dict], args) -> str:
     lines = [
-        f"Levels on {Path(args.corpus).name}, {args.budget:g} s of training each, {args.chars:,} generated characters at T = {args.temperature} "
+        f"Levels on {Path(args.corpus).name}, {args.budget:g} s of training each, "
+        f"{args.chars:,} generated characters at T = {args.temperature} "
         f"({platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}):",
         "",
-        "| level | vocabulary | parameters | steps | tokens/s | tokens/char | held-out bits/char | held-out chars in unknown tokens | generated words found in the training text |",
+        "| level | vocabulary | parameters | steps | tokens/s | tokens/char | held-out bits/char "
+        "| held-out chars in unknown tokens | generated words found in the training text |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in rows:
         lines.append(
-            f"| {r['level']} | {r['vocab_size']:,} | {r['parameters']:,} | {r['steps']:,} | {r['tokens_per_s']:,} | {r['held_out_tokens_per_char']:.3f} | "
-            f"{r['best_val_bits_per_char']:.3f} | {r['held_out_unknown_char_share']:.2%} | {r['words_in_training_text']:.1%} of {r['generated_words']:,} |"
+            f"| {r['level']} | {r['vocab_size']:,} | {r['parameters']:,} | {r['steps']:,} | "
+            f"{r['tokens_per_s']:,} | {r['held_out_tokens_per_char']:.3f} | "
+            f"{r['best_val_bits_per_char']:.3f} | {r['held_out_unknown_char_share']:.2%} | "
+            f"{r['words_in_training_text']:.1%} of {r['generated_words']:,} |"
         )
     return "\n".join(lines) + "\n"
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--corpus", default="../shared/data/tinyshakespeare.txt")
-    parser.add_argument("--budget", type=float, default=600, help="seconds of training per level (wall clock)")
-    parser.add_argument("--chars", type=int, default=20_000, help="characters to generate per level")
+    parser.add_argument(
+        "--budget", type=float, default=600, help="seconds of training per level (wall clock)"
+    )
+    parser.add_argument(
+        "--chars", type=int, default=20_000, help="characters to generate per level"
+    )
     parser.add_argument("--temperature", type=float, default=0.8)
     parser.add_argument("--levels", default="char,word,bpe")
     parser.add_argument("--markdown", type=Path, default=None, help="append the table to this file")
@@ -105,11 +128,26 @@ def main() -> None:
     rows = []
     for level in args.levels.split(","):
         rows.append(run_level(level, args, text))
-        print(f"{level}: {json.dumps({k: v for k, v in rows[-1].items() if k != 'sample'})}", flush=True)
+        print(
+            f"{level}: {json.dumps({k: v for k, v in rows[-1].items() if k != 'sample'})}",
+            flush=True,
+        )
     out = Path("benchmarks/out")
     out.mkdir(parents=True, exist_ok=True)
-    (out / "levels.json").write_text(json.dumps({"budget_s": args.budget, "chars": args.chars, "temperature": args.temperature,
-                                                  "corpus": args.corpus, "levels": rows}, indent=2, ensure_ascii=False) + "\n")
+    (out / "levels.json").write_text(
+        json.dumps(
+            {
+                "budget_s": args.budget,
+                "chars": args.chars,
+                "temperature": args.temperature,
+                "corpus": args.corpus,
+                "levels": rows,
+            },
+            indent=2,
+            ensure_ascii=False,
+        )
+        + "\n"
+    )
     markdown = table(rows, args)
     print(markdown)
     for r in rows:

@@ -1,4 +1,4 @@
-"""FLOP utilisation of PyTorch's nn.LSTM alone (forward + backward), the ceiling of the trainer's.
+"""FLOP utilisation of PyTorch's nn.LSTM alone (forward + backward): the trainer's ceiling.
 
     python benchmarks/lstm_kernel.py
 
@@ -25,7 +25,7 @@ def main() -> None:
         lstm = torch.nn.LSTM(embedding, hidden, 2, batch_first=True)
         x = torch.randn(batch, steps, embedding, requires_grad=True)
 
-        def step() -> None:
+        def step(lstm: torch.nn.LSTM = lstm, x: torch.Tensor = x) -> None:
             out, _ = lstm(x)
             out.sum().backward()
 
@@ -38,9 +38,14 @@ def main() -> None:
             n += 1
         seconds = (time.perf_counter() - start) / n
         reference = max(reference, matmul_flops_per_s())
-        macs = sum(4 * hidden * ((embedding if layer == 0 else hidden) + hidden) for layer in range(2))
+        macs = sum(
+            4 * hidden * ((embedding if layer == 0 else hidden) + hidden) for layer in range(2)
+        )
         flops = 6 * macs * batch * steps / seconds
-        print(f"nn.LSTM 2×{hidden}, batch {batch} × {steps}: {flops / 1e9:.1f} GFLOP/s, matmul {reference / 1e9:.1f} GFLOP/s, utilisation {flops / reference:.2f}")
+        print(
+            f"nn.LSTM 2×{hidden}, batch {batch} × {steps}: {flops / 1e9:.1f} GFLOP/s, "
+            f"matmul {reference / 1e9:.1f} GFLOP/s, utilisation {flops / reference:.2f}"
+        )
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Held-out loss against seconds of training, one line per benchmark run, as a PNG.
 
-    python benchmarks/plot_curves.py benchmarks/results/*-600s.json --out benchmarks/results/curve.png
+    python benchmarks/plot_curves.py benchmarks/results/*-600s.json \\
+        --out benchmarks/results/curve.png
 
 Reads the JSON files benchmarks/quality_vs_time.py writes (their "curve": [[seconds,
 nats/char], ...]). Needs matplotlib (`pip install -e '.[bench]'`).
@@ -21,8 +22,14 @@ def plot(results: list[dict], out: Path, title: str = "held-out loss vs. trainin
 
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
     for result in results:
-        seconds, nats = zip(*result["curve"])
-        ax.plot(seconds, nats, marker="o", markersize=3, label=f"{result['name']} ({result['parameters'] / 1e6:.2f}M)")
+        seconds, nats = zip(*result["curve"], strict=True)
+        ax.plot(
+            seconds,
+            nats,
+            marker="o",
+            markersize=3,
+            label=f"{result['name']} ({result['parameters'] / 1e6:.2f}M)",
+        )
     ax.set_xlabel("seconds of training (evaluation included)")
     ax.set_ylabel("held-out nats/char")
     ax.set_title(title)
@@ -36,7 +43,9 @@ def plot(results: list[dict], out: Path, title: str = "held-out loss vs. trainin
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("results", nargs="+", type=Path)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/out/curve.png"))
     parser.add_argument("--title", default="held-out loss vs. training time")

@@ -1,6 +1,7 @@
 """Speed and memory of `lstmgen prepare` at 10 MB, 100 MB and 1 GB (plain text, gzip, CSV).
 
-    python benchmarks/prepare_scale.py [--sizes 10M,100M,1G] [--formats txt,gz,csv] [--out benchmarks/out]
+    python benchmarks/prepare_scale.py [--sizes 10M,100M,1G] [--formats txt,gz,csv] \\
+        [--out benchmarks/out]
 
 Corpora are built from ../shared/data (paragraphs of the books and the Amazon reviews,
 shuffled with a fixed seed and repeated up to the size), once, under --out. Each
@@ -52,10 +53,12 @@ def build(kind: str, size: int, folder: Path) -> Path:
     rng = random.Random(size)
     docs = paragraphs()
     tmp = path.with_suffix(path.suffix + ".tmp")
-    opener = (lambda p: gzip.open(p, "wt", encoding="utf-8", compresslevel=1)) if kind == "txt.gz" else (
-        lambda p: open(p, "w", encoding="utf-8", newline=""))
     written = 0
-    with opener(tmp) as f:
+    with (
+        gzip.open(tmp, "wt", encoding="utf-8", compresslevel=1)
+        if kind == "txt.gz"
+        else open(tmp, "w", encoding="utf-8", newline="")
+    ) as f:
         writer = csv.writer(f) if kind == "csv" else None
         if writer:
             writer.writerow(["id", "text"])
@@ -74,13 +77,26 @@ def build(kind: str, size: int, folder: Path) -> Path:
 
 
 def run_prepare(corpus: Path, store: Path, extra: list[str]) -> dict:
-    """Wall time and peak RSS of one `lstmgen prepare` process (os.wait4 gives that child's own rusage)."""
+    """Wall time and peak RSS of one `lstmgen prepare` (os.wait4 gives that child's own rusage)."""
     shutil.rmtree(store, ignore_errors=True)
     errors = store.with_name("stderr.txt")
     started = time.perf_counter()
     with open(errors, "w") as err:
-        process = subprocess.Popen([sys.executable, "-m", "lstmgen", "prepare", str(corpus), "--out", str(store), "-q", *extra],
-                                   stdout=subprocess.DEVNULL, stderr=err)
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "lstmgen",
+                "prepare",
+                str(corpus),
+                "--out",
+                str(store),
+                "-q",
+                *extra,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
         _, status, usage = os.wait4(process.pid, 0)
     wall = time.perf_counter() - started
     if os.waitstatus_to_exitcode(status) != 0:
@@ -99,9 +115,16 @@ def run_prepare(corpus: Path, store: Path, extra: list[str]) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", default="10M,100M,1G", help="comma-separated corpus sizes (10M, 1G, ...)")
+    parser.add_argument(
+        "--sizes", default="10M,100M,1G", help="comma-separated corpus sizes (10M, 1G, ...)"
+    )
     parser.add_argument("--formats", default="txt,txt.gz,csv", help="txt, txt.gz and/or csv")
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "out", help="folder for corpora and results")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path(__file__).parent / "out",
+        help="folder for corpora and results",
+    )
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -109,18 +132,27 @@ def main() -> None:
         for kind in args.formats.split(","):
             corpus = build(kind, size, args.out)
             extra = ["--column", "text"] if kind == "csv" else []
-            row = {"format": kind, "size_mb": size / 1e6, "file_mb": round(corpus.stat().st_size / 1e6, 1)}
+            row = {
+                "format": kind,
+                "size_mb": size / 1e6,
+                "file_mb": round(corpus.stat().st_size / 1e6, 1),
+            }
             row |= run_prepare(corpus, args.out / "store", extra)
             row["mb_per_s"] = round(size / 1e6 / row["wall_s"], 1)
             row["mb_per_s_in_prepare"] = round(size / 1e6 / row["prepare_s"], 1)
             rows.append(row)
             print(json.dumps(row), flush=True)
     (args.out / "prepare_scale.json").write_text(json.dumps(rows, indent=2) + "\n")
-    print("\n| corpus | text MB | file MB | documents | wall s | MB/s (wall) | MB/s (in prepare) | peak RSS MB |")
+    print(
+        "\n| corpus | text MB | file MB | documents | wall s | MB/s (wall) "
+        "| MB/s (in prepare) | peak RSS MB |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['format']} | {r['size_mb']:,.0f} | {r['file_mb']:,.1f} | {r['documents']:,} | {r['wall_s']} | "
-              f"{r['mb_per_s']} | {r['mb_per_s_in_prepare']} | {r['peak_rss_mb']} |")
+        print(
+            f"| {r['format']} | {r['size_mb']:,.0f} | {r['file_mb']:,.1f} | {r['documents']:,} | "
+            f"{r['wall_s']} | {r['mb_per_s']} | {r['mb_per_s_in_prepare']} | {r['peak_rss_mb']} |"
+        )
 
 
 if __name__ == "__main__":

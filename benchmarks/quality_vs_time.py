@@ -10,8 +10,9 @@ at 60, 120, 300 and 600 s (the last evaluation at or before each time; evaluatio
 time counts against the budget) plus training tokens/s and FLOP utilisation
 (training FLOP/s of the real trainer ÷ a same-machine fp32 1024² matmul measured
 in the same run, before and after training, the higher of the two). --markdown
-appends the table to a file; results go to benchmarks/out/<name>.json and, with matplotlib installed, the curve to
-benchmarks/out/<name>.png (benchmarks/plot_curves.py draws several runs).
+appends the table to a file; results go to benchmarks/out/<name>.json and, with
+matplotlib installed, the curve to benchmarks/out/<name>.png (benchmarks/plot_curves.py
+draws several runs).
 """
 
 from __future__ import annotations
@@ -28,7 +29,9 @@ import torch
 import lstmgen
 
 CHECKPOINTS_S = (60, 120, 300, 600)
-GUTENBERG = re.compile(r"^\s*\*\*\* (START|END) OF (THE|THIS) PROJECT GUTENBERG EBOOK.*$", re.MULTILINE)
+GUTENBERG = re.compile(
+    r"^\s*\*\*\* (START|END) OF (THE|THIS) PROJECT GUTENBERG EBOOK.*$", re.MULTILINE
+)
 
 
 def book_text(corpus: str, out_dir: Path) -> str:
@@ -67,34 +70,56 @@ def matmul_flops_per_s(n: int = 1024, seconds: float = 2.0) -> float:
 
 
 def training_flops_per_token(model: dict, vocab: int) -> float:
-    """Multiply-adds of the forward pass per token × 2 FLOPs × 3 (forward + backward ≈ 3 forwards)."""
+    """Forward-pass multiply-adds per token × 2 FLOPs × 3 (forward + backward ≈ 3 forwards)."""
     gates = 4 if model["cell"] == "lstm" else 3
-    macs = sum(gates * model["hidden"] * ((model["embedding"] if layer == 0 else model["hidden"]) + model["hidden"])
-               for layer in range(model["layers"]))
+    macs = sum(
+        gates
+        * model["hidden"]
+        * ((model["embedding"] if layer == 0 else model["hidden"]) + model["hidden"])
+        for layer in range(model["layers"])
+    )
     macs += model["hidden"] * vocab  # the output layer (the embedding lookup costs no multiplies)
     return 6.0 * macs
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("corpus")
-    parser.add_argument("--budget", type=float, default=600, help="seconds of training (wall clock)")
+    parser.add_argument(
+        "--budget", type=float, default=600, help="seconds of training (wall clock)"
+    )
     parser.add_argument("--eval-every", default="60s")
-    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="override a default")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="NAME=VALUE", help="override a default"
+    )
     parser.add_argument("--name", default=None, help="label of this run in the outputs")
     parser.add_argument("--markdown", type=Path, default=None, help="append the table to this file")
     args = parser.parse_args()
 
-    overrides = {k.replace("-", "_"): parse_value(v) for k, v in (s.split("=", 1) for s in args.set)}
-    matmul_flops = matmul_flops_per_s()  # the machine's reference, measured in this run before training
-    name = args.name or (Path(args.corpus).stem + "".join(f"-{k}{v}" for k, v in overrides.items()) + f"-{int(args.budget)}s")
+    overrides = {
+        k.replace("-", "_"): parse_value(v) for k, v in (s.split("=", 1) for s in args.set)
+    }
+    # the machine's reference, measured in this run before training
+    matmul_flops = matmul_flops_per_s()
+    name = args.name or (
+        Path(args.corpus).stem
+        + "".join(f"-{k}{v}" for k, v in overrides.items())
+        + f"-{int(args.budget)}s"
+    )
     out_dir = Path("benchmarks/out")
     run_dir = out_dir / "runs" / name
     started = time.perf_counter()
     corpus = book_text(args.corpus, out_dir)
     result = lstmgen.train(
-        [corpus], out=run_dir, overwrite=True, quiet=True,
-        max_time=f"{args.budget}s", eval_every=args.eval_every, **overrides,
+        [corpus],
+        out=run_dir,
+        overwrite=True,
+        quiet=True,
+        max_time=f"{args.budget}s",
+        eval_every=args.eval_every,
+        **overrides,
     )
     wall = time.perf_counter() - started
     matmul_flops = max(matmul_flops, matmul_flops_per_s())
@@ -107,7 +132,8 @@ def main() -> None:
 
     points = {t: at(t) for t in CHECKPOINTS_S if t <= args.budget + 1}
     tokens_per_s = result.tokens / result.elapsed_s
-    # Training throughput without the evaluations: the progress bar's own rate, averaged over the run.
+    # Training throughput without the evaluations: the progress bar's own rate, averaged over
+    # the run.
     train_rates = [m["tokens_per_s"] for m in metrics if m.get("tokens_per_s")]
     train_tokens_per_s = sum(train_rates) / len(train_rates) if train_rates else tokens_per_s
     flops_per_token = training_flops_per_token(info["model"], info["vocab_size"])
@@ -117,9 +143,13 @@ def main() -> None:
         "budget_s": args.budget,
         "overrides": overrides,
         "model": info["model"],
-        "train": {k: info["train"][k] for k in ("batch_size", "seq_len", "lr", "weight_decay", "warmup_steps", "grad_clip")},
+        "train": {
+            k: info["train"][k]
+            for k in ("batch_size", "seq_len", "lr", "weight_decay", "warmup_steps", "grad_clip")
+        },
         "parameters": info["parameters"],
-        "sizing": json.loads((run_dir / "config.json").read_text()).get("sizing"),  # --max-time chose the size
+        # --max-time chose the size
+        "sizing": json.loads((run_dir / "config.json").read_text()).get("sizing"),
         "val_nats_at": points,
         "final_val_nats": metrics[-1]["val_loss"],
         "best_val_nats": min(m["val_loss"] for m in metrics),
@@ -133,7 +163,8 @@ def main() -> None:
         "epochs": result.epochs,
         "curve": [(m["elapsed_s"], m["val_loss"]) for m in metrics],
         "wall_s": wall,
-        "machine": f"{platform.machine()} {platform.processor() or ''} {torch.get_num_threads()} threads, torch {torch.__version__}",
+        "machine": f"{platform.machine()} {platform.processor() or ''} "
+        f"{torch.get_num_threads()} threads, torch {torch.__version__}",
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / f"{name}.json").write_text(json.dumps(summary, indent=2))
@@ -144,12 +175,18 @@ def main() -> None:
     except ImportError:
         print("(no PNG: pip install -e '.[bench]' for matplotlib)")
     m = info["model"]
-    header = "| run | model | params | " + " | ".join(f"{t} s" for t in points) + " | best | tokens/s | epochs | FLOP utilisation |"
+    header = (
+        "| run | model | params | "
+        + " | ".join(f"{t} s" for t in points)
+        + " | best | tokens/s | epochs | FLOP utilisation |"
+    )
     row = (
         f"| {name} | {m['layers']}×{m['hidden']} emb {m['embedding']} drop {m['dropout']}, "
-        f"B {info['train']['batch_size']} T {info['train']['seq_len']} lr {info['train']['lr']} | {info['parameters'] / 1e6:.2f}M | "
+        f"B {info['train']['batch_size']} T {info['train']['seq_len']} lr {info['train']['lr']} | "
+        f"{info['parameters'] / 1e6:.2f}M | "
         + " | ".join("—" if v is None else f"{v:.4f}" for v in points.values())
-        + f" | {summary['best_val_nats']:.4f} | {tokens_per_s:,.0f} | {result.epochs:.2f} | {summary['flop_utilisation']:.2f} |"
+        + f" | {summary['best_val_nats']:.4f} | {tokens_per_s:,.0f} | {result.epochs:.2f} | "
+        f"{summary['flop_utilisation']:.2f} |"
     )
     print(header)
     print("|" + "---|" * (header.count("|") - 1))

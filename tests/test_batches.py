@@ -1,7 +1,7 @@
 import numpy as np
 import torch
 
-from lstmgen.batches import StreamBatches, max_batch_size
+from lstmgen.training.batches import StreamBatches, max_batch_size
 
 
 def test_batches_continue_each_stream_and_shift_targets():

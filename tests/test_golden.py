@@ -66,20 +66,37 @@ def _generate(capsys, *args: str) -> str:
 
 def test_an_old_run_generates_the_same_text(capsys):
     first = _generate(capsys, "--seed", "3", "--length", "120", "--prime", "The ")
-    many = _generate(capsys, "--seed", "5", "--length", "40", "--num-samples", "3", "--temperature", "1.0",
-                     "--top-k", "20", "--checkpoint", "latest")
+    many = _generate(
+        capsys,
+        "--seed",
+        "5",
+        "--length",
+        "40",
+        "--num-samples",
+        "3",
+        "--temperature",
+        "1.0",
+        "--top-k",
+        "20",
+        "--checkpoint",
+        "latest",
+    )
     assert (first, many) == (EXPECTED["generated"], EXPECTED["generated_many"])
 
 
 def test_the_same_seed_and_steps_give_the_old_weights(tmp_path):
     lstmgen.train([str(GOLDEN / "corpus")], out=tmp_path / "run", max_steps=30, quiet=True, **TINY)
-    new, old = (load_file(str(run / "model.safetensors")) for run in (tmp_path / "run", GOLDEN / "run-char"))
+    new, old = (
+        load_file(str(run / "model.safetensors")) for run in (tmp_path / "run", GOLDEN / "run-char")
+    )
     assert sorted(new) == sorted(old)
     for name in old:
         assert torch.allclose(new[name], old[name], rtol=0, atol=1e-5), name
     config = json.loads((tmp_path / "run" / "config.json").read_text(encoding="utf-8"))
     old_config = json.loads((GOLDEN / "run-char" / "config.json").read_text(encoding="utf-8"))
-    assert {k: v for k, v in config.items() if k != "data"} == {k: v for k, v in old_config.items() if k != "data"}
+    assert {k: v for k, v in config.items() if k != "data"} == {
+        k: v for k, v in old_config.items() if k != "data"
+    }
 
 
 def test_an_old_run_resumes(tmp_path):
@@ -88,3 +105,12 @@ def test_an_old_run_resumes(tmp_path):
     result = lstmgen.train(out=run, resume=True, max_steps=34, quiet=True)
     assert (result.steps, result.stopped_because) == (34, "max steps")
     assert lstmgen.info(run)["steps"] == 34
+
+
+def test_sampling_settings_as_one_object_or_as_keywords_give_the_same_text():
+    from lstmgen.config import SampleConfig
+
+    model = lstmgen.load(GOLDEN / "run-char")
+    as_object = model.generate("The ", SampleConfig(length=60, seed=3, top_k=10))
+    assert as_object == model.generate("The ", length=60, seed=3, top_k=10)
+    assert len(as_object) == 60

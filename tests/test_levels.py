@@ -8,13 +8,12 @@ import numpy as np
 import pytest
 
 import lstmgen
-from lstmgen.bpe import BpeTokenizer
-from lstmgen.embeddings import read_vectors
+from conftest import SHARED_DATA, make_text
 from lstmgen.errors import LstmgenError
-from lstmgen.tokenizers import load_tokenizer
-from lstmgen.words import WordCounter, WordTokenizer, split_words
-
-from conftest import SHARED_DATA, TINY, make_text
+from lstmgen.tokens import load_tokenizer
+from lstmgen.tokens.bpe import BpeTokenizer
+from lstmgen.tokens.vectors import read_vectors
+from lstmgen.tokens.words import WordCounter, WordTokenizer, split_words
 from test_cli import TINY_FLAGS, run_cli
 
 
@@ -26,7 +25,19 @@ def word_tokenizer(text: str, **kw) -> WordTokenizer:
 
 def test_word_split_keeps_apostrophes_numbers_and_newlines():
     assert split_words("Don't stop, it's 3.14!\n\n'Tis o'er.") == [
-        "Don't", "stop", ",", "it's", "3.14", "!", "\n", "\n", "'", "Tis", "o'er", "."]
+        "Don't",
+        "stop",
+        ",",
+        "it's",
+        "3.14",
+        "!",
+        "\n",
+        "\n",
+        "'",
+        "Tis",
+        "o'er",
+        ".",
+    ]
 
 
 def test_word_round_trip_unknowns_and_caps():
@@ -36,7 +47,10 @@ def test_word_round_trip_unknowns_and_caps():
     assert tok.decode(tok.encode("He said zebra.")) == "He said <unk>."
     assert tok.unknown_words("He said zebra zebra.") == ["zebra"]
     small = word_tokenizer("a a a b b c", max_vocab=3, min_count=1)
-    assert small.words == ["a", "b"] and word_tokenizer("a a a b b c", min_count=2).words == ["a", "b"]
+    assert small.words == ["a", "b"] and word_tokenizer("a a a b b c", min_count=2).words == [
+        "a",
+        "b",
+    ]
 
 
 def test_word_and_bpe_save_load(tmp_path):
@@ -62,20 +76,25 @@ def test_bpe_round_trips_any_text_and_streams_whole_characters():
 def test_bpe_never_generates_bytes_the_training_text_lacked(tmp_path):
     import torch
 
-    from lstmgen.api import Model
-    from lstmgen.model import LSTMLanguageModel, ModelConfig
+    from lstmgen.config import ModelConfig
+    from lstmgen.inference import Model
+    from lstmgen.model import LSTMLanguageModel
 
     tok = BpeTokenizer.train([make_text(5000) + " café"], vocab_size=300)
     lead, e_acute = "é".encode()  # 0xC3 0xA9: seen; 0xE2 (a dash's lead byte) was not
     token_of = {piece: i for i, piece in enumerate(tok.token_bytes)}
     banned = set(tok.never_generated)
-    assert token_of[bytes([0xE2])] in banned and token_of[bytes([lead])] not in banned and 0 in banned
+    assert (
+        token_of[bytes([0xE2])] in banned and token_of[bytes([lead])] not in banned and 0 in banned
+    )
     tok.save(tmp_path / "tokenizer.json")
     assert load_tokenizer(tmp_path / "tokenizer.json").never_generated == tok.never_generated
     # A model that strongly prefers unseen bytes and a lone lead byte still writes only whole,
     # seen characters: the lead byte is always followed by a continuation byte.
     torch.manual_seed(0)
-    module = LSTMLanguageModel(ModelConfig(vocab_size=tok.vocab_size, embedding=8, hidden=8, layers=1))
+    module = LSTMLanguageModel(
+        ModelConfig(vocab_size=tok.vocab_size, embedding=8, hidden=8, layers=1)
+    )
     with torch.no_grad():
         module.head.bias[token_of[bytes([0xE2])]] = 50.0
         module.head.bias[token_of[bytes([0x9C])]] = 50.0
@@ -93,12 +112,16 @@ def test_detokenizer_round_trip_on_shared_corpora(name):
     known = set(tok.words)
     # Everything but out-of-vocabulary words comes back as written, modulo whitespace runs.
     original = [w if w in known else "<unk>" for w in split_words(text)]
-    assert split_words(back) == original or re.sub(r"\s+", "", back) == re.sub(r"\s+", "", "".join(original))
+    assert split_words(back) == original or re.sub(r"\s+", "", back) == re.sub(
+        r"\s+", "", "".join(original)
+    )
     assert back.count("\n") == text.count("\n")
     lines = [re.sub(r"[ \t]+", " ", line).strip() for line in text.splitlines()]
     back_lines = back.splitlines()
-    same = sum(a == b for a, b in zip(lines, back_lines) if "<unk>" not in b)
-    assert same / sum("<unk>" not in b for b in back_lines) > 0.9  # spacing is natural, line by line
+    same = sum(a == b for a, b in zip(lines, back_lines, strict=True) if "<unk>" not in b)
+    assert (
+        same / sum("<unk>" not in b for b in back_lines) > 0.9
+    )  # spacing is natural, line by line
 
 
 def write_vectors(tmp_path, words, dims=4, kind="glove"):
@@ -123,7 +146,11 @@ def test_embeddings_formats(tmp_path, kind):
     assert vectors.dimensions == 4 and sorted(vectors.found) == [1, 2]
     np.testing.assert_allclose(vectors.found[1], rows["the"], rtol=1e-6)
     matrix = vectors.matrix(4)
-    assert matrix.shape == (4, 4) and np.allclose(matrix[2], rows["Cat"]) and np.abs(matrix[3]).max() < 1
+    assert (
+        matrix.shape == (4, 4)
+        and np.allclose(matrix[2], rows["Cat"])
+        and np.abs(matrix[3]).max() < 1
+    )
     assert vectors.coverage(4, np.array([0, 5, 3, 2])) == pytest.approx((2 / 3, 0.8))
 
 
@@ -144,24 +171,43 @@ def test_word_and_bpe_end_to_end(tmp_path, capsys):
     corpus = tmp_path / "corpus.txt"
     corpus.write_text(make_text(12_000), encoding="utf-8")
     vectors, rows = write_vectors(tmp_path, ["the", "cat", "dog", "mat"], dims=16)
-    for level, extra in (("word", ["--embeddings", vectors, "--freeze-embeddings"]), ("bpe", ["--vocab-size", "300"])):
+    for level, extra in (
+        ("word", ["--embeddings", vectors, "--freeze-embeddings"]),
+        ("bpe", ["--vocab-size", "300"]),
+    ):
         run = tmp_path / level
-        code, _, err = run_cli(["train", corpus, "--out", run, "--level", level, "--epochs", "1", *TINY_FLAGS, *extra], capsys)
+        code, _, err = run_cli(
+            ["train", corpus, "--out", run, "--level", level, "--epochs", "1", *TINY_FLAGS, *extra],
+            capsys,
+        )
         assert code == 0, err
         config = json.loads((run / "config.json").read_text())
-        assert config["level"] == level and config["data"]["val_characters"] > config["data"]["val_tokens"]
+        assert (
+            config["level"] == level
+            and config["data"]["val_characters"] > config["data"]["val_tokens"]
+        )
         if level == "word":
             assert "embeddings: 4 of" in err and config["model"]["embedding"] == 16
             model = lstmgen.load(run)
             cat = model.tokenizer.encode("cat")[0]
-            np.testing.assert_allclose(model.module.embed.weight[cat].detach().numpy(), rows["cat"], rtol=1e-6)  # frozen
-        code, out, err = run_cli(["generate", run, "--prime", "The cat zebra", "--length", "30", "--seed", "3"], capsys)
+            np.testing.assert_allclose(
+                model.module.embed.weight[cat].detach().numpy(), rows["cat"], rtol=1e-6
+            )  # frozen
+        code, out, err = run_cli(
+            ["generate", run, "--prime", "The cat zebra", "--length", "30", "--seed", "3"], capsys
+        )
         assert code == 0 and out.startswith("The cat zebra") and "<unk>" not in out
-        assert (err.count("warning") == 1 and "'zebra'" in err) if level == "word" else "warning" not in err
+        assert (
+            (err.count("warning") == 1 and "'zebra'" in err)
+            if level == "word"
+            else "warning" not in err
+        )
         code, out, _ = run_cli(["evaluate", run, corpus, "--json"], capsys)
         result = json.loads(out)
         assert code == 0 and result["level"] == level and result["characters"] == 12_000
-        assert result["bits_per_char"] == pytest.approx(result["nats_per_token"] * result["tokens"] / 12_000 / np.log(2))
+        assert result["bits_per_char"] == pytest.approx(
+            result["nats_per_token"] * result["tokens"] / 12_000 / np.log(2)
+        )
         (tmp_path / "odd.txt").write_text("The cat zebra quagga the mat.", encoding="utf-8")
         code, out, _ = run_cli(["evaluate", run, tmp_path / "odd.txt"], capsys)
         if level == "word":  # the two unknown words, 11 characters, are named as not scored
@@ -175,27 +221,48 @@ def test_word_and_bpe_end_to_end(tmp_path, capsys):
 @pytest.mark.parametrize("level", ["word", "bpe"])
 @pytest.mark.parametrize("split", ["tail", "documents"])
 def test_tokenizer_is_fitted_on_training_text_alone(tmp_path, capsys, level, split):
-    """A word only the held-out text has is unknown to the vocabulary (word) and in no merge (bpe)."""
+    """A word only the held-out text has is unknown to the vocabulary (word), in no merge (bpe)."""
     source = tmp_path / "docs"
     source.mkdir()
     held_out_word = "quokka"
     if split == "tail":  # the last 20 % is held out; the word fills the last ~10 %
-        (source / "a.txt").write_text(make_text(20_000) + "\n" + f"{held_out_word} " * 300, encoding="utf-8")
+        (source / "a.txt").write_text(
+            make_text(20_000) + "\n" + f"{held_out_word} " * 300, encoding="utf-8"
+        )
     else:  # the second document is always the first held out
         for i in range(40):
             text = f"{held_out_word} " * 200 if i == 1 else make_text(1_000, seed=i)
             (source / f"doc{i:02}.txt").write_text(text, encoding="utf-8")
     store = tmp_path / "store"
-    code, _, err = run_cli(["prepare", source, "--out", store, "--level", level, "--vocab-size", "500",
-                            "--val-fraction", "0.2", "--split", split], capsys)
+    code, _, err = run_cli(
+        [
+            "prepare",
+            source,
+            "--out",
+            store,
+            "--level",
+            level,
+            "--vocab-size",
+            "500",
+            "--val-fraction",
+            "0.2",
+            "--split",
+            split,
+        ],
+        capsys,
+    )
     assert code == 0, err
     tok = load_tokenizer(store / "tokenizer.json")
     if level == "word":
         assert held_out_word not in tok.words and "cat" in tok.words
-        val = np.fromfile(store / "val.bin", dtype=json.loads((store / "meta.json").read_text())["dtype"])
+        val = np.fromfile(
+            store / "val.bin", dtype=json.loads((store / "meta.json").read_text())["dtype"]
+        )
         assert np.count_nonzero(val == tok.unknown_id) >= 60
     else:
-        assert not any(b"okk" in piece for piece in tok.token_bytes) and any(b"cat" in piece for piece in tok.token_bytes)
+        assert not any(b"okk" in piece for piece in tok.token_bytes) and any(
+            b"cat" in piece for piece in tok.token_bytes
+        )
 
 
 def test_bad_level_inputs(tmp_path, capsys):

@@ -1,14 +1,17 @@
 import pytest
 import torch
 
+from lstmgen.config import ModelConfig
 from lstmgen.errors import LstmgenError
-from lstmgen.model import LSTMLanguageModel, ModelConfig
+from lstmgen.model import LSTMLanguageModel
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 def test_step_by_step_equals_whole_sequence(cell):
     torch.manual_seed(0)
-    model = LSTMLanguageModel(ModelConfig(vocab_size=20, hidden=24, embedding=8, layers=2, cell=cell)).eval()
+    model = LSTMLanguageModel(
+        ModelConfig(vocab_size=20, hidden=24, embedding=8, layers=2, cell=cell)
+    ).eval()
     idx = torch.randint(1, 20, (3, 12))
     logits, _, _ = model(idx)  # (B, T, V)
     state = None
@@ -31,7 +34,12 @@ def test_tied_weights_share_one_matrix():
 
 @pytest.mark.parametrize(
     "kwargs,message",
-    [({"tie_weights": True, "embedding": 8, "hidden": 16}, "--tie-weights needs"), ({"cell": "rnn"}, "--cell"), ({"dropout": 1.5}, "--dropout"), ({"layers": 0}, "--layers")],
+    [
+        ({"tie_weights": True, "embedding": 8, "hidden": 16}, "--tie-weights needs"),
+        ({"cell": "rnn"}, "--cell"),
+        ({"dropout": 1.5}, "--dropout"),
+        ({"layers": 0}, "--layers"),
+    ],
 )
 def test_bad_config(kwargs, message):
     with pytest.raises(LstmgenError, match=message):
@@ -40,7 +48,11 @@ def test_bad_config(kwargs, message):
 
 def test_locked_dropout_masks_are_constant_across_time():
     torch.manual_seed(0)
-    model = LSTMLanguageModel(ModelConfig(vocab_size=10, embedding=8, hidden=8, layers=1, dropout=0.5, locked_dropout=True)).train()
+    model = LSTMLanguageModel(
+        ModelConfig(
+            vocab_size=10, embedding=8, hidden=8, layers=1, dropout=0.5, locked_dropout=True
+        )
+    ).train()
     out = model._dropout(torch.ones(3, 20, 8))
     assert torch.equal(out, out[:, :1].expand_as(out))  # every time step has its row's mask
     assert (out == 0).any() and not torch.equal(out[0], out[1])  # it does drop, differently per row
@@ -51,17 +63,23 @@ def test_locked_dropout_masks_are_constant_across_time():
 
 def test_embedding_dropout_drops_whole_tokens():
     torch.manual_seed(0)
-    model = LSTMLanguageModel(ModelConfig(vocab_size=50, embedding=8, hidden=8, layers=1, embed_dropout=0.5)).train()
+    model = LSTMLanguageModel(
+        ModelConfig(vocab_size=50, embedding=8, hidden=8, layers=1, embed_dropout=0.5)
+    ).train()
     idx = torch.arange(50).repeat(2, 1)  # every token twice
     out = model._embed(idx)
     dropped = (out == 0).all(-1)
-    assert dropped.any() and torch.equal(dropped[0], dropped[1])  # a dropped token is dropped everywhere
+    assert dropped.any() and torch.equal(
+        dropped[0], dropped[1]
+    )  # a dropped token is dropped everywhere
     assert torch.equal(model.eval()._embed(idx), model.embed(idx))
 
 
 def test_weight_drop_trains_through_the_fused_kernel_and_leaves_eval_deterministic():
     torch.manual_seed(0)
-    config = ModelConfig(vocab_size=20, embedding=8, hidden=16, layers=2, dropout=0.0, weight_drop=0.5)
+    config = ModelConfig(
+        vocab_size=20, embedding=8, hidden=16, layers=2, dropout=0.0, weight_drop=0.5
+    )
     model = LSTMLanguageModel(config)
     idx, targets = torch.randint(1, 20, (4, 12)), torch.randint(1, 20, (4, 12))
     model.train()
@@ -75,14 +93,22 @@ def test_weight_drop_trains_through_the_fused_kernel_and_leaves_eval_determinist
         first, _, _ = model(idx)
         second, _, _ = model(idx)
         plain, _ = model.rnn(model.embed(idx))
-    assert torch.equal(first, second) and torch.allclose(first, model.head(plain))  # eval: the plain LSTM
+    assert torch.equal(first, second) and torch.allclose(
+        first, model.head(plain)
+    )  # eval: the plain LSTM
 
 
 def test_awd_options_train_end_to_end(corpus, tmp_path):
     import lstmgen
     from conftest import TINY
 
-    settings = {**TINY, "dropout": 0.3, "locked_dropout": True, "embed_dropout": 0.1, "weight_drop": 0.2}
+    settings = {
+        **TINY,
+        "dropout": 0.3,
+        "locked_dropout": True,
+        "embed_dropout": 0.1,
+        "weight_drop": 0.2,
+    }
     result = lstmgen.train([corpus], out=tmp_path / "run", max_steps=40, quiet=True, **settings)
     assert result.steps == 40 and result.last_val_bits_per_char is not None
     assert lstmgen.load(tmp_path / "run").generate("The ", length=20, seed=1)
@@ -90,7 +116,15 @@ def test_awd_options_train_end_to_end(corpus, tmp_path):
 
 def test_activation_regularisers_penalise_outputs_and_their_change_in_training_only():
     torch.manual_seed(0)
-    config = ModelConfig(vocab_size=20, embedding=8, hidden=16, layers=1, dropout=0.0, activation_reg=2.0, temporal_reg=1.0)
+    config = ModelConfig(
+        vocab_size=20,
+        embedding=8,
+        hidden=16,
+        layers=1,
+        dropout=0.0,
+        activation_reg=2.0,
+        temporal_reg=1.0,
+    )
     model = LSTMLanguageModel(config).train()
     idx, targets = torch.randint(1, 20, (3, 10)), torch.randint(1, 20, (3, 10))
     _, loss, _ = model(idx, targets=targets)
@@ -103,11 +137,15 @@ def test_activation_regularisers_penalise_outputs_and_their_change_in_training_o
     with_penalty = model.rnn.weight_hh_l0.grad.clone()
     model.zero_grad()
     model(idx, targets=targets)[1].backward()
-    assert not torch.allclose(with_penalty, model.rnn.weight_hh_l0.grad)  # the penalty moves the weights
+    assert not torch.allclose(
+        with_penalty, model.rnn.weight_hh_l0.grad
+    )  # the penalty moves the weights
     model.eval()
     model(idx, targets=targets)
     assert model.penalty is None  # evaluation scores the cross-entropy alone
-    off = LSTMLanguageModel(ModelConfig(vocab_size=20, activation_reg=0.0, temporal_reg=0.0)).train()
+    off = LSTMLanguageModel(
+        ModelConfig(vocab_size=20, activation_reg=0.0, temporal_reg=0.0)
+    ).train()
     off(idx, targets=targets)
     assert off.penalty is None  # both off: nothing is added
 

@@ -8,5 +8,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_readme_help_blocks_are_up_to_date():
-    done = subprocess.run([sys.executable, str(ROOT / "tools" / "readme_help.py"), "--check"], capture_output=True, text=True)
-    assert done.returncode == 0, "README.md's --help blocks are stale: run python tools/readme_help.py"
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "readme_help.py"), "--check"],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, (
+        "README.md's --help blocks are stale: run python tools/readme_help.py"
+    )

@@ -6,19 +6,26 @@ import pytest
 import torch
 
 import lstmgen
-from lstmgen import sizing
-from lstmgen.model import ModelConfig
-
+import lstmgen.training.sizing as sizing
 from conftest import make_text
+from lstmgen.config import ModelConfig
+
+
+def count_parameters(config: ModelConfig) -> int:
+    """The model's parameter count, built on the meta device: no memory, time or random draws."""
+    from lstmgen.model import LSTMLanguageModel
+
+    with torch.device("meta"):
+        return LSTMLanguageModel(config).num_parameters()
 
 
 def fake_speed(flops_per_s):
     """A machine whose training speed is inversely proportional to the parameter count."""
-    def measure(config, batch_size, seq_len, device, **_):
-        from lstmgen.model import LSTMLanguageModel
 
-        parameters = LSTMLanguageModel(config).num_parameters()
+    def measure(config, batch_size, seq_len, device, **_):
+        parameters = count_parameters(config)
         return flops_per_s / (6 * parameters), parameters
+
     return measure
 
 
@@ -26,53 +33,149 @@ def fake_speed(flops_per_s):
 def test_the_largest_size_that_reads_enough_tokens_per_parameter(monkeypatch, budget_s):
     monkeypatch.setattr(sizing, "measure_speed", fake_speed(4e10))
     config = ModelConfig(vocab_size=65)
-    chosen = sizing.size_for_budget(config, budget_s=budget_s, train_tokens=10**9, batch_size=16, seq_len=32, device=torch.device("cpu"))
-    from lstmgen.model import LSTMLanguageModel
+    chosen = sizing.size_for_budget(
+        config,
+        budget_s=budget_s,
+        train_tokens=10**9,
+        batch_size=16,
+        seq_len=32,
+        device=torch.device("cpu"),
+    )
 
     def tokens_per_parameter(hidden):
-        params = LSTMLanguageModel(ModelConfig(vocab_size=65, hidden=hidden)).num_parameters()
+        params = count_parameters(ModelConfig(vocab_size=65, hidden=hidden))
         return 4e10 / (6 * params) * budget_s * sizing.TRAINING_SHARE / params
 
     fitting = [h for h in sizing.LADDER if tokens_per_parameter(h) >= sizing.TOKENS_PER_PARAMETER]
     assert chosen.hidden == (max(fitting) if fitting else sizing.LADDER[0])
-    assert chosen.limited_by == ("time" if fitting and max(fitting) < sizing.LADDER[-1] else "smallest" if not fitting else "ladder")
+    assert chosen.limited_by == (
+        "time"
+        if fitting and max(fitting) < sizing.LADDER[-1]
+        else "smallest"
+        if not fitting
+        else "ladder"
+    )
 
 
 def test_a_longer_budget_never_picks_a_smaller_model(monkeypatch):
     monkeypatch.setattr(sizing, "measure_speed", fake_speed(4e10))
-    sizes = [sizing.size_for_budget(ModelConfig(vocab_size=65), budget_s=b, train_tokens=10**9, batch_size=16, seq_len=32,
-                                    device=torch.device("cpu")).hidden for b in (30, 60, 120, 300, 600, 1200)]
+    sizes = [
+        sizing.size_for_budget(
+            ModelConfig(vocab_size=65),
+            budget_s=b,
+            train_tokens=10**9,
+            batch_size=16,
+            seq_len=32,
+            device=torch.device("cpu"),
+        ).hidden
+        for b in (30, 60, 120, 300, 600, 1200)
+    ]
     assert sizes == sorted(sizes) and sizes[0] < sizes[-1]
 
 
 def test_a_small_corpus_caps_the_size(monkeypatch):
-    monkeypatch.setattr(sizing, "measure_speed", fake_speed(1e15))  # time is no limit on this machine
-    chosen = sizing.size_for_budget(ModelConfig(vocab_size=65), budget_s=600, train_tokens=300_000, batch_size=16, seq_len=32, device=torch.device("cpu"))
-    assert chosen.limited_by == "data" and chosen.parameters <= sizing.PARAMETERS_PER_TOKEN * 300_000
+    monkeypatch.setattr(
+        sizing, "measure_speed", fake_speed(1e15)
+    )  # time is no limit on this machine
+    chosen = sizing.size_for_budget(
+        ModelConfig(vocab_size=65),
+        budget_s=600,
+        train_tokens=300_000,
+        batch_size=16,
+        seq_len=32,
+        device=torch.device("cpu"),
+    )
+    assert (
+        chosen.limited_by == "data" and chosen.parameters <= sizing.PARAMETERS_PER_TOKEN * 300_000
+    )
     bigger = next(h for h in sizing.LADDER if h > chosen.hidden)
-    from lstmgen.model import LSTMLanguageModel
+    assert (
+        count_parameters(ModelConfig(vocab_size=65, hidden=bigger))
+        > sizing.PARAMETERS_PER_TOKEN * 300_000
+    )
 
-    assert LSTMLanguageModel(ModelConfig(vocab_size=65, hidden=bigger)).num_parameters() > sizing.PARAMETERS_PER_TOKEN * 300_000
+
+def test_sizing_measures_this_machine_and_draws_nothing_from_the_random_stream():
+    torch.manual_seed(0)
+    before = torch.get_rng_state()
+    # A budget of a millisecond: even the smallest size is short of time on any machine.
+    chosen = sizing.size_for_budget(
+        ModelConfig(vocab_size=33),
+        budget_s=1e-3,
+        train_tokens=10**9,
+        batch_size=4,
+        seq_len=16,
+        device=torch.device("cpu"),
+    )
+    assert torch.equal(
+        torch.get_rng_state(), before
+    )  # the trial models' inits and batches drew on a fork
+    assert chosen.hidden == sizing.LADDER[0] and chosen.limited_by == "smallest"
+    assert chosen.tokens_per_s > 0 and chosen.parameters == count_parameters(
+        ModelConfig(vocab_size=33, hidden=chosen.hidden)
+    )
 
 
 def test_max_time_without_hidden_sizes_the_model_and_records_why(tmp_path):
     corpus = tmp_path / "corpus.txt"
     corpus.write_text(make_text(), encoding="utf-8")
-    rng = torch.get_rng_state()
-    lstmgen.train([corpus], out=tmp_path / "auto", max_time="2s", batch_size=4, seq_len=16, quiet=True)
+    # The budget (an hour, of which two steps are used) is no limit; the data is: ~18,000
+    # training tokens cannot fill even the smallest size (~71,000 parameters > 2 per token), so
+    # sizing stops at the first rung, whatever this machine's speed.
+    lstmgen.train(
+        [corpus],
+        out=tmp_path / "auto",
+        max_time="1h",
+        max_steps=2,
+        batch_size=4,
+        seq_len=16,
+        quiet=True,
+    )
     config = json.loads((tmp_path / "auto" / "config.json").read_text())
-    assert config["model"]["hidden"] == config["sizing"]["hidden"] in sizing.LADDER
-    assert config["sizing"]["tokens_per_s"] > 0 and config["sizing"]["limited_by"] in ("time", "data", "ladder", "smallest")
-    lstmgen.train([corpus], out=tmp_path / "fixed", max_time="1s", hidden=48, embedding=16, layers=1, batch_size=4, seq_len=16, quiet=True)
+    assert config["model"]["hidden"] == config["sizing"]["hidden"] == sizing.LADDER[0]
+    assert config["sizing"]["limited_by"] == "smallest" and config["sizing"]["tokens_per_s"] > 0
+    assert config["sizing"]["parameters"] > sizing.PARAMETERS_PER_TOKEN * len(make_text())
+    lstmgen.train(
+        [corpus],
+        out=tmp_path / "fixed",
+        max_time="1h",
+        max_steps=1,
+        hidden=48,
+        embedding=16,
+        layers=1,
+        batch_size=4,
+        seq_len=16,
+        quiet=True,
+    )
     config = json.loads((tmp_path / "fixed" / "config.json").read_text())
     assert config["model"]["hidden"] == 48 and "sizing" not in config  # --hidden given: no sizing
-    lstmgen.train([corpus], out=tmp_path / "epochs", epochs=1, batch_size=4, seq_len=16, quiet=True)
-    assert "sizing" not in json.loads((tmp_path / "epochs" / "config.json").read_text())  # no budget: the default size
+    lstmgen.train(
+        [corpus],
+        out=tmp_path / "epochs",
+        epochs=1,
+        max_steps=1,
+        batch_size=4,
+        seq_len=16,
+        quiet=True,
+    )
+    config = json.loads((tmp_path / "epochs" / "config.json").read_text())
+    assert (
+        "sizing" not in config and config["model"]["hidden"] == ModelConfig(vocab_size=2).hidden
+    )  # no budget: the default
 
 
 def test_word_level_runs_are_not_sized(tmp_path):
     corpus = tmp_path / "corpus.txt"
     corpus.write_text(make_text(), encoding="utf-8")
-    lstmgen.train([corpus], out=tmp_path / "word", level="word", max_time="1s", batch_size=4, seq_len=16, quiet=True)
+    lstmgen.train(
+        [corpus],
+        out=tmp_path / "word",
+        level="word",
+        max_time="1h",
+        max_steps=1,
+        batch_size=4,
+        seq_len=16,
+        quiet=True,
+    )
     config = json.loads((tmp_path / "word" / "config.json").read_text())
     assert "sizing" not in config and config["model"]["hidden"] == 256

@@ -1,13 +1,13 @@
-from pathlib import Path
-
 import pytest
 
-from lstmgen.errors import LstmgenError, parse_duration
-from lstmgen.sources import ReadOptions, Source, read_text_chunks, resolve_sources
+from lstmgen.config import ReadOptions, parse_duration
+from lstmgen.data.reading import Source, read_text_chunks
+from lstmgen.data.sources import documents, resolve_sources
+from lstmgen.errors import LstmgenError
 
 
 def read_all(sources, options=None):
-    return ["".join(doc) for s in sources for doc in s.documents(options)]
+    return ["".join(doc) for s in sources for doc in documents(s, options)]
 
 
 def test_file_folder_and_named_corpus(tmp_path):
@@ -42,7 +42,7 @@ def test_missing_path_names_it(tmp_path):
 
 
 def test_invalid_utf8_names_file_and_byte_offset(tmp_path, monkeypatch):
-    monkeypatch.setattr("lstmgen.sources.CHUNK_BYTES", 7)  # the bad byte sits in a later chunk
+    monkeypatch.setattr("lstmgen.data.reading.CHUNK_BYTES", 7)  # the bad byte sits in a later chunk
     path = tmp_path / "bad.txt"
     path.write_bytes(b"hello world \xff tail")
     with pytest.raises(LstmgenError, match=r"bad.txt: invalid utf-8 at byte offset 12"):
@@ -52,17 +52,19 @@ def test_invalid_utf8_names_file_and_byte_offset(tmp_path, monkeypatch):
 
 
 def test_multibyte_and_crlf_split_across_chunks(tmp_path, monkeypatch):
-    monkeypatch.setattr("lstmgen.sources.CHUNK_BYTES", 3)
+    monkeypatch.setattr("lstmgen.data.reading.CHUNK_BYTES", 3)
     path = tmp_path / "t.txt"
-    path.write_bytes("é\r\nß\r\n€x".encode("utf-8"))
-    assert "".join(read_text_chunks(path, encoding="utf-8", errors="strict", label="t")) == "é\nß\n€x"
+    path.write_bytes("é\r\nß\r\n€x".encode())
+    assert (
+        "".join(read_text_chunks(path, encoding="utf-8", errors="strict", label="t")) == "é\nß\n€x"
+    )
 
 
 def test_stdin_is_spooled(tmp_path, monkeypatch):
     import io
     import sys
 
-    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO("from stdin".encode("utf-8"))))
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"from stdin")))
     sources = resolve_sources(["-"], spool_dir=tmp_path / "spool")
     assert sources[0].name == "<stdin>" and read_all(sources) == ["from stdin"]
 
@@ -73,7 +75,9 @@ def test_other_encoding(tmp_path):
     assert read_all([Source(name="x", path=path)], ReadOptions(encoding="latin-1")) == ["café"]
 
 
-@pytest.mark.parametrize("text,seconds", [("90s", 90), ("10m", 600), ("2h", 7200), ("1h30m", 5400), ("45", 45), (12, 12)])
+@pytest.mark.parametrize(
+    "text,seconds", [("90s", 90), ("10m", 600), ("2h", 7200), ("1h30m", 5400), ("45", 45), (12, 12)]
+)
 def test_parse_duration(text, seconds):
     assert parse_duration(text) == seconds
 

@@ -1,11 +1,12 @@
 import numpy as np
 import pytest
 
+from lstmgen.config import DataConfig as PrepareConfig
+from lstmgen.data.prepare import write_store
+from lstmgen.data.reading import Source
+from lstmgen.data.store import TokenStore
 from lstmgen.errors import LstmgenError
-from lstmgen.preparation import PrepareConfig, write_store
-from lstmgen.sources import Source
-from lstmgen.store import TokenStore
-from lstmgen.tokenizers import load_tokenizer
+from lstmgen.tokens import load_tokenizer
 
 
 def prepare(sources, out, **options):

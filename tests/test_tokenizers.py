@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from lstmgen.errors import LstmgenError
-from lstmgen.tokenizers import CharCounter, CharTokenizer, load_tokenizer
+from lstmgen.tokens import CharCounter, CharTokenizer, load_tokenizer
 
 
 def fitted(text: str, **kw) -> CharTokenizer:
@@ -44,7 +44,9 @@ def test_save_load(tmp_path):
 
 
 def test_newer_format_is_refused(tmp_path):
-    (tmp_path / "tokenizer.json").write_text(json.dumps({"format": 99, "kind": "char", "chars": []}))
+    (tmp_path / "tokenizer.json").write_text(
+        json.dumps({"format": 99, "kind": "char", "chars": []})
+    )
     with pytest.raises(LstmgenError, match="newer lstmgen"):
         load_tokenizer(tmp_path / "tokenizer.json")
 
@@ -57,10 +59,18 @@ def test_counting_over_chunks_equals_whole():
     assert a.counts == b.counts and a.total == b.total == 11
 
 
+def decodes(data: bytes) -> bool:
+    try:
+        data.decode()
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def test_utf8_fast_paths_agree_with_python():
     import random
 
-    from lstmgen.utf8 import complete_prefix, find_invalid
+    from lstmgen.tokens.utf8 import complete_prefix, find_invalid
 
     rng = random.Random(0)
     alphabet = "abc \n\r\t.é—“”🙂ßЖ中"
@@ -79,8 +89,14 @@ def test_utf8_fast_paths_agree_with_python():
         assert find_invalid(data) == expected
         if expected is None:
             assert tok.encode_utf8(data, np.uint8).tolist() == tok.encode(data.decode()).tolist()
-            data[: complete_prefix(data)].decode()  # never cuts a character in two
+            # A chunk cut anywhere: kept up to its last whole character, less a final '\r'
+            # (its '\n' may be in the next chunk).
+            chunk = data[: rng.randint(0, len(data))]
+            whole = max(n for n in range(len(chunk) + 1) if decodes(chunk[:n]))
+            assert complete_prefix(chunk) == whole - (chunk[:whole].endswith(b"\r"))
             exact, fast = CharCounter(), CharCounter(exact=False)
             exact.update(data)
             fast.update(data.decode())
-            assert exact.total == fast.total == len(data.decode()) and set(exact.counts) == set(fast.counts)
+            assert exact.total == fast.total == len(data.decode()) and set(exact.counts) == set(
+                fast.counts
+            )

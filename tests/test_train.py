@@ -1,4 +1,6 @@
+import itertools
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -6,28 +8,72 @@ import torch
 from safetensors.torch import load_file
 
 import lstmgen
-from lstmgen.model import LSTMLanguageModel, ModelConfig
-from lstmgen.train import TrainConfig, evaluate_tokens, lr_at
-
+import lstmgen.training.trainer as trainer_module
 from conftest import TINY, make_text
+from lstmgen.config import ModelConfig, TrainConfig
+from lstmgen.metrics import evaluate_tokens
+from lstmgen.model import LSTMLanguageModel
+from lstmgen.training.trainer import lr_at
 
 
-def test_training_lowers_held_out_loss(corpus, tmp_path):
+def small_corpus(tmp_path, chars: int):
+    path = tmp_path / "small.txt"
+    path.write_text(make_text(chars), encoding="utf-8")
+    return path
+
+
+def test_training_lowers_held_out_loss(tmp_path):
+    corpus = small_corpus(tmp_path, 10_000)  # epochs of ~140 steps
     result = lstmgen.train([corpus], out=tmp_path / "run", epochs=3, quiet=True, **TINY)
-    metrics = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    metrics = [
+        json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    ]
     assert [m["epoch"] for m in metrics] == [1.0, 2.0, 3.0]
-    assert metrics[-1]["val_bpc"] < metrics[0]["val_bpc"] < np.log2(20)  # better than uniform, and improving
-    assert result.best_val_bits_per_char == pytest.approx(min(m["val_bpc"] for m in metrics), abs=1e-4)
-    for name in ("config.json", "tokenizer.json", "model.safetensors", "trainer_state.pt", "samples.md", "best/model.safetensors"):
+    assert (
+        metrics[-1]["val_bpc"] < metrics[0]["val_bpc"] < np.log2(20)
+    )  # better than uniform, and improving
+    assert result.best_val_bits_per_char == pytest.approx(
+        min(m["val_bpc"] for m in metrics), abs=1e-4
+    )
+    for name in (
+        "config.json",
+        "tokenizer.json",
+        "model.safetensors",
+        "trainer_state.pt",
+        "samples.md",
+        "best/model.safetensors",
+    ):
         assert (tmp_path / "run" / name).is_file(), name
     assert (tmp_path / "run" / "samples.md").read_text().count("### temperature") == 3 * 4
 
 
-def test_resume_is_bit_identical(corpus, tmp_path):
+# A continuous run reuses epoch 0's batches (offset, and the carried state) in every later
+# epoch, while a resumed run builds the batches of the epoch it resumes in: the inner loop of
+# Trainer._loop goes on with the old `batches` after `p.batch` is reset to 0 at an epoch's end.
+LATER_EPOCHS_REUSE_THE_FIRST = pytest.mark.xfail(
+    strict=True,
+    reason="trainer bug: a continuous run's later epochs reuse epoch 0's batches (Trainer._loop)",
+)
+
+
+@pytest.mark.parametrize(
+    "stop_at",
+    [
+        pytest.param(60, id="first-epoch"),
+        pytest.param(150, id="second-epoch", marks=LATER_EPOCHS_REUSE_THE_FIRST),
+    ],
+)
+def test_resume_is_bit_identical(tmp_path, stop_at):
+    corpus = small_corpus(tmp_path, 8_000)  # epochs of 112 steps
     settings = dict(TINY, dropout=0.2, seed=3)  # dropout: the RNG state must be restored too
     whole_run = lstmgen.train([corpus], out=tmp_path / "whole", epochs=2, quiet=True, **settings)
-    half = lstmgen.train([corpus], out=tmp_path / "halves", epochs=2, max_steps=200, quiet=True, **settings)
-    assert half.steps == 200 and 0 < half.epochs % 1  # stopped mid-epoch, with carried state to restore
+    half = lstmgen.train(
+        [corpus], out=tmp_path / "halves", epochs=2, max_steps=stop_at, quiet=True, **settings
+    )
+    assert (
+        half.steps == stop_at and half.epochs % 1 > 0
+    )  # stopped mid-epoch, with carried state to restore
+    assert int(half.epochs) == stop_at // (whole_run.steps // 2)  # in the epoch the id says
     rest = lstmgen.train(out=tmp_path / "halves", resume=True, max_steps=10**6, quiet=True)
     assert rest.steps == whole_run.steps
     whole = load_file(tmp_path / "whole" / "model.safetensors")
@@ -37,6 +83,29 @@ def test_resume_is_bit_identical(corpus, tmp_path):
         assert torch.equal(whole[name], halves[name]), name
 
 
+@LATER_EPOCHS_REUSE_THE_FIRST
+def test_each_epoch_reads_its_own_batches(tmp_path, monkeypatch):
+    read = []  # the epoch of the batches each step read
+
+    class Recorded(trainer_module.StreamBatches):
+        def __init__(self, *args, epoch, **kwargs):
+            super().__init__(*args, epoch=epoch, **kwargs)
+            self.epoch = epoch
+
+        def get(self, index):
+            read.append(self.epoch)
+            return super().get(index)
+
+    monkeypatch.setattr(trainer_module, "StreamBatches", Recorded)
+    result = lstmgen.train(
+        [small_corpus(tmp_path, 8_000)], out=tmp_path / "run", epochs=2, quiet=True, **TINY
+    )
+    per_epoch = result.steps // 2
+    assert (
+        read == [0] * per_epoch + [1] * per_epoch
+    )  # each at its own offset, as a resumed run reads it
+
+
 def test_resume_continues_to_the_new_epoch_total(corpus, tmp_path):
     lstmgen.train([corpus], out=tmp_path / "run", epochs=1, quiet=True, **TINY)
     result = lstmgen.train(out=tmp_path / "run", resume=True, epochs=2, quiet=True)
@@ -44,10 +113,25 @@ def test_resume_continues_to_the_new_epoch_total(corpus, tmp_path):
     assert lstmgen.info(tmp_path / "run")["epochs"] == 2
 
 
-def test_resume_with_epochs_replaces_a_time_limit(corpus, tmp_path):
-    lstmgen.train([corpus], out=tmp_path / "run", max_time="1s", quiet=True, **TINY)
-    result = lstmgen.train(out=tmp_path / "run", resume=True, epochs=2, quiet=True)
-    assert result.stopped_because == "epochs" and result.epochs == 2
+def tick_the_trainer_clock(monkeypatch, seconds: float) -> None:
+    """The trainer's clock moves `seconds` at each reading (~one per step), however fast this
+    machine is."""
+    readings = itertools.count()
+    monkeypatch.setattr(
+        trainer_module, "time", SimpleNamespace(perf_counter=lambda: seconds * next(readings))
+    )
+
+
+def test_resume_with_epochs_replaces_a_time_limit(corpus, tmp_path, monkeypatch):
+    tick_the_trainer_clock(monkeypatch, 0.1)
+    first = lstmgen.train([corpus], out=tmp_path / "run", max_time="1s", quiet=True, **TINY)
+    # ~10 steps of an epoch of ~280: the run reached its time limit, far short of an epoch.
+    assert first.stopped_because == "max time" and first.elapsed_s >= 1 and 0 < first.epochs < 0.1
+    result = lstmgen.train(out=tmp_path / "run", resume=True, epochs=1, quiet=True)
+    assert result.stopped_because == "epochs" and result.epochs == 1
+    assert (
+        result.elapsed_s > 10 and lstmgen.info(tmp_path / "run")["train"]["max_time"] is None
+    )  # dropped, not kept
 
 
 def test_resume_refuses_to_change_the_model(corpus, tmp_path):
@@ -59,30 +143,42 @@ def test_resume_refuses_to_change_the_model(corpus, tmp_path):
 def test_early_stopping(tmp_path):
     path = tmp_path / "noise.txt"
     rng = np.random.default_rng(0)
-    path.write_text("".join(rng.choice(list("abcdefgh"), size=20_000)), encoding="utf-8")  # nothing to learn
-    result = lstmgen.train([path], out=tmp_path / "run", epochs=50, patience=2, quiet=True, **dict(TINY, lr=0.05))
+    path.write_text(
+        "".join(rng.choice(list("abcdefgh"), size=3_000)), encoding="utf-8"
+    )  # nothing to learn
+    result = lstmgen.train(
+        [path], out=tmp_path / "run", epochs=50, patience=2, quiet=True, **dict(TINY, lr=0.05)
+    )
     assert result.stopped_because == "early stop" and result.epochs < 50
 
 
 def test_small_corpus_shrinks_the_batch(tmp_path, capsys):
     path = tmp_path / "small.txt"
     path.write_text(make_text(1_000), encoding="utf-8")
-    lstmgen.train([path], out=tmp_path / "run", max_steps=2, quiet=True, hidden=16, batch_size=64, seq_len=64)
+    lstmgen.train(
+        [path], out=tmp_path / "run", max_steps=2, quiet=True, hidden=16, batch_size=64, seq_len=64
+    )
     assert "using --batch-size 14" in capsys.readouterr().err
     assert json.loads((tmp_path / "run" / "config.json").read_text())["train"]["batch_size"] == 14
 
 
 def test_evaluation_scores_every_position_once_with_context():
     torch.manual_seed(0)
-    model = LSTMLanguageModel(ModelConfig(vocab_size=12, hidden=16, embedding=8, dropout=0.0)).eval()
+    model = LSTMLanguageModel(
+        ModelConfig(vocab_size=12, hidden=16, embedding=8, dropout=0.0)
+    ).eval()
     tokens = np.random.default_rng(1).integers(1, 12, size=3000)
     with torch.no_grad():
         logits, _, _ = model(torch.from_numpy(tokens)[None])  # one stream, full context
-    reference = torch.nn.functional.cross_entropy(logits[0, :-1], torch.from_numpy(tokens[1:]), reduction="sum")
+    reference = torch.nn.functional.cross_entropy(
+        logits[0, :-1], torch.from_numpy(tokens[1:]), reduction="sum"
+    )
     nats, count = evaluate_tokens(model, tokens, streams=8, warmup=3000, chunk=100)
     assert count == 2999 and nats == pytest.approx(float(reference), rel=1e-4)
     nats_short, _ = evaluate_tokens(model, tokens, streams=8, warmup=64, chunk=100)
-    assert nats_short == pytest.approx(float(reference), rel=1e-3)  # 64 tokens of warm-up ≈ full context
+    assert nats_short == pytest.approx(
+        float(reference), rel=1e-3
+    )  # 64 tokens of warm-up ≈ full context
 
 
 def test_learning_rate_schedule():
@@ -91,11 +187,13 @@ def test_learning_rate_schedule():
     assert lr_at(config, 10, 0.0) == pytest.approx(1.0)
     assert lr_at(config, 500, 0.5) == pytest.approx(0.55)
     assert lr_at(config, 900, 1.0) == pytest.approx(0.1)
-    assert lr_at(config, 2, 0.0, total_steps=40) == pytest.approx(0.75)  # warm-up shortened to a tenth
+    assert lr_at(config, 2, 0.0, total_steps=40) == pytest.approx(
+        0.75
+    )  # warm-up shortened to a tenth
 
 
 def poison_steps(monkeypatch, bad_steps, factor=float("nan")):
-    """Multiply the training loss by factor (NaN: diverged) at these forward calls (training-mode calls)."""
+    """Multiply the training loss by factor (NaN: diverged) at these training-mode forward calls."""
     original = LSTMLanguageModel.forward
     calls = {"n": 0}
 
@@ -110,17 +208,23 @@ def poison_steps(monkeypatch, bad_steps, factor=float("nan")):
     monkeypatch.setattr(LSTMLanguageModel, "forward", forward)
 
 
-def test_a_diverged_step_rolls_back_and_halves_the_learning_rate(corpus, tmp_path, monkeypatch, capsys):
+def test_a_diverged_step_rolls_back_and_halves_the_learning_rate(
+    corpus, tmp_path, monkeypatch, capsys
+):
     poison_steps(monkeypatch, {7, 60})
     result = lstmgen.train([corpus], out=tmp_path / "run", epochs=2, **TINY)
     assert result.stopped_because == "epochs"
     weights = load_file(tmp_path / "run" / "model.safetensors")
     assert all(torch.isfinite(w).all() for w in weights.values())  # never ends with NaN weights
     info = lstmgen.info(tmp_path / "run")
-    assert info["lr_scale"] == 0.25 and info["rollbacks"] == 0  # the count restarts once past a checkpoint
+    assert (
+        info["lr_scale"] == 0.25 and info["rollbacks"] == 0
+    )  # the count restarts once past a checkpoint
     err = capsys.readouterr().err
     assert err.count("rolled back to step 0") == 2 and "halved the learning rate" in err
-    events = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    events = [
+        json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    ]
     assert [e["step"] for e in events if e.get("event") == "rollback"] == [0, 0]
 
 
@@ -142,8 +246,12 @@ def test_a_new_lr_on_resume_replaces_the_lowered_one(corpus, tmp_path, monkeypat
     assert lstmgen.info(tmp_path / "run")["lr_scale"] == 1.0
 
 
-def test_one_high_loss_batch_is_skipped_three_in_a_row_roll_back(corpus, tmp_path, monkeypatch, capsys):
-    poison_steps(monkeypatch, {150}, factor=10.0)  # after the warm-up, when the running loss is known
+def test_one_high_loss_batch_is_skipped_three_in_a_row_roll_back(
+    corpus, tmp_path, monkeypatch, capsys
+):
+    poison_steps(
+        monkeypatch, {150}, factor=10.0
+    )  # after the warm-up, when the running loss is known
     lstmgen.train([corpus], out=tmp_path / "one", epochs=1, **TINY)
     assert "rolled back" not in capsys.readouterr().err
     assert lstmgen.info(tmp_path / "one")["lr_scale"] == 1.0
@@ -154,10 +262,13 @@ def test_one_high_loss_batch_is_skipped_three_in_a_row_roll_back(corpus, tmp_pat
 
 
 def test_bf16_autocast_on_cuda_only(monkeypatch):
-    from lstmgen.train import autocast_for, mixed_precision
+    from lstmgen.device import autocast_for, mixed_precision
 
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
-    assert mixed_precision(torch.device("cuda")) == torch.bfloat16 and mixed_precision(torch.device("cuda:1")) == torch.bfloat16
+    assert (
+        mixed_precision(torch.device("cuda")) == torch.bfloat16
+        and mixed_precision(torch.device("cuda:1")) == torch.bfloat16
+    )
     assert mixed_precision(torch.device("cpu")) is None  # oneDNN's CPU LSTM has no bf16 kernel here
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
     assert mixed_precision(torch.device("cuda")) is None  # an older GPU trains in fp32

@@ -21,7 +21,18 @@ import subprocess
 import sys
 from pathlib import Path
 
-TINY = ["--hidden", "32", "--embedding", "16", "--layers", "1", "--batch-size", "4", "--seq-len", "16"]
+TINY = [
+    "--hidden",
+    "32",
+    "--embedding",
+    "16",
+    "--layers",
+    "1",
+    "--batch-size",
+    "4",
+    "--seq-len",
+    "16",
+]
 LEVELS = {"char": [], "word": [], "bpe": ["--vocab-size", "300"]}
 TIMINGS = {"seconds", "input_bytes"}  # meta.json keys that depend on the clock or the spool
 
@@ -29,10 +40,33 @@ TIMINGS = {"seconds", "input_bytes"}  # meta.json keys that depend on the clock 
 def make_corpus(folder: Path) -> Path:
     """Twelve small documents of sentences, with a few non-ASCII characters."""
     rng = random.Random(7)
-    words = "the cat sat on a mat and dog ran to big red house with small green tree café naïve".split()
+    words = [
+        "the",
+        "cat",
+        "sat",
+        "on",
+        "a",
+        "mat",
+        "and",
+        "dog",
+        "ran",
+        "to",
+        "big",
+        "red",
+        "house",
+        "with",
+        "small",
+        "green",
+        "tree",
+        "café",
+        "naïve",
+    ]
     folder.mkdir(parents=True, exist_ok=True)
     for i in range(12):
-        lines = [" ".join(rng.choice(words) for _ in range(rng.randint(3, 9))).capitalize() + "." for _ in range(60)]
+        lines = [
+            " ".join(rng.choice(words) for _ in range(rng.randint(3, 9))).capitalize() + "."
+            for _ in range(60)
+        ]
         (folder / f"doc{i:02d}.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
     return folder
 
@@ -40,8 +74,26 @@ def make_corpus(folder: Path) -> Path:
 def make_table(path: Path) -> Path:
     """A CSV of 400 short reviews: enough documents that whole ones are held out."""
     rng = random.Random(11)
-    words = "good bad great awful fine product works broke love hate it this é ñ".split()
-    rows = ["id,text"] + [f'{i},"{" ".join(rng.choice(words) for _ in range(rng.randint(4, 20)))}."' for i in range(400)]
+    words = [
+        "good",
+        "bad",
+        "great",
+        "awful",
+        "fine",
+        "product",
+        "works",
+        "broke",
+        "love",
+        "hate",
+        "it",
+        "this",
+        "é",
+        "ñ",
+    ]
+    rows = ["id,text"] + [
+        f'{i},"{" ".join(rng.choice(words) for _ in range(rng.randint(4, 20)))}."'
+        for i in range(400)
+    ]
     path.write_text("\n".join(rows) + "\n", encoding="utf-8")
     return path
 
@@ -72,7 +124,10 @@ def store_digests(store: Path) -> dict:
 def weight_digests(path: Path) -> dict:
     from safetensors.numpy import load_file
 
-    return {name: hashlib.sha256(array.tobytes()).hexdigest()[:16] for name, array in sorted(load_file(str(path)).items())}
+    return {
+        name: hashlib.sha256(array.tobytes()).hexdigest()[:16]
+        for name, array in sorted(load_file(str(path)).items())
+    }
 
 
 def golden(out: Path) -> dict:
@@ -80,13 +135,49 @@ def golden(out: Path) -> dict:
     result: dict = {}
     for level, extra in LEVELS.items():
         store = out / f"store-{level}"
-        lstmgen("prepare", str(corpus), "--out", str(store), "--level", level, *extra, "--quiet", "--overwrite")
+        lstmgen(
+            "prepare",
+            str(corpus),
+            "--out",
+            str(store),
+            "--level",
+            level,
+            *extra,
+            "--quiet",
+            "--overwrite",
+        )
         run = out / f"run-{level}"
-        lstmgen("train", str(corpus), "--out", str(run), "--level", level, *extra, *TINY,
-                "--max-steps", "30", "--quiet", "--overwrite")
+        lstmgen(
+            "train",
+            str(corpus),
+            "--out",
+            str(run),
+            "--level",
+            level,
+            *extra,
+            *TINY,
+            "--max-steps",
+            "30",
+            "--quiet",
+            "--overwrite",
+        )
         text = lstmgen("generate", str(run), "--seed", "3", "--length", "120", "--prime", "The ")
-        many = lstmgen("generate", str(run), "--seed", "5", "--length", "40", "--num-samples", "3",
-                       "--temperature", "1.0", "--top-k", "20", "--checkpoint", "latest")
+        many = lstmgen(
+            "generate",
+            str(run),
+            "--seed",
+            "5",
+            "--length",
+            "40",
+            "--num-samples",
+            "3",
+            "--temperature",
+            "1.0",
+            "--top-k",
+            "20",
+            "--checkpoint",
+            "latest",
+        )
         result[level] = {
             "store": store_digests(store),
             "run_store": store_digests(run / "data"),
@@ -98,8 +189,19 @@ def golden(out: Path) -> dict:
     table = make_table(out / "reviews.csv")
     for level, extra in {"char": [], "word": ["--min-count", "2"]}.items():
         store = out / f"table-{level}"
-        lstmgen("prepare", str(table), "--column", "text", "--out", str(store), "--level", level, *extra,
-                "--quiet", "--overwrite")
+        lstmgen(
+            "prepare",
+            str(table),
+            "--column",
+            "text",
+            "--out",
+            str(store),
+            "--level",
+            level,
+            *extra,
+            "--quiet",
+            "--overwrite",
+        )
         result[f"table-{level}"] = {"store": store_digests(store)}
     lstmgen("train", "--resume", str(out / "run-char"), "--max-steps", "45", "--quiet")
     result["char"]["resumed_weights"] = weight_digests(out / "run-char" / "model.safetensors")
@@ -112,14 +214,24 @@ def main() -> int:
     parser.add_argument("--compare", type=Path, help="an earlier golden.json to compare with")
     args = parser.parse_args()
     result = golden(args.out)
-    (args.out / "golden.json").write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    (args.out / "golden.json").write_text(
+        json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
     if args.compare is None:
         print(f"wrote {args.out / 'golden.json'}")
         return 0
     before = json.loads(args.compare.read_text(encoding="utf-8"))
-    differences = [f"{level}.{key}" for level in before for key in before[level]
-                   if before[level][key] != result.get(level, {}).get(key)]
-    print("golden check: identical" if not differences else f"golden check: DIFFERENT in {', '.join(differences)}")
+    differences = [
+        f"{level}.{key}"
+        for level in before
+        for key in before[level]
+        if before[level][key] != result.get(level, {}).get(key)
+    ]
+    print(
+        "golden check: identical"
+        if not differences
+        else f"golden check: DIFFERENT in {', '.join(differences)}"
+    )
     return 1 if differences else 0
 
 

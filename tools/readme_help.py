@@ -21,7 +21,13 @@ BLOCK = re.compile(r"(### `lstmgen (\w+) --help`\n\n```\n)(.*?)(```)", re.S)
 
 def help_text(command: str) -> str:
     env = {**os.environ, "COLUMNS": "100", "TERM": "dumb", "NO_COLOR": "1"}
-    done = subprocess.run([sys.executable, "-m", "lstmgen", command, "--help"], capture_output=True, text=True, env=env, check=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "lstmgen", command, "--help"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
     return "\n".join(line.rstrip() for line in done.stdout.splitlines()).strip("\n") + "\n"
 
 

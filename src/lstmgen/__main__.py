@@ -1,3 +1,3 @@
-from .cli import main
+from lstmgen.cli import main
 
 main()

@@ -7,31 +7,51 @@ import os
 import signal
 import sys
 import time
+from dataclasses import replace
 from typing import TextIO
 
-from .errors import LstmgenError
-from .generate import SampleConfig, random_seed
+from lstmgen.config import SampleConfig, random_seed
+from lstmgen.errors import LstmgenError
 
 
-def write_text(model, prime: str, settings: dict, num_samples: int, out: TextIO | None = None) -> None:
+def unescape(text: str) -> str:
+    """\\n, \\t and \\\\ in a command-line string → newline, tab and backslash."""
+    out, i = [], 0
+    while i < len(text):
+        pair = text[i : i + 2]
+        if pair in ("\\n", "\\t", "\\\\"):
+            out.append({"\\n": "\n", "\\t": "\t", "\\\\": "\\"}[pair])
+            i += 2
+        else:
+            out.append(text[i])
+            i += 1
+    return "".join(out)
+
+
+def write_text(model, prime: str, settings: SampleConfig, out: TextIO | None = None) -> None:
     """Stream samples to out as they are made.
 
     Samples are made as one batch; the first streams live, the others are held
     until it ends, then each is printed (what exists of it so far) and goes on live.
     """
     out = out or sys.stdout
+    num_samples = settings.num_samples
     many = num_samples > 1
     held: list[list[str]] = [[] for _ in range(num_samples)]
     ended = [False] * num_samples
     shown = 0
 
     def header(i: int) -> str:
-        return (f"\n----- sample {i + 1} -----\n" if i else f"----- sample {i + 1} -----\n") if many else ""
+        return (
+            (f"\n----- sample {i + 1} -----\n" if i else f"----- sample {i + 1} -----\n")
+            if many
+            else ""
+        )
 
     try:
         out.write(header(0) + prime)
         out.flush()
-        for event in model.stream_samples(prime, num_samples=num_samples, **settings):
+        for event in model.stream_samples(prime, settings):
             if event.sample == shown:
                 out.write(event.text)
             else:
@@ -47,13 +67,14 @@ def write_text(model, prime: str, settings: dict, num_samples: int, out: TextIO 
         os.dup2(os.open(os.devnull, os.O_WRONLY), out.fileno())
 
 
-def write_jsonl(model, prime: str, settings: dict, num_samples: int, out: TextIO | None = None) -> None:
+def write_jsonl(model, prime: str, settings: SampleConfig, out: TextIO | None = None) -> None:
     """One JSON object per sample, printed as each sample ends."""
     out = out or sys.stdout
-    settings = {**settings, "seed": settings.get("seed", random_seed())}  # recorded, so any sample can be remade
-    record = SampleConfig(**settings, num_samples=num_samples).to_dict()
-    texts: list[list[str]] = [[] for _ in range(num_samples)]
-    events = model.stream_samples(prime, num_samples=num_samples, **settings)  # runs the prime through
+    if settings.seed is None:  # recorded, so any sample can be remade
+        settings = replace(settings, seed=random_seed())
+    record = settings.to_dict()
+    texts: list[list[str]] = [[] for _ in range(settings.num_samples)]
+    events = model.stream_samples(prime, settings)  # runs the prime through
     start = time.perf_counter()
     for event in events:
         texts[event.sample].append(event.text)
@@ -61,8 +82,12 @@ def write_jsonl(model, prime: str, settings: dict, num_samples: int, out: TextIO
             text = "".join(texts[event.sample])
             elapsed = time.perf_counter() - start
             row = {
-                "sample": event.sample, "prime": prime, "text": text, "end": event.end,
-                "characters": len(text), "seconds": round(elapsed, 4),
+                "sample": event.sample,
+                "prime": prime,
+                "text": text,
+                "end": event.end,
+                "characters": len(text),
+                "seconds": round(elapsed, 4),
                 "tokens_per_second": round(len(text) / elapsed, 1) if elapsed > 0 else None,
                 "settings": record,
             }
@@ -84,21 +109,26 @@ COMMANDS = {
 HELP = "\n".join(
     ["Type a prime and press Enter to see its continuation. Commands:"]
     + [f"  :{name} VALUE   {what}" for name, (_, _, what) in COMMANDS.items()]
-    + ["  :show         current settings", "  :help         this text",
-       "Ctrl-C stops the current sample; Ctrl-D (or :quit) leaves."]
+    + [
+        "  :show         current settings",
+        "  :help         this text",
+        "Ctrl-C stops the current sample; Ctrl-D (or :quit) leaves.",
+    ]
 )
 
 
 def apply_command(line: str, settings: dict) -> str:
     """Change settings from a ':name value' line; return the line to print."""
-    from .cli import unescape
-
     name, _, value = line[1:].strip().partition(" ")
     value = value.strip()
     if name in ("help", "?", ""):
         return HELP
     if name == "show":
-        return "  ".join(f"{k}={v!r}" for k, v in SampleConfig(**settings).to_dict().items() if k != "num_samples")
+        return "  ".join(
+            f"{k}={v!r}"
+            for k, v in SampleConfig(**settings).to_dict().items()
+            if k != "num_samples"
+        )
     if name not in COMMANDS:
         return f"unknown command :{name}; :help lists them"
     key, kind, _ = COMMANDS[name]
@@ -118,15 +148,22 @@ def apply_command(line: str, settings: dict) -> str:
     return f"{key} = {candidate[key]!r}"
 
 
-def interact(model, settings: dict, out: TextIO | None = None) -> None:
+def interact(model, settings: SampleConfig, out: TextIO | None = None) -> None:
     """The prompt loop of `lstmgen generate RUN --interactive`."""
     out = out or sys.stdout
-    settings = dict(settings)
-    try:  # Ctrl-C must reach us even if we were started with SIGINT ignored (e.g. as a background job)
+    settings = (
+        settings.to_dict()
+    )  # changed by :commands; a setting turned off returns to its default
+    # Ctrl-C must reach us even if we were started with SIGINT ignored (e.g. as a background job).
+    try:
         signal.signal(signal.SIGINT, signal.default_int_handler)
     except ValueError:  # not the main thread
         pass
-    print(f"lstmgen interactive: {model.run_dir}. Type a prime and press Enter; :help for commands, Ctrl-D to leave.", file=out)
+    print(
+        f"lstmgen interactive: {model.run_dir}. Type a prime and press Enter; "
+        ":help for commands, Ctrl-D to leave.",
+        file=out,
+    )
     while True:
         try:
             line = input("> ")

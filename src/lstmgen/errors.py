@@ -1,4 +1,4 @@
-"""The one exception type for user mistakes, and the warning channel."""
+"""The exceptions users meet, and the one way lstmgen talks to them (stderr: stdout is text)."""
 
 from __future__ import annotations
 
@@ -12,38 +12,22 @@ class LstmgenError(Exception):
     """
 
 
+class TrainingInterrupted(Exception):
+    """Training stopped on Ctrl-C or SIGTERM after saving a checkpoint; `result` says where."""
+
+    def __init__(self, result):
+        super().__init__(
+            f"training interrupted; saved at step {result.steps}. "
+            f"Resume with: lstmgen train --resume {result.run_dir}"
+        )
+        self.result = result
+
+
+def say(message: str) -> None:
+    """Print a line for the user on stderr (never stdout, which may carry generated text)."""
+    print(message, file=sys.stderr, flush=True)
+
+
 def warn(message: str) -> None:
-    """Print a one-line warning to stderr (never to stdout, which may carry generated text)."""
-    print(f"lstmgen: warning: {message}", file=sys.stderr, flush=True)
-
-
-def parse_duration(value: str | float | int | None) -> float | None:
-    """Turn '90s', '10m', '2h', '1h30m' or a plain number of seconds into seconds."""
-    if value is None:
-        return None
-    if isinstance(value, (int, float)):
-        seconds = float(value)
-    else:
-        text = value.strip().lower()
-        units = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-        seconds, number = 0.0, ""
-        try:
-            for ch in text:
-                if ch.isdigit() or ch == ".":
-                    number += ch
-                elif ch in units and number:
-                    seconds += float(number) * units[ch]
-                    number = ""
-                else:
-                    raise ValueError(ch)
-            if number:
-                seconds += float(number)
-        except ValueError:
-            raise LstmgenError(
-                f"cannot read the duration {value!r}; write it like 90s, 10m, 2h or 1h30m"
-            ) from None
-        if not text:
-            raise LstmgenError("empty duration; write it like 90s, 10m, 2h or 1h30m")
-    if seconds <= 0:
-        raise LstmgenError(f"duration {value!r} must be more than zero")
-    return seconds
+    """Print a one-line warning on stderr."""
+    say(f"lstmgen: warning: {message}")

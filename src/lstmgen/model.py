@@ -2,70 +2,14 @@
 
 from __future__ import annotations
 
-import math
-from dataclasses import asdict, dataclass, fields
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .errors import LstmgenError
+from lstmgen.config import ModelConfig
 
-State = tuple[torch.Tensor, torch.Tensor] | torch.Tensor  # (h, c) for LSTM, h for GRU; each (L, B, H)
-
-
-@dataclass
-class ModelConfig:
-    vocab_size: int = 0  # set from the tokenizer
-    embedding: int = 64  # a character needs few dimensions; the hidden state carries the context
-    hidden: int = 256  # 2×256 beat 2×384 at a 600-s budget on 2 CPU cores (BENCHMARKS.md)
-    layers: int = 2
-    dropout: float = 0.1  # light: a 10-minute run underfits more than it overfits
-    cell: str = "lstm"  # lstm | gru
-    tie_weights: bool = False  # share input embedding and output matrix (needs embedding == hidden)
-    freeze_embeddings: bool = False  # keep the input embeddings fixed (pretrained word vectors stay as given)
-    # AWD-LSTM regularisers (Merity et al. 2017). The dropouts stay off: they lost at 600 s (BENCHMARKS.md).
-    locked_dropout: bool = False  # one dropout mask per sequence on the LSTM's input and output, not per step
-    embed_dropout: float = 0.0  # drop whole rows of the embedding (every use of a token in a batch)
-    weight_drop: float = 0.0  # DropConnect on the hidden-to-hidden matrices, one mask per batch
-    # AR and TAR are on: at 60 s they took tiny-shakespeare from 1.81 to 1.61 nats/char (BENCHMARKS.md).
-    activation_reg: float = 2.0  # AR: adds this × mean square of the (dropped-out) top-layer outputs to the loss
-    temporal_reg: float = 1.0  # TAR: adds this × mean square of the top layer's step-to-step change
-
-    def __post_init__(self) -> None:
-        for name in ("embedding", "hidden", "layers"):
-            if getattr(self, name) < 1:
-                raise LstmgenError(f"--{name} must be at least 1 (got {getattr(self, name)})")
-        for name in ("dropout", "embed_dropout", "weight_drop"):
-            if not 0 <= getattr(self, name) < 1:
-                raise LstmgenError(f"--{name.replace('_', '-')} {getattr(self, name)} must be in [0, 1)")
-        for name in ("activation_reg", "temporal_reg"):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and value >= 0):
-                raise LstmgenError(f"--{name.replace('_', '-')} {value} must be a number of 0 or more")
-        if self.weight_drop and self.cell != "lstm":
-            raise LstmgenError("--weight-drop works with --cell lstm only")
-        if self.cell not in ("lstm", "gru"):
-            raise LstmgenError(f"--cell {self.cell!r} must be lstm or gru")
-        if self.tie_weights and self.embedding != self.hidden:
-            raise LstmgenError(
-                f"--tie-weights needs --embedding equal to --hidden (got {self.embedding} and {self.hidden})"
-            )
-        if self.tie_weights and self.freeze_embeddings:
-            raise LstmgenError("--freeze-embeddings with --tie-weights would freeze the output layer too; drop one of them")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> ModelConfig:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
-
-
-# Settings added after runs already existed, with the value those runs trained with:
-# a run written before AR/TAR became the default resumes (and reloads) without them.
-ADDED_LATER = {"activation_reg": 0.0, "temporal_reg": 0.0}
+# (h, c) for LSTM, h for GRU; each (L, B, H)
+State = tuple[torch.Tensor, torch.Tensor] | torch.Tensor
 
 
 class LSTMLanguageModel(nn.Module):
@@ -85,7 +29,8 @@ class LSTMLanguageModel(nn.Module):
             dropout=config.dropout if config.layers > 1 else 0.0,
         )
         self.head = nn.Linear(config.hidden, config.vocab_size)
-        self.penalty: torch.Tensor | None = None  # AR + TAR of the last training forward, taken by objective()
+        # AR + TAR of the last training forward, taken by objective()
+        self.penalty: torch.Tensor | None = None
         if config.tie_weights:
             self.head.weight = self.embed.weight
         self._init_weights()
@@ -97,7 +42,10 @@ class LSTMLanguageModel(nn.Module):
         self.embed.weight.copy_(vectors)
 
     def _init_weights(self) -> None:
-        nn.init.normal_(self.embed.weight, std=0.1 if not self.config.tie_weights else 1 / self.config.hidden**0.5)
+        nn.init.normal_(
+            self.embed.weight,
+            std=0.1 if not self.config.tie_weights else 1 / self.config.hidden**0.5,
+        )
         if self.config.cell == "lstm":
             # A forget-gate bias of 1 lets gradients flow through long spans from the first step.
             hidden = self.config.hidden
@@ -112,7 +60,7 @@ class LSTMLanguageModel(nn.Module):
     def forward(
         self, idx: torch.Tensor, state: State | None = None, targets: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor | None, State]:
-        """idx (B, T) token ids → logits (B, T, V), mean cross-entropy if targets given, new state."""
+        """idx (B, T) token ids → logits (B, T, V), mean cross-entropy given targets, new state."""
         x = self._dropout(self._embed(idx))  # (B, T, E)
         out, state = self._rnn(x, state)  # (B, T, H)
         dropped = self._dropout(out)
@@ -124,13 +72,15 @@ class LSTMLanguageModel(nn.Module):
         return logits, loss, state
 
     def objective(self, loss: torch.Tensor) -> torch.Tensor:
-        """What training minimises: the loss of the last forward plus its AR/TAR penalty (taken, not kept)."""
+        """What training minimises: the loss of the last forward plus its AR/TAR penalty
+        (taken, not kept)."""
         penalty, self.penalty = self.penalty, None
         return loss if penalty is None else loss + penalty
 
     def _activation_penalty(self, out: torch.Tensor, dropped: torch.Tensor) -> torch.Tensor | None:
         """AWD-LSTM's activation regularisation (AR, on the dropped-out outputs) and temporal
-        activation regularisation (TAR, on the outputs' change from step to step), or None when both are 0."""
+        activation regularisation (TAR, on the outputs' change from step to step), or None
+        when both are 0."""
         c = self.config
         if not (c.activation_reg or c.temporal_reg):
             return None
@@ -138,18 +88,22 @@ class LSTMLanguageModel(nn.Module):
         if c.activation_reg:
             penalty = penalty + c.activation_reg * dropped.float().pow(2).mean()
         if c.temporal_reg and out.size(1) > 1:
-            penalty = penalty + c.temporal_reg * (out[:, 1:].float() - out[:, :-1].float()).pow(2).mean()
+            penalty = (
+                penalty + c.temporal_reg * (out[:, 1:].float() - out[:, :-1].float()).pow(2).mean()
+            )
         return penalty
 
     def _embed(self, idx: torch.Tensor) -> torch.Tensor:
         p = self.config.embed_dropout
         if not (self.training and p):
             return self.embed(idx)
-        keep = torch.empty(self.embed.weight.size(0), 1, device=idx.device).bernoulli_(1 - p) / (1 - p)
+        keep = torch.empty(self.embed.weight.size(0), 1, device=idx.device).bernoulli_(1 - p) / (
+            1 - p
+        )
         return F.embedding(idx, self.embed.weight * keep)
 
     def _dropout(self, x: torch.Tensor) -> torch.Tensor:
-        """Standard dropout, or with locked_dropout one mask per sequence shared by all time steps."""
+        """Standard dropout, or with locked_dropout one mask per sequence shared by all steps."""
         p = self.config.dropout
         if not (self.config.locked_dropout and self.training and p):
             return self.drop(x)
@@ -157,21 +111,27 @@ class LSTMLanguageModel(nn.Module):
         return x * mask
 
     def _rnn(self, x: torch.Tensor, state: State | None) -> tuple[torch.Tensor, State]:
-        """The recurrent stack; with weight_drop the fused kernel gets masked hidden-to-hidden matrices."""
+        """The recurrent stack; with weight_drop the fused kernel gets masked hidden-to-hidden
+        matrices."""
         p = self.config.weight_drop
         if not (self.training and p):
             return self.rnn(x, state)
         rnn = self.rnn
-        weights = [F.dropout(w, p) if name.startswith("weight_hh") else w for name, w in zip(rnn._flat_weights_names, rnn._flat_weights)]
+        weights = [
+            F.dropout(w, p) if name.startswith("weight_hh") else w
+            for name, w in zip(rnn._flat_weights_names, rnn._flat_weights, strict=True)
+        ]
         if state is None:
             zeros = x.new_zeros(rnn.num_layers, x.size(0), rnn.hidden_size)
             state = (zeros, zeros)
-        out, h, c = torch._VF.lstm(x, state, weights, True, rnn.num_layers, rnn.dropout, True, False, True)
+        out, h, c = torch._VF.lstm(
+            x, state, weights, True, rnn.num_layers, rnn.dropout, True, False, True
+        )
         return out, (h, c)
 
     @torch.no_grad()
     def step(self, token: torch.Tensor, state: State | None) -> tuple[torch.Tensor, State]:
-        """One token per stream: token (B,) → next-token logits (B, V), new state. O(1) per token."""
+        """One token per stream, O(1): token (B,) → next-token logits (B, V), new state."""
         out, state = self.rnn(self.embed(token[:, None]), state)  # (B, 1, H)
         return self.head(out[:, 0]), state
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import LstmgenError
+from lstmgen.errors import LstmgenError
 
 STORE_FORMAT = 1
 DOC_SEPARATOR = "\n\n"
@@ -35,10 +35,18 @@ def is_token_store(path: Path) -> bool:
 
 
 def refuse_incomplete_store(path: str | Path) -> None:
-    """A folder with train.bin but no valid meta.json is a store whose preparation was killed: never read it as text."""
+    """A folder with train.bin but no valid meta.json is a store whose preparation was killed:
+    never read it as text."""
     path = Path(path)
-    if path.is_dir() and ((path / "train.bin").exists() or (path / "val.bin").exists()) and not is_token_store(path):
-        raise LstmgenError(f"{path} is an incomplete token store (its preparation did not finish); prepare it again")
+    if (
+        path.is_dir()
+        and ((path / "train.bin").exists() or (path / "val.bin").exists())
+        and not is_token_store(path)
+    ):
+        raise LstmgenError(
+            f"{path} is an incomplete token store (its preparation did not finish); "
+            "prepare it again"
+        )
 
 
 @dataclass
@@ -55,15 +63,26 @@ class TokenStore:
         path = Path(path)
         meta_path = path / "meta.json"
         if not meta_path.is_file():
-            raise LstmgenError(f"{path} is not a prepared token store (meta.json missing); prepare it again")
+            raise LstmgenError(
+                f"{path} is not a prepared token store (meta.json missing); prepare it again"
+            )
         try:
             meta = json.loads(meta_path.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError):
-            raise LstmgenError(f"{meta_path} is damaged (not valid JSON); prepare the data again") from None
-        if not isinstance(meta, dict) or "train_tokens" not in meta or not (path / "tokenizer.json").is_file():
+            raise LstmgenError(
+                f"{meta_path} is damaged (not valid JSON); prepare the data again"
+            ) from None
+        if (
+            not isinstance(meta, dict)
+            or "train_tokens" not in meta
+            or not (path / "tokenizer.json").is_file()
+        ):
             raise LstmgenError(f"{path} is not a complete token store; prepare it again")
         if meta.get("format", 0) > STORE_FORMAT:
-            raise LstmgenError(f"{path} was written by a newer lstmgen (store format {meta['format']}); upgrade lstmgen")
+            raise LstmgenError(
+                f"{path} was written by a newer lstmgen (store format {meta['format']}); "
+                "upgrade lstmgen"
+            )
         dtype = np.dtype(meta["dtype"])
         arrays = []
         for split in ("train", "val"):

@@ -1,4 +1,5 @@
-"""Pretrained word vectors (GloVe text, word2vec text and binary) as a word model's first embeddings."""
+"""Pretrained word vectors (GloVe text, word2vec text and binary) as a word model's first
+embeddings."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import LstmgenError
+from lstmgen.errors import LstmgenError
 
 HEADER = re.compile(rb"^\s*(\d+)\s+(\d+)\s*$")  # word2vec: "<count> <dimensions>"
 
@@ -22,23 +23,31 @@ class Vectors:
 
     def matrix(self, vocab_size: int, *, seed: int = 0, std: float = 0.1) -> np.ndarray:
         """(V, D) float32: the found vectors, a small random init for the rest."""
-        out = np.random.default_rng(seed).normal(0.0, std, (vocab_size, self.dimensions)).astype(np.float32)
+        out = (
+            np.random.default_rng(seed)
+            .normal(0.0, std, (vocab_size, self.dimensions))
+            .astype(np.float32)
+        )
         for token_id, vector in self.found.items():
             out[token_id] = vector
         return out
 
     def coverage(self, vocab_size: int, token_counts: np.ndarray) -> tuple[float, float]:
-        """Shares of the vocabulary (unknown token aside) and of the training tokens that got a vector."""
+        """Shares of the vocabulary (unknown token aside) and of the training tokens that got a
+        vector."""
         ids = np.fromiter(self.found, dtype=np.int64, count=len(self.found))
         tokens = float(token_counts[ids].sum() / max(token_counts.sum(), 1))
         return len(ids) / max(vocab_size - 1, 1), tokens
 
 
 def read_vectors(path: str | Path, words: list[str]) -> Vectors:
-    """Vectors for `words` (token id i + 1 is words[i]) from a GloVe or word2vec file; exact match, then lower-case."""
+    """Vectors for `words` (token id i + 1 is words[i]) from a GloVe or word2vec file; exact
+    match, then lower-case."""
     path = Path(path)
     if not path.is_file():
-        raise LstmgenError(f"--embeddings {path} does not exist; give a GloVe or word2vec vector file")
+        raise LstmgenError(
+            f"--embeddings {path} does not exist; give a GloVe or word2vec vector file"
+        )
     wanted: dict[str, int] = {}
     for token_id, word in enumerate(words, start=1):
         wanted.setdefault(word, token_id)
@@ -53,7 +62,10 @@ def read_vectors(path: str | Path, words: list[str]) -> Vectors:
             f.seek(0 if not header else len(first))
             vectors = _read_text(f, path, wanted, first_line=2 if header else 1)
     if not vectors.found:
-        raise LstmgenError(f"--embeddings {path} covers none of the {len(words):,} vocabulary words; is it a vector file for this language?")
+        raise LstmgenError(
+            f"--embeddings {path} covers none of the {len(words):,} vocabulary words; "
+            "is it a vector file for this language?"
+        )
     return vectors
 
 
@@ -80,11 +92,16 @@ def _read_text(f, path: Path, wanted: dict[str, int], *, first_line: int) -> Vec
             continue
         size = len(fields) - 1
         if size < 1:
-            raise LstmgenError(f"--embeddings {path} line {number} is malformed: expected a word and its numbers")
+            raise LstmgenError(
+                f"--embeddings {path} line {number} is malformed: expected a word and its numbers"
+            )
         if dimensions is None:
             dimensions = size
         elif size != dimensions:
-            raise LstmgenError(f"--embeddings {path} line {number} has {size} numbers but the lines before it have {dimensions}; mixed dimensions")
+            raise LstmgenError(
+                f"--embeddings {path} line {number} has {size} numbers "
+                f"but the lines before it have {dimensions}; mixed dimensions"
+            )
         word = fields[0].decode("utf-8", errors="replace")
         token_id = wanted.get(word, wanted.get(word.lower()))
         if token_id is None or (token_id in found and word not in wanted):
@@ -92,7 +109,10 @@ def _read_text(f, path: Path, wanted: dict[str, int], *, first_line: int) -> Vec
         try:
             found[token_id] = np.array([float(x) for x in fields[1:]], dtype=np.float32)
         except ValueError:
-            raise LstmgenError(f"--embeddings {path} line {number} is malformed: not all of its {size} values are numbers") from None
+            raise LstmgenError(
+                f"--embeddings {path} line {number} is malformed: "
+                f"not all of its {size} values are numbers"
+            ) from None
     if dimensions is None:
         raise LstmgenError(f"--embeddings {path} holds no vectors")
     return Vectors(dimensions, found)
@@ -104,12 +124,18 @@ def _read_binary(f, path: Path, count: int, dimensions: int, wanted: dict[str, i
         word = bytearray()
         while (byte := f.read(1)) != b" ":
             if not byte:
-                raise LstmgenError(f"--embeddings {path} is cut short: its header promises {count:,} vectors, it has {number - 1:,}")
+                raise LstmgenError(
+                    f"--embeddings {path} is cut short: "
+                    f"its header promises {count:,} vectors, it has {number - 1:,}"
+                )
             if byte != b"\n" or word:  # a newline may end the previous vector
                 word += byte
         data = f.read(width)
         if len(data) != width:
-            raise LstmgenError(f"--embeddings {path} is cut short in vector {number:,} (of {dimensions} float32 values)")
+            raise LstmgenError(
+                f"--embeddings {path} is cut short in vector {number:,} "
+                f"(of {dimensions} float32 values)"
+            )
         text = word.decode("utf-8", errors="replace")
         token_id = wanted.get(text, wanted.get(text.lower()))
         if token_id is not None and not (token_id in found and text not in wanted):

@@ -13,67 +13,27 @@ Three layers, each usable on its own:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field
 from typing import NamedTuple
 
 import numpy as np
 import torch
 
-from .errors import LstmgenError
-from .model import LSTMLanguageModel, State
-from .stepper import make_stepper
-from .tokenizers import UNKNOWN_ID
-
-
-@dataclass
-class SampleConfig:
-    length: int = 500  # tokens (characters at the char level) per sample, at most; a stop string may end it sooner
-    temperature: float = 0.8  # 0 = always the most likely character; higher = more surprising
-    top_k: int | None = None  # sample only among the k most likely characters
-    top_p: float | None = None  # sample only from the smallest set holding this much probability
-    repetition_penalty: float = 1.0  # > 1 makes characters seen in the last repetition_window less likely
-    repetition_window: int = 64  # how many recent characters (prime included) the penalty looks at
-    stop: list[str] = field(default_factory=list)  # a sample ends where one of these appears (not printed)
-    min_length: int = 0  # no stop string ends a sample before this many characters
-    seed: int | None = None  # same seed and settings, same text
-    num_samples: int = 1
-
-    def __post_init__(self) -> None:
-        if isinstance(self.stop, str):
-            self.stop = [self.stop]
-        self.stop = list(self.stop)
-        if self.length < 0:
-            raise LstmgenError(f"--length {self.length} must be 0 or more")
-        if self.min_length < 0 or self.min_length > self.length:
-            raise LstmgenError(f"--min-length {self.min_length} must be between 0 and --length ({self.length})")
-        if not math.isfinite(self.temperature) or self.temperature < 0:
-            raise LstmgenError(f"--temperature {self.temperature} must be 0 (greedy) or more")
-        if self.top_k is not None and self.top_k < 1:
-            raise LstmgenError(f"--top-k {self.top_k} must be at least 1")
-        if self.top_p is not None and not 0 < self.top_p <= 1:
-            raise LstmgenError(f"--top-p {self.top_p} must be in (0, 1], e.g. 0.9")
-        if not math.isfinite(self.repetition_penalty) or self.repetition_penalty <= 0:
-            raise LstmgenError(f"--repetition-penalty {self.repetition_penalty} must be above 0 (1 = off; try 1.2)")
-        if self.repetition_window < 1:
-            raise LstmgenError(f"--repetition-window {self.repetition_window} must be at least 1")
-        if any(not s for s in self.stop):
-            raise LstmgenError("--stop needs a non-empty string, e.g. --stop '\\n\\n'")
-        if self.seed is not None and self.seed < 0:
-            raise LstmgenError(f"--seed {self.seed} must be 0 or more")
-        if self.num_samples < 1:
-            raise LstmgenError(f"--num-samples {self.num_samples} must be at least 1")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+from lstmgen.config import SampleConfig, random_seed
+from lstmgen.model import LSTMLanguageModel, State
+from lstmgen.sampling.stepper import make_stepper
+from lstmgen.tokens import UNKNOWN_ID
 
 
 def adjust_logits(
-    logits: np.ndarray, config: SampleConfig, recent: np.ndarray | None = None, banned: Sequence[int] = (UNKNOWN_ID,),
+    logits: np.ndarray,
+    config: SampleConfig,
+    recent: np.ndarray | None = None,
+    banned: Sequence[int] = (UNKNOWN_ID,),
     row_banned: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Logits (B, V) → filtered, scaled logits (a new array; -inf marks a token that cannot be drawn).
+    """Logits (B, V) → filtered, scaled logits (a new array; -inf marks a token that cannot be
+    drawn).
 
     `recent` (B, V) counts each token in the last repetition_window tokens; a token
     seen there has a positive logit divided by the penalty, a negative one multiplied.
@@ -119,7 +79,9 @@ def choose(logits: np.ndarray, config: SampleConfig, uniforms: np.ndarray) -> np
     if len(logits) == 1:  # one stream: the same draw in fewer, cheaper calls
         row = logits[0]
         cumulative = np.exp(row - row.max()).cumsum()
-        return np.array([cumulative.searchsorted(float(uniforms[0]) * float(cumulative[-1]), side="right")])
+        return np.array(
+            [cumulative.searchsorted(float(uniforms[0]) * float(cumulative[-1]), side="right")]
+        )
     weights = np.exp(logits - logits.max(axis=-1, keepdims=True))
     cumulative = np.cumsum(weights, axis=-1)
     # The first token whose cumulative weight exceeds u * total (never a token of weight 0).
@@ -127,7 +89,9 @@ def choose(logits: np.ndarray, config: SampleConfig, uniforms: np.ndarray) -> np
 
 
 @torch.no_grad()
-def prime_state(model: LSTMLanguageModel, prime_ids: torch.Tensor, chunk: int = 1024) -> tuple[torch.Tensor, State]:
+def prime_state(
+    model: LSTMLanguageModel, prime_ids: torch.Tensor, chunk: int = 1024
+) -> tuple[torch.Tensor, State]:
     """Run the prime (T,) through the model in chunks; return last logits (1, V) and the state."""
     state = None
     logits = None
@@ -145,10 +109,6 @@ def expand_state(state: State, n: int) -> State:
     return state.expand(-1, n, -1).contiguous()
 
 
-def random_seed() -> int:
-    return int(np.random.SeedSequence().entropy % 2**32)
-
-
 class TokenSampler:
     """Draws the next token of every live sample; one model step per call serves them all.
 
@@ -158,13 +118,18 @@ class TokenSampler:
     """
 
     def __init__(
-        self, model: LSTMLanguageModel, prime_ids: torch.Tensor, config: SampleConfig, banned: Sequence[int] = (UNKNOWN_ID,),
+        self,
+        model: LSTMLanguageModel,
+        prime_ids: torch.Tensor,
+        config: SampleConfig,
+        banned: Sequence[int] = (UNKNOWN_ID,),
         rules=None,
     ):
         model.eval()
         self.config = config
         self.banned = np.asarray(banned, dtype=np.int64)
-        self.rules = rules  # e.g. bpe.Utf8Rules: a small automaton over tokens, one state per sample
+        # e.g. bpe.Utf8Rules: a small automaton over tokens, one state per sample
+        self.rules = rules
         self.rule_state = np.zeros(config.num_samples, dtype=np.int64)
         self.seed = config.seed if config.seed is not None else random_seed()
         n = config.num_samples
@@ -220,7 +185,7 @@ class TokenSampler:
 
 
 class StopMatcher:
-    """Holds back text that may be the start of a stop string; reports where a stop string appears."""
+    """Holds back text that may start a stop string; reports where a stop string appears."""
 
     def __init__(self, stops: list[str], min_length: int = 0):
         self.stops, self.min_length = stops, min_length
@@ -236,7 +201,15 @@ class StopMatcher:
             out, self.held = self.held[: min(found)], ""
             self.emitted += len(out)
             return out, True
-        keep = max((k for s in self.stops for k in range(min(len(s) - 1, len(self.held)), 0, -1) if self.held.endswith(s[:k])), default=0)
+        keep = max(
+            (
+                k
+                for s in self.stops
+                for k in range(min(len(s) - 1, len(self.held)), 0, -1)
+                if self.held.endswith(s[:k])
+            ),
+            default=0,
+        )
         out = self.held[: len(self.held) - keep]
         self.held = self.held[len(out) :]
         self.emitted += len(out)
@@ -248,7 +221,8 @@ class StopMatcher:
 
 
 class Event(NamedTuple):
-    """A piece of one sample's text; `end` is set on the sample's last event ("stop" or "length")."""
+    """A piece of one sample's text; `end` is set on the sample's last event ("stop" or
+    "length")."""
 
     sample: int
     text: str
@@ -266,8 +240,14 @@ class _TextOf:
 
 
 def sample_text(
-    model: LSTMLanguageModel, token_text, prime_ids: torch.Tensor, config: SampleConfig, *, decoder=None,
-    banned: Sequence[int] = (UNKNOWN_ID,), rules=None,
+    model: LSTMLanguageModel,
+    token_text,
+    prime_ids: torch.Tensor,
+    config: SampleConfig,
+    *,
+    decoder=None,
+    banned: Sequence[int] = (UNKNOWN_ID,),
+    rules=None,
 ) -> Iterator[Event]:
     """Generate config.num_samples texts as one batch, yielding pieces as they are made.
 
@@ -279,19 +259,26 @@ def sample_text(
     """
     if config.length == 0:
         return iter([Event(i, "", "length") for i in range(config.num_samples)])
-    return _events(TokenSampler(model, prime_ids, config, banned, rules), decoder or (lambda: _TextOf(token_text)), config)
+    return _events(
+        TokenSampler(model, prime_ids, config, banned, rules),
+        decoder or (lambda: _TextOf(token_text)),
+        config,
+    )
 
 
 def _events(sampler: TokenSampler, new_decoder, config: SampleConfig) -> Iterator[Event]:
     n = config.num_samples
-    matchers = [StopMatcher(config.stop, config.min_length) if config.stop else None for _ in range(n)]
+    matchers = [
+        StopMatcher(config.stop, config.min_length) if config.stop else None for _ in range(n)
+    ]
     decoders = [new_decoder() for _ in range(n)]
     made = 0
     while len(sampler.samples):
         ids = sampler.next()
         made += 1
         ended = []
-        for row, (sample, token) in enumerate(zip(sampler.samples.tolist(), ids.tolist())):
+        pairs = zip(sampler.samples.tolist(), ids.tolist(), strict=True)
+        for row, (sample, token) in enumerate(pairs):
             text, end = decoders[sample].feed(token), None
             if made == config.length:
                 text += decoders[sample].flush()

@@ -17,7 +17,8 @@ import numpy as np
 
 
 class DocumentBits:
-    """A set of document numbers (0, 1, 2, ...) as a bit array: 1 bit per document up to the largest one added."""
+    """A set of document numbers (0, 1, 2, ...) as a bit array: 1 bit per document up to the
+    largest one added."""
 
     def __init__(self) -> None:
         self.bits = bytearray()
@@ -25,7 +26,8 @@ class DocumentBits:
     def add(self, number: int) -> None:
         byte = number >> 3
         if byte >= len(self.bits):
-            self.bits.extend(bytes(byte + 1 - len(self.bits)))  # bytearray over-allocates: amortised O(1)
+            # bytearray over-allocates: amortised O(1)
+            self.bits.extend(bytes(byte + 1 - len(self.bits)))
         self.bits[byte] |= 1 << (number & 7)
 
     def __contains__(self, number: int) -> bool:
@@ -33,7 +35,8 @@ class DocumentBits:
         return byte < len(self.bits) and bool(self.bits[byte] >> (number & 7) & 1)
 
     def flags(self) -> Iterator[bool]:
-        """Whether each document, 0, 1, 2, ... (without end), is in the set: for a pass over all of them at C speed."""
+        """Whether each document, 0, 1, 2, ... (without end), is in the set: for a pass over all
+        of them at C speed."""
         return chain(chain.from_iterable(map(_BYTE_FLAGS.__getitem__, self.bits)), repeat(False))
 
 
@@ -74,7 +77,8 @@ class HashSet:
         return True
 
     def _grow(self) -> None:
-        """Double the table; the values go in by home slot, vectorised (a value's slot: its home, or past the one before)."""
+        """Double the table; the values go in by home slot, vectorised (a value's slot: its home,
+        or past the one before)."""
         values = np.frombuffer(self.slots, np.uint64)
         values = values[values != 0]
         capacity = 2 * len(self.slots)
@@ -86,9 +90,15 @@ class HashSet:
         table = np.zeros(capacity, np.uint64)
         fits = slot < capacity
         table[slot[fits]] = values[fits]
-        self.slots, self.mask, self.limit = array("Q", table.tobytes()), capacity - 1, capacity * 2 // 3
+        self.slots, self.mask, self.limit = (
+            array("Q", table.tobytes()),
+            capacity - 1,
+            capacity * 2 // 3,
+        )
         self.size = int(fits.sum())
-        for value in values[~fits].tolist():  # the few that run past the end wrap round to the start
+        for value in values[
+            ~fits
+        ].tolist():  # the few that run past the end wrap round to the start
             self.add(value)
 
     def __len__(self) -> int:
@@ -104,7 +114,11 @@ _UNPACK = struct.Struct("<Q").unpack
 
 def text_hash(data: bytes | str) -> int:
     """A 64-bit hash of a document's text (blake2b: well mixed, so its low bits index the table)."""
-    return _UNPACK(hashlib.blake2b(data.encode("utf-8") if isinstance(data, str) else data, digest_size=8).digest())[0]
+    return _UNPACK(
+        hashlib.blake2b(
+            data.encode("utf-8") if isinstance(data, str) else data, digest_size=8
+        ).digest()
+    )[0]
 
 
 class Hasher:

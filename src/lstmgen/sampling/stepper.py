@@ -25,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .model import LSTMLanguageModel, State
+from lstmgen.model import LSTMLanguageModel, State
 
 
 class TorchStepper:
@@ -61,17 +61,29 @@ class NumpyLSTMStepper:
     def __init__(self, model: LSTMLanguageModel, state: tuple[torch.Tensor, torch.Tensor]):
         rnn, H = model.rnn, model.config.hidden
         self.layers, self.hidden = model.config.layers, H
-        # remove_duplicate=False: with tied weights head.weight is the embedding, and must still be found.
-        weights = {name: p.detach().float().cpu().numpy() for name, p in model.named_parameters(remove_duplicate=False)}
+        # remove_duplicate=False: with tied weights head.weight is the embedding, and must still
+        # be found.
+        weights = {
+            name: p.detach().float().cpu().numpy()
+            for name, p in model.named_parameters(remove_duplicate=False)
+        }
         bias0 = weights["rnn.bias_ih_l0"] + weights["rnn.bias_hh_l0"]
-        self.table = _reorder(weights["embed.weight"] @ weights["rnn.weight_ih_l0"].T + bias0, H)  # (V, 4H)
-        zero_row = np.zeros((1, 4 * H), np.float32)  # layer 0's buffer ends in a 1 too; its bias is in the table
-        self.w0 = _reorder(np.concatenate([weights["rnn.weight_hh_l0"].T, zero_row]), H)  # (H + 1, 4H)
+        self.table = _reorder(
+            weights["embed.weight"] @ weights["rnn.weight_ih_l0"].T + bias0, H
+        )  # (V, 4H)
+        # layer 0's buffer ends in a 1 too; its bias is in the table
+        zero_row = np.zeros((1, 4 * H), np.float32)
+        self.w0 = _reorder(
+            np.concatenate([weights["rnn.weight_hh_l0"].T, zero_row]), H
+        )  # (H + 1, 4H)
         self.w = [  # (2H + 1, 4H) per upper layer: rows for [input, h, 1]
             _reorder(
                 np.concatenate(
-                    [weights[f"rnn.weight_ih_l{l}"].T, weights[f"rnn.weight_hh_l{l}"].T,
-                     (weights[f"rnn.bias_ih_l{l}"] + weights[f"rnn.bias_hh_l{l}"])[None]]
+                    [
+                        weights[f"rnn.weight_ih_l{l}"].T,
+                        weights[f"rnn.weight_hh_l{l}"].T,
+                        (weights[f"rnn.bias_ih_l{l}"] + weights[f"rnn.bias_hh_l{l}"])[None],
+                    ]
                 ),
                 H,
             )
@@ -86,7 +98,9 @@ class NumpyLSTMStepper:
     def _allocate(self, h: np.ndarray, c: np.ndarray) -> None:
         L, B, H = h.shape
         # Each layer's buffer holds [input from below | own h | 1]; layer 0's only [own h | 1].
-        self.buf = [np.ones((B, H + 1), np.float32)] + [np.ones((B, 2 * H + 1), np.float32) for _ in range(1, L)]
+        self.buf = [np.ones((B, H + 1), np.float32)] + [
+            np.ones((B, 2 * H + 1), np.float32) for _ in range(1, L)
+        ]
         self.own = [self.buf[0][:, :H]] + [b[:, H : 2 * H] for b in self.buf[1:]]
         for l in range(L):
             self.own[l][...] = h[l]
@@ -100,11 +114,17 @@ class NumpyLSTMStepper:
         # Views made once: slicing costs as much as the arithmetic at batch size 1.
         self.views = (g[:, : 3 * H], g[:, 3 * H :], g[:, :H], g[:, H : 2 * H], g[:, 2 * H : 3 * H])
         self.plan = [
-            (self.buf[l], self.w0 if l == 0 else self.w[l - 1], self.c[l], self.own[l],
-             self.buf[l + 1][:, :H] if l + 1 < L else None)
+            (
+                self.buf[l],
+                self.w0 if l == 0 else self.w[l - 1],
+                self.c[l],
+                self.own[l],
+                self.buf[l + 1][:, :H] if l + 1 < L else None,
+            )
             for l in range(L)
         ]
-        self.top = self.buf[0] if L == 1 else self.buf[-1][:, H:]  # [h | 1], read by the output layer
+        # [h | 1], read by the output layer
+        self.top = self.buf[0] if L == 1 else self.buf[-1][:, H:]
 
     def step(self, ids: np.ndarray) -> np.ndarray:
         """ids (B,) → next-token logits (B, V). The returned array is reused by the next call."""
@@ -139,7 +159,8 @@ def make_stepper(model: LSTMLanguageModel, state: State) -> TorchStepper | Numpy
     """The fastest path this model and device allow."""
     on_cpu = next(model.parameters()).device.type == "cpu"
     streams = (state[0] if isinstance(state, tuple) else state).shape[1]
-    # From about 32 streams on, the work is big matrix products, where PyTorch's are as fast or faster.
+    # From about 32 streams on, the work is big matrix products, where PyTorch's are as fast or
+    # faster.
     if on_cpu and model.config.cell == "lstm" and isinstance(state, tuple) and streams < 32:
         return NumpyLSTMStepper(model, state)
     return TorchStepper(model, state)

@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .batches import StreamBatches
-from .errors import LstmgenError
-from .model import LSTMLanguageModel, detach_state
-from .train import make_optimizer
+from lstmgen.errors import LstmgenError
+from lstmgen.model import LSTMLanguageModel, detach_state
+from lstmgen.training.batches import StreamBatches
+from lstmgen.training.trainer import make_optimizer
 
 
 @dataclass
@@ -53,12 +53,14 @@ def range_test(
     high: float = 1.0,
     smoothing: float = 0.9,
 ) -> RangeTest:
-    """Train a copy of `model` for up to `steps` batches at rates from `low` to `high`; suggest a peak rate."""
+    """Train a copy of `model` for up to `steps` batches at rates from `low` to `high`; suggest a
+    peak rate."""
     device = next(model.parameters()).device
     trial = copy.deepcopy(model).train()
     optimizer = make_optimizer(trial, low, weight_decay)
     batches = StreamBatches(tokens, batch_size, seq_len, seed=seed, epoch=0)
-    steps = max(2, min(steps, 4 * len(batches)))  # a tiny corpus is read again rather than cut the test short
+    # a tiny corpus is read again rather than cut the test short
+    steps = max(2, min(steps, 4 * len(batches)))
     result, state, average, best = RangeTest(), None, 0.0, math.inf
     # Dropout draws here must not shift the real run's random streams (CPU and, on a GPU, CUDA).
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
@@ -84,10 +86,14 @@ def range_test(
             result.rates.append(lr)
             result.losses.append(smoothed)
             best = min(best, smoothed)
-            if i > steps // 10 and smoothed > 1.5 * best:  # well past the lowest: the rate is too high
+            if i > steps // 10 and smoothed > 1.5 * best:
+                # well past the lowest: the rate is too high
                 result.stopped_early = True
                 break
     if not result.rates:
-        raise LstmgenError("the learning-rate range test got no finite loss even at the lowest rate; train with --lr instead")
+        raise LstmgenError(
+            "the learning-rate range test got no finite loss even at the lowest rate; "
+            "train with --lr instead"
+        )
     result.suggestion = result.rates[int(np.argmin(result.losses))] / 10
     return result

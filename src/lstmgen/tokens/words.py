@@ -72,7 +72,8 @@ class WordDecoder:
 
 
 class WordTokenizer:
-    """One token per word, number, punctuation run or newline of the vocabulary; id 0 is the unknown word."""
+    """One token per word, number, punctuation run or newline of the vocabulary; id 0 is the
+    unknown word."""
 
     kind = "word"
     unknown_id = UNKNOWN_ID
@@ -87,9 +88,15 @@ class WordTokenizer:
             raise ValueError("words must be distinct")
 
     @classmethod
-    def fit(cls, counter: WordCounter, *, min_count: int = 1, max_vocab: int = 20_000) -> WordTokenizer:
-        """Keep words seen at least min_count times, the most frequent max_vocab - 1 of them (+ unknown)."""
-        kept = sorted(((c, w) for w, c in counter.counts.items() if c >= min_count), key=lambda p: (-p[0], p[1]))
+    def fit(
+        cls, counter: WordCounter, *, min_count: int = 1, max_vocab: int = 20_000
+    ) -> WordTokenizer:
+        """Keep words seen at least min_count times, the most frequent max_vocab - 1 of them
+        (+ unknown)."""
+        kept = sorted(
+            ((c, w) for w, c in counter.counts.items() if c >= min_count),
+            key=lambda p: (-p[0], p[1]),
+        )
         return cls(w for _, w in kept[: max(max_vocab - 1, 0)])
 
     @property
@@ -106,7 +113,7 @@ class WordTokenizer:
         return list(dict.fromkeys(w for w in split_words(text) if w not in self._id_of))
 
     def unknown_characters(self, text: str) -> int:
-        """Characters of text inside words outside the vocabulary (whose spelling no bit pays for)."""
+        """Characters of text in words outside the vocabulary (whose spelling no bit pays for)."""
         return sum(len(w) for w in split_words(text) if w not in self._id_of)
 
     def decode(self, ids: Iterable[int]) -> str:
@@ -114,12 +121,19 @@ class WordTokenizer:
         return "".join(decoder.feed(int(i)) for i in ids)
 
     def stream_decoder(self, context: Iterable[int] = ()) -> WordDecoder:
-        """A decoder for text generated after the tokens `context` (spacing depends on what came before)."""
+        """A decoder for text generated after the tokens `context` (spacing depends on what came
+        before)."""
         return WordDecoder(self.tokens, context)
 
     def token_text(self, token_id: int) -> str:
         return self.tokens[token_id]
 
     def save(self, path: str | Path) -> None:
-        data = {"format": 1, "kind": self.kind, "level": self.kind, "unknown_id": UNKNOWN_ID, "words": self.words}
+        data = {
+            "format": 1,
+            "kind": self.kind,
+            "level": self.kind,
+            "unknown_id": UNKNOWN_ID,
+            "words": self.words,
+        }
         Path(path).write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")

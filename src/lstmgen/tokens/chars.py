@@ -1,8 +1,7 @@
-"""Tokenizers behind one small interface: encode, decode, stream_decoder, token_text, save, load, vocab_size.
+"""The char level: one token per Unicode code point seen in training (CharTokenizer, CharCounter).
 
-Three levels: char (here), word (words.py) and bpe (bpe.py). At every level id 0 is the
-unknown token, which stands for anything the training text did not contain and is never
-generated. `load_tokenizer` reads any of them from a run's tokenizer.json.
+Its counter and encoder work on UTF-8 bytes without decoding where they can (utf8.py):
+preparing a large corpus is mostly this.
 """
 
 from __future__ import annotations
@@ -13,12 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import LstmgenError
-from .utf8 import ASCII, NON_ASCII, lead_code_points
+from lstmgen.tokens.utf8 import ASCII, NON_ASCII, lead_code_points
 
 TOKENIZER_FORMAT = 1
 UNKNOWN_ID = 0
-LEVELS = ("char", "word", "bpe")
 
 
 def code_points(text: str) -> np.ndarray:
@@ -42,7 +39,7 @@ class CharCounter:
     @property
     def counts(self) -> dict[int, int]:
         present = np.flatnonzero(self.array)
-        return dict(zip(present.tolist(), self.array[present].tolist()))
+        return dict(zip(present.tolist(), self.array[present].tolist(), strict=True))
 
     def update(self, text: str | bytes, *, times: int = 1) -> None:
         """Count the characters of text (a str, or valid UTF-8 bytes), `times` over."""
@@ -53,12 +50,15 @@ class CharCounter:
             once.total *= times
             self.merge(once)
             return
-        data = text if isinstance(text, bytes) else text.encode("ascii" if text.isascii() else "utf-8")
+        data = (
+            text if isinstance(text, bytes) else text.encode("ascii" if text.isascii() else "utf-8")
+        )
         if self.exact:
             multibyte = b"" if data.isascii() else data.translate(None, ASCII)
             self.array[:128] += np.bincount(np.frombuffer(data, np.uint8), minlength=256)[:128]
         else:
-            rest = data.translate(None, self._seen_ascii)  # new ASCII characters and all multi-byte ones
+            # new ASCII characters and all multi-byte ones
+            rest = data.translate(None, self._seen_ascii)
             multibyte = rest.translate(None, ASCII)
             new = rest.translate(None, NON_ASCII)
             if new:
@@ -73,7 +73,9 @@ class CharCounter:
     def add(self, counts: np.ndarray) -> None:
         """Add counts indexed by code point (another counter's array)."""
         if len(counts) > len(self.array):
-            self.array = np.concatenate([self.array, np.zeros(len(counts) - len(self.array), np.int64)])
+            self.array = np.concatenate(
+                [self.array, np.zeros(len(counts) - len(self.array), np.int64)]
+            )
         self.array[: len(counts)] += counts
 
     def merge(self, other: CharCounter) -> None:
@@ -97,17 +99,22 @@ class CharTokenizer:
             raise ValueError("chars must be distinct single characters")
         self._id_of = {c: i + 1 for i, c in enumerate(self.chars)}
         max_cp = max((ord(c) for c in self.chars), default=0)
-        self._lut = np.zeros(max(max_cp + 2, 130), dtype=np.int64)  # code point -> id; 0 = unknown, also the last entry
+        # code point -> id; 0 = unknown, also the last entry
+        self._lut = np.zeros(max(max_cp + 2, 130), dtype=np.int64)
         for c, i in self._id_of.items():
             self._lut[ord(c)] = i
         if self.vocab_size < 255:  # ids fit a byte with 255 left over to mark continuation bytes
             self._lut8 = self._lut.astype(np.uint8)
             table = bytearray(self._lut8[:128].tobytes()) + bytes([0xFF]) * 64 + bytes(64)
-            self._byte_table = bytes(table)  # ASCII -> id, continuation -> 0xFF, lead byte -> 0 (set later)
+            # ASCII -> id, continuation -> 0xFF, lead byte -> 0 (set later)
+            self._byte_table = bytes(table)
 
     @classmethod
-    def fit(cls, counter: CharCounter, *, min_count: int = 1, max_vocab: int | None = None) -> CharTokenizer:
-        """Keep characters seen at least min_count times, the most frequent max_vocab - 1 of them (+ unknown)."""
+    def fit(
+        cls, counter: CharCounter, *, min_count: int = 1, max_vocab: int | None = None
+    ) -> CharTokenizer:
+        """Keep characters seen at least min_count times, the most frequent max_vocab - 1 of them
+        (+ unknown)."""
         kept = [(count, cp) for cp, count in counter.counts.items() if count >= min_count]
         kept.sort(key=lambda pair: (-pair[0], pair[1]))
         if max_vocab is not None:
@@ -123,7 +130,7 @@ class CharTokenizer:
         return np.take(self._lut, code_points(text), mode="clip")
 
     def encode_utf8(self, data: bytes, dtype: np.dtype) -> np.ndarray:
-        """Token ids of valid UTF-8 bytes, as dtype; fast (no decoding) for vocabularies under 255."""
+        """Token ids of valid UTF-8 bytes, as dtype; fast (no decoding) for vocabularies < 255."""
         if self.vocab_size >= 255:
             return np.take(self._lut, code_points(data.decode("utf-8")), mode="clip").astype(dtype)
         if data.isascii():
@@ -155,12 +162,14 @@ class CharTokenizer:
         return sorted(ch for ch in set(text) if self.encode(ch)[0] == UNKNOWN_ID)
 
     def save(self, path: str | Path) -> None:
-        data = {"format": TOKENIZER_FORMAT, "kind": self.kind, "level": self.kind, "unknown_id": UNKNOWN_ID, "chars": self.chars}
+        data = {
+            "format": TOKENIZER_FORMAT,
+            "kind": self.kind,
+            "level": self.kind,
+            "unknown_id": UNKNOWN_ID,
+            "chars": self.chars,
+        }
         Path(path).write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
-
-    @classmethod
-    def load(cls, path: str | Path) -> CharTokenizer:
-        return load_tokenizer(path)  # type: ignore[return-value]
 
 
 class CharDecoder:
@@ -171,28 +180,3 @@ class CharDecoder:
 
     def flush(self) -> str:
         return ""
-
-
-def load_tokenizer(path: str | Path):
-    """Read a tokenizer.json written by save(); a damaged or unknown file is a clear error."""
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise LstmgenError(f"{path} is missing; the run directory is incomplete") from None
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise LstmgenError(f"{path} is damaged (not valid JSON); restore it or retrain") from None
-    if data.get("format", 0) > TOKENIZER_FORMAT:
-        raise LstmgenError(f"{path} was written by a newer lstmgen (format {data['format']}); upgrade lstmgen to read it")
-    level = data.get("level", data.get("kind"))
-    if level == "char":
-        return CharTokenizer(data["chars"])
-    if level == "word":
-        from .words import WordTokenizer
-
-        return WordTokenizer(data["words"])
-    if level == "bpe":
-        from .bpe import BpeTokenizer
-
-        return BpeTokenizer.from_saved(data)
-    raise LstmgenError(f"{path} holds a {level!r} tokenizer, which this lstmgen cannot read; upgrade lstmgen")

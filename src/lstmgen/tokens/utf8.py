@@ -15,7 +15,7 @@ NON_ASCII = bytes(range(128, 256))
 
 
 def complete_prefix(data: bytes) -> int:
-    """Length of the part of data that ends on a whole character and not on a '\\r' (kept for CRLF)."""
+    """Length of the part of data ending on a whole character and not on a '\\r' (kept for CRLF)."""
     end = len(data)
     for i in range(end - 1, max(end - 4, -1), -1):
         byte = data[i]
@@ -38,7 +38,8 @@ def find_invalid(data: bytes) -> int | None:
     array = np.frombuffer(data, np.uint8)
     high = np.flatnonzero(array >= 0x80)
     try:
-        array[high].tobytes().decode("utf-8")  # the multi-byte sequences alone (ASCII never sits inside one)
+        # the multi-byte sequences alone (ASCII never sits inside one)
+        array[high].tobytes().decode("utf-8")
         continuation = array[high] < 0xC0
         # ...and every continuation byte directly follows the byte before it in its sequence.
         if np.all(np.diff(high)[continuation[1:]] == 1):
@@ -59,12 +60,13 @@ def fold_crlf(data: bytes) -> bytes:
     array = np.frombuffer(data, np.uint8)
     cr = np.flatnonzero(array == 0x0D)
     if cr[-1] + 1 < len(array) and np.all(array[cr + 1] == 0x0A):
-        return data.translate(None, b"\r")  # every CR starts a CRLF: deleting them is much faster than replace
+        # every CR starts a CRLF: deleting them is much faster than replace
+        return data.translate(None, b"\r")
     return data.replace(b"\r\n", b"\n")
 
 
 def lead_code_points(array: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Positions of the lead bytes of multi-byte characters in valid UTF-8, and their code points."""
+    """Positions of lead bytes of multi-byte characters in valid UTF-8, and their code points."""
     lead = np.flatnonzero(array >= 0xC0)
     last = len(array) - 1
     b0 = array[lead].astype(np.uint32)

@@ -11,7 +11,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn
 
-from .train import Trainer, bits_per_char
+from lstmgen.metrics import bits_per_char
+from lstmgen.training.trainer import Trainer
 
 SAMPLE_TEMPERATURES = (0.2, 0.5, 0.8, 1.0)
 
@@ -25,9 +26,18 @@ def format_seconds(seconds: float) -> str:
 class RunReporter:
     """The trainer's hooks: draws progress, appends metrics.jsonl and samples.md, prints results."""
 
-    def __init__(self, run_dir: Path, *, sampler, quiet: bool = False, console: Console | None = None, tokens_per_char: float = 1.0):
+    def __init__(
+        self,
+        run_dir: Path,
+        *,
+        sampler,
+        quiet: bool = False,
+        console: Console | None = None,
+        tokens_per_char: float = 1.0,
+    ):
         self.run_dir, self.sampler, self.quiet = run_dir, sampler, quiet
-        self.tokens_per_char = tokens_per_char  # of the held-out text: converts nats/token to bits/char
+        # of the held-out text: converts nats/token to bits/char
+        self.tokens_per_char = tokens_per_char
         self.console = console or Console(stderr=True, highlight=False)
         self.bar: Progress | None = None
         self.task = None
@@ -60,7 +70,11 @@ class RunReporter:
         if p.step % 10 and p.step > 1:
             return
         value = float(loss)  # a device sync: only every 10th step
-        self.loss_ema = value if self.loss_ema is None or not math.isfinite(self.loss_ema) else 0.9 * self.loss_ema + 0.1 * value
+        self.loss_ema = (
+            value
+            if self.loss_ema is None or not math.isfinite(self.loss_ema)
+            else 0.9 * self.loss_ema + 0.1 * value
+        )
         now = time.perf_counter()
         if now - self.window_start > 1.0:
             self.tokens_per_second = self.window_tokens / (now - self.window_start)
@@ -69,7 +83,11 @@ class RunReporter:
             return
         done = trainer._fraction_done()
         left = p.elapsed_s / done - p.elapsed_s if done > 0 else 0.0
-        val = f"val {bits_per_char(p.last_val_nats, self.tokens_per_char):.3f} bpc  " if p.last_val_nats is not None else ""
+        val = (
+            f"val {bits_per_char(p.last_val_nats, self.tokens_per_char):.3f} bpc  "
+            if p.last_val_nats is not None
+            else ""
+        )
         epochs = trainer.config.effective_epochs
         description = f"epoch {p.epoch + 1}" + (f"/{epochs}" if epochs else "")
         stats = (
@@ -103,14 +121,19 @@ class RunReporter:
 
     def on_rollback(self, trainer: Trainer, message: str) -> None:
         self.print(f"warning: {message}")
-        truncate_metrics(self.run_dir / "metrics.jsonl", trainer.progress.step)  # those steps are redone
+        # those steps are redone
+        truncate_metrics(self.run_dir / "metrics.jsonl", trainer.progress.step)
         with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
-            f.write(json.dumps({"event": "rollback", "step": trainer.progress.step, "message": message}) + "\n")
+            f.write(
+                json.dumps({"event": "rollback", "step": trainer.progress.step, "message": message})
+                + "\n"
+            )
 
     def on_epoch_end(self, trainer: Trainer) -> None:
         p = trainer.progress
         length = trainer.config.sample_length
-        lines = [f"## epoch {p.epoch} (step {p.step}, held-out {bits_per_char(p.last_val_nats, self.tokens_per_char):.3f} bits/char)\n"]
+        bits = bits_per_char(p.last_val_nats, self.tokens_per_char)
+        lines = [f"## epoch {p.epoch} (step {p.step}, held-out {bits:.3f} bits/char)\n"]
         for temperature in SAMPLE_TEMPERATURES:
             text = self.sampler(length=length, temperature=temperature, seed=p.epoch)
             lines.append(f"### temperature {temperature}\n\n```text\n{text}\n```\n")
@@ -125,7 +148,8 @@ class RunReporter:
 
 
 def truncate_metrics(path: Path, step: int) -> None:
-    """Drop metric lines written after `step` (training goes back there: they will be written again)."""
+    """Drop metric lines written after `step` (training goes back there: they will be written
+    again)."""
     if not path.exists():
         return
     kept = []

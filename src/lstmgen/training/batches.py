@@ -1,4 +1,5 @@
-"""Truncated-BPTT batches: B contiguous streams read T steps at a time, state carried between batches."""
+"""Truncated-BPTT batches: B contiguous streams read T steps at a time, state carried between
+batches."""
 
 from __future__ import annotations
 
@@ -19,8 +20,10 @@ class StreamBatches:
         self.batch_size, self.seq_len = batch_size, seq_len
         slack = len(tokens) - 1 - batch_size * seq_len
         if slack < 0:
-            raise ValueError("too few tokens for one batch")  # callers check with max_batch_size first
-        rng = np.random.default_rng([seed, epoch])  # offset depends only on (seed, epoch): resumable
+            # callers check with max_batch_size first
+            raise ValueError("too few tokens for one batch")
+        # offset depends only on (seed, epoch): resumable
+        rng = np.random.default_rng([seed, epoch])
         offset = int(rng.integers(0, min(seq_len - 1, slack) + 1))
         stream_len = (len(tokens) - 1 - offset) // batch_size
         self.steps = stream_len // seq_len

@@ -22,7 +22,11 @@ MIN_VOCAB_SIZE = 257  # the 256 bytes and the reserved id 0
 
 def _byte_of_char() -> dict[str, int]:
     """The byte-level alphabet: each of the 256 bytes is written as one printable character."""
-    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    printable = [
+        *range(ord("!"), ord("~") + 1),
+        *range(ord("¡"), ord("¬") + 1),
+        *range(ord("®"), ord("ÿ") + 1),
+    ]
     chars, extra = {}, 0
     for byte in range(256):
         if byte in printable:
@@ -98,7 +102,10 @@ class BpeTokenizer:
         # never generated, so an undertrained model cannot emit broken UTF-8 from them.
         self.seen_bytes = sorted(set(range(256) if seen_bytes is None else seen_bytes))
         unseen = {bytes([b]) for b in range(256)} - {bytes([b]) for b in self.seen_bytes}
-        self.never_generated = [self.unknown_id, *(i for i, piece in enumerate(self.token_bytes) if piece in unseen)]
+        self.never_generated = [
+            self.unknown_id,
+            *(i for i, piece in enumerate(self.token_bytes) if piece in unseen),
+        ]
 
     @classmethod
     def train(cls, texts: Iterable[str], *, vocab_size: int = 4096) -> BpeTokenizer:
@@ -107,7 +114,9 @@ class BpeTokenizer:
         hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
         hf.decoder = decoders.ByteLevel()
         trainer = trainers.BpeTrainer(
-            vocab_size=vocab_size, special_tokens=[UNKNOWN_TEXT], initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+            vocab_size=vocab_size,
+            special_tokens=[UNKNOWN_TEXT],
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
             show_progress=False,
         )
         seen = set(range(128))  # ASCII is always allowed; other bytes only when the text had them
@@ -115,7 +124,12 @@ class BpeTokenizer:
         def noting_bytes(texts):
             for text in texts:
                 if not text.isascii():
-                    seen.update(b for ch in set(text) if ord(ch) > 127 for b in ch.encode("utf-8", "surrogatepass"))
+                    seen.update(
+                        b
+                        for ch in set(text)
+                        if ord(ch) > 127
+                        for b in ch.encode("utf-8", "surrogatepass")
+                    )
                 yield text
 
         hf.train_from_iterator(noting_bytes(texts), trainer=trainer)
@@ -153,11 +167,21 @@ class BpeTokenizer:
         return Utf8Rules(self.token_bytes)
 
     def token_text(self, token_id: int) -> str:
-        return self.token_bytes[token_id].decode("utf-8", errors="replace") if token_id else UNKNOWN_TEXT
+        return (
+            self.token_bytes[token_id].decode("utf-8", errors="replace")
+            if token_id
+            else UNKNOWN_TEXT
+        )
 
     def save(self, path: str | Path) -> None:
-        data = {"format": 1, "kind": self.kind, "level": self.kind, "unknown_id": 0, "seen_bytes": self.seen_bytes,
-                "tokenizer": json.loads(self.hf.to_str())}
+        data = {
+            "format": 1,
+            "kind": self.kind,
+            "level": self.kind,
+            "unknown_id": 0,
+            "seen_bytes": self.seen_bytes,
+            "tokenizer": json.loads(self.hf.to_str()),
+        }
         Path(path).write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
 
     @classmethod

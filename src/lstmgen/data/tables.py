@@ -15,15 +15,19 @@ import re
 import sqlite3
 from collections.abc import Callable, Iterator
 
-from .errors import LstmgenError, warn
-from .sources import ReadOptions, Source, Tally, decoded_chunks
+from lstmgen.config import ReadOptions
+from lstmgen.data.reading import Source, Tally, decoded_chunks
+from lstmgen.errors import LstmgenError, warn
 
-MAX_RECORD_CHARS = 16 << 20  # a longer line, or CSV field, is malformed (csv holds a field as 4 bytes a character)
-SURROGATE = re.compile("[\ud800-\udfff]")  # JSON can escape half a UTF-16 pair, which no UTF-8 can hold
+# a longer line, or CSV field, is malformed (csv holds a field as 4 bytes a character)
+MAX_RECORD_CHARS = 16 << 20
+# JSON can escape half a UTF-16 pair, which no UTF-8 can hold
+SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _lines(chunks: Iterator[str], oversized: Callable[[int], None]) -> Iterator[str]:
-    """Lines with their '\\n' from text chunks; only '\\n' ends a line (other breaks are data to csv).
+    """Lines with their '\\n' from text chunks; only '\\n' ends a line (other breaks are data
+    to csv).
 
     A line longer than MAX_RECORD_CHARS is reported to oversized(its line number) and comes
     out as a bare '\\n', so that line numbers stay right; reading goes on at the next line.
@@ -34,7 +38,8 @@ def _lines(chunks: Iterator[str], oversized: Callable[[int], None]) -> Iterator[
     number = 1  # of that line
     for chunk in chunks:
         parts = chunk.split("\n")
-        if len(parts) > 1:  # pieces end with parts[0]; parts[1:-1] are whole lines (each shorter than a chunk)
+        if len(parts) > 1:
+            # pieces end with parts[0]; parts[1:-1] are whole lines (each shorter than a chunk)
             if length < 0 or length + len(parts[0]) > MAX_RECORD_CHARS:
                 if length >= 0:
                     oversized(number)
@@ -71,17 +76,31 @@ def _missing(what: str, name: str, source: Source, available: list[str]) -> Lstm
 
 def _malformed(source: Source, options: ReadOptions, tally: Tally, where: str, why: str) -> None:
     if options.strict:
-        raise LstmgenError(f"{source.name}: malformed {where} ({why}); fix it, or drop --strict to skip and count such rows")
+        raise LstmgenError(
+            f"{source.name}: malformed {where} ({why}); "
+            "fix it, or drop --strict to skip and count such rows"
+        )
     tally.malformed_rows += 1
 
 
 def csv_rows(source: Source, options: ReadOptions, tally: Tally) -> Iterator[str]:
     """The --column of each row of a CSV/TSV file (header row first)."""
     delimiter = options.delimiter or ("\t" if source.kind == "tsv" else ",")
-    csv.field_size_limit(MAX_RECORD_CHARS)  # a long review is a document; a field to the end of the file is not
+    # a long review is a document; a field to the end of the file is not
+    csv.field_size_limit(MAX_RECORD_CHARS)
     with source.open_binary(tally) as stream:
-        lines = _lines(decoded_chunks(stream, encoding=options.encoding, errors=options.errors, label=source.name),
-                       lambda number: _malformed(source, options, tally, f"line {number}", f"longer than {MAX_RECORD_CHARS:,} characters"))
+        lines = _lines(
+            decoded_chunks(
+                stream, encoding=options.encoding, errors=options.errors, label=source.name
+            ),
+            lambda number: _malformed(
+                source,
+                options,
+                tally,
+                f"line {number}",
+                f"longer than {MAX_RECORD_CHARS:,} characters",
+            ),
+        )
         reader = csv.reader(lines, delimiter=delimiter, strict=True)
         try:
             header = next(reader)
@@ -99,7 +118,14 @@ def csv_rows(source: Source, options: ReadOptions, tally: Tally) -> Iterator[str
                     if len(row) == width:
                         yield row[index]
                     elif row:  # a blank line is no row at all
-                        _malformed_rows(source, options, tally, end + 1, reader.line_num, f"{len(row)} fields, the header has {width}")
+                        _malformed_rows(
+                            source,
+                            options,
+                            tally,
+                            end + 1,
+                            reader.line_num,
+                            f"{len(row)} fields, the header has {width}",
+                        )
                     end = reader.line_num
                 return
             except csv.Error as e:
@@ -107,12 +133,18 @@ def csv_rows(source: Source, options: ReadOptions, tally: Tally) -> Iterator[str
                 end = reader.line_num
 
 
-def _malformed_rows(source: Source, options: ReadOptions, tally: Tally, start: int, end: int, why: str) -> None:
-    """A malformed CSV row; one that ran over many lines (an unterminated quote?) took them with it: say so."""
+def _malformed_rows(
+    source: Source, options: ReadOptions, tally: Tally, start: int, end: int, why: str
+) -> None:
+    """A malformed CSV row; one that ran over many lines (an unterminated quote?) took them with
+    it: say so."""
     _malformed(source, options, tally, f"row at line {start}", why)
     if end > start:
-        warn(f"{source.name}: the malformed row at line {start} ran on to line {end} ({why}; an unterminated quote?): "
-             f"the {end - start + 1:,} lines it spans were skipped")
+        warn(
+            f"{source.name}: the malformed row at line {start} ran on to line {end} "
+            f"({why}; an unterminated quote?): "
+            f"the {end - start + 1:,} lines it spans were skipped"
+        )
 
 
 def _dig(record, path: list[str]):
@@ -128,8 +160,19 @@ def jsonl_rows(source: Source, options: ReadOptions, tally: Tally) -> Iterator[s
     path = options.field.split(".")
     first = True
     with source.open_binary(tally) as stream:
-        chunks = decoded_chunks(stream, encoding=options.encoding, errors=options.errors, label=source.name)
-        too_long = lambda number: _malformed(source, options, tally, f"line {number}", f"longer than {MAX_RECORD_CHARS:,} characters")  # noqa: E731
+        chunks = decoded_chunks(
+            stream, encoding=options.encoding, errors=options.errors, label=source.name
+        )
+
+        def too_long(number: int) -> None:
+            _malformed(
+                source,
+                options,
+                tally,
+                f"line {number}",
+                f"longer than {MAX_RECORD_CHARS:,} characters",
+            )
+
         for number, line in enumerate(_lines(chunks, too_long), start=1):
             if not line.strip():
                 continue
@@ -142,8 +185,17 @@ def jsonl_rows(source: Source, options: ReadOptions, tally: Tally) -> Iterator[s
                 value = _dig(record, path)
             except KeyError as e:
                 if first:  # the field was never there: say which fields exist
-                    keys = _dig(record, path[: path.index(e.args[0])]) if isinstance(record, dict) else {}
-                    raise _missing("field", options.field, source, sorted(keys) if isinstance(keys, dict) else []) from None
+                    keys = (
+                        _dig(record, path[: path.index(e.args[0])])
+                        if isinstance(record, dict)
+                        else {}
+                    )
+                    raise _missing(
+                        "field",
+                        options.field,
+                        source,
+                        sorted(keys) if isinstance(keys, dict) else [],
+                    ) from None
                 value = None
             first = False
             if isinstance(value, (dict, list)):
@@ -152,8 +204,11 @@ def jsonl_rows(source: Source, options: ReadOptions, tally: Tally) -> Iterator[s
             value = _text(value)
             if not value.isascii() and SURROGATE.search(value):
                 if options.errors != "replace":
-                    raise LstmgenError(f"{source.name}: line {number}: {options.field} holds a lone surrogate (a \\ud83d-style "
-                                       f"escape without its other half: no valid text); fix the file, or pass --errors replace")
+                    raise LstmgenError(
+                        f"{source.name}: line {number}: {options.field} holds a lone surrogate "
+                        "(a \\ud83d-style escape without its other half: no valid text); "
+                        "fix the file, or pass --errors replace"
+                    )
                 value = SURROGATE.sub("\ufffd", value)
             yield value
 
@@ -163,16 +218,24 @@ def parquet_rows(source: Source, options: ReadOptions, tally: Tally) -> Iterator
     try:
         import pyarrow.parquet as pq
     except ImportError:
-        raise LstmgenError(f"{source.name} is a Parquet file; install the extra that reads it: pip install 'lstmgen[parquet]'") from None
+        raise LstmgenError(
+            f"{source.name} is a Parquet file; install the extra that reads it: "
+            "pip install 'lstmgen[parquet]'"
+        ) from None
     try:
         table = pq.ParquetFile(source.path)
     except Exception as e:  # pyarrow raises its own error types for a damaged file
-        raise LstmgenError(f"{source.name} is not a readable Parquet file ({_one_line(e)})") from None
+        raise LstmgenError(
+            f"{source.name} is not a readable Parquet file ({_one_line(e)})"
+        ) from None
     names = table.schema_arrow.names
     column = options.column
     if column is None:
         if len(names) != 1:
-            raise LstmgenError(f"{source.name} has several columns; choose the text with --column (columns: {', '.join(names)})")
+            raise LstmgenError(
+                f"{source.name} has several columns; "
+                f"choose the text with --column (columns: {', '.join(names)})"
+            )
         column = names[0]
     if column not in names:
         raise _missing("column", column, source, names)
@@ -181,8 +244,11 @@ def parquet_rows(source: Source, options: ReadOptions, tally: Tally) -> Iterator
         try:
             batch = next(batches, None)
             values = batch.column(0).to_pylist() if batch is not None else []
-        except Exception as e:  # pyarrow's own types (ArrowInvalid, OSError), or UnicodeDecodeError, for damaged data
-            raise LstmgenError(f"{source.name}: cannot read the Parquet data, the file is damaged ({_one_line(e)})") from None
+        except Exception as e:
+            # pyarrow's own types (ArrowInvalid, OSError), or UnicodeDecodeError, for damaged data
+            raise LstmgenError(
+                f"{source.name}: cannot read the Parquet data, the file is damaged ({_one_line(e)})"
+            ) from None
         if batch is None:
             return
         tally.bytes_read += batch.nbytes
@@ -207,15 +273,30 @@ def sqlite_rows(source: Source, options: ReadOptions, tally: Tally) -> Iterator[
         raise LstmgenError(f"cannot open the SQLite database {source.name} ({e})") from None
     try:
         try:  # the first read of the file: is it a (whole, unlocked) SQLite database at all?
-            tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'view') ORDER BY name")]
-            columns = [r[1] for r in db.execute(f"PRAGMA table_info({_quote(options.table)})")] if options.table is not None else []
+            tables = [
+                r[0]
+                for r in db.execute(
+                    "SELECT name FROM sqlite_master WHERE type IN ('table', 'view') ORDER BY name"
+                )
+            ]
+            columns = (
+                [r[1] for r in db.execute(f"PRAGMA table_info({_quote(options.table)})")]
+                if options.table is not None
+                else []
+            )
         except sqlite3.Error as e:
-            raise LstmgenError(f"cannot read the SQLite database {source.name} ({e}); is it a complete SQLite file, not locked by another program?") from None
+            raise LstmgenError(
+                f"cannot read the SQLite database {source.name} ({e}); "
+                "is it a complete SQLite file, not locked by another program?"
+            ) from None
         if options.table is not None:
             if options.table not in tables:
                 raise _missing("table", options.table, source, tables)
             if options.column not in columns:
-                raise LstmgenError(f"table {options.table!r} of {source.name} has no column {options.column!r}; its columns are: {', '.join(columns)}")
+                raise LstmgenError(
+                    f"table {options.table!r} of {source.name} has no column {options.column!r}; "
+                    f"its columns are: {', '.join(columns)}"
+                )
             query = f"SELECT {_quote(options.column)} FROM {_quote(options.table)}"
         else:
             query = options.query
@@ -225,11 +306,16 @@ def sqlite_rows(source: Source, options: ReadOptions, tally: Tally) -> Iterator[
             raise LstmgenError(f"{source.name}: SQL error: {e} (in: {query})") from None
         names = [d[0] for d in cursor.description or []]
         if not names:
-            raise LstmgenError(f"{source.name}: the query returns no columns; write a SELECT that returns the text")
+            raise LstmgenError(
+                f"{source.name}: the query returns no columns; write a SELECT that returns the text"
+            )
         index = 0
         if options.column is not None and options.table is None:
             if options.column not in names:
-                raise LstmgenError(f"the query on {source.name} returns no column {options.column!r}; it returns: {', '.join(names)}")
+                raise LstmgenError(
+                    f"the query on {source.name} returns no column {options.column!r}; "
+                    f"it returns: {', '.join(names)}"
+                )
             index = names.index(options.column)
         try:
             for row in cursor:

@@ -16,12 +16,16 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from .model import LSTMLanguageModel, ModelConfig
-from .train import autocast_for, make_optimizer
+from lstmgen.config import ModelConfig
+from lstmgen.device import autocast_for
+from lstmgen.model import LSTMLanguageModel
+from lstmgen.training.trainer import make_optimizer
 
 LADDER = (64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048)
-TOKENS_PER_PARAMETER = 4.0  # tokens read per parameter at which a size pays off (measured: BENCHMARKS.md)
-PARAMETERS_PER_TOKEN = 2.0  # at most this many parameters per training token: a guard against fitting noise
+# tokens read per parameter at which a size pays off (measured: BENCHMARKS.md)
+TOKENS_PER_PARAMETER = 4.0
+# at most this many parameters per training token: a guard against fitting noise
+PARAMETERS_PER_TOKEN = 2.0
 TRAINING_SHARE = 0.9  # of the budget, the rest goes to evaluations and checkpoints
 
 
@@ -31,11 +35,21 @@ class Sizing:
     parameters: int
     tokens_per_s: float  # measured training speed of the chosen size
     budget_tokens: float  # tokens it can read in the budget
-    limited_by: str  # what stopped a larger size: "time", "data", "ladder" (none larger), "smallest" (even it is short)
+    # what stopped a larger size: "time", "data", "ladder" (none larger),
+    # "smallest" (even it is short)
+    limited_by: str
 
 
-def measure_speed(config: ModelConfig, batch_size: int, seq_len: int, device: torch.device, *, seconds: float = 0.4) -> tuple[float, int]:
-    """Training tokens/s of a model of this config (forward, backward, step), and its parameter count."""
+def measure_speed(
+    config: ModelConfig,
+    batch_size: int,
+    seq_len: int,
+    device: torch.device,
+    *,
+    seconds: float = 0.4,
+) -> tuple[float, int]:
+    """Training tokens/s of a model of this config (forward, backward, step), and its parameter
+    count."""
     model = LSTMLanguageModel(config).to(device).train()
     optimizer = make_optimizer(model, 1e-3, 0.0)
     x = torch.randint(0, config.vocab_size, (batch_size, seq_len), device=device)
@@ -59,19 +73,31 @@ def measure_speed(config: ModelConfig, batch_size: int, seq_len: int, device: to
     return batch_size * seq_len * steps / (time.perf_counter() - start), model.num_parameters()
 
 
-def size_for_budget(config: ModelConfig, *, budget_s: float, train_tokens: int, batch_size: int, seq_len: int, device: torch.device) -> Sizing:
+def size_for_budget(
+    config: ModelConfig,
+    *,
+    budget_s: float,
+    train_tokens: int,
+    batch_size: int,
+    seq_len: int,
+    device: torch.device,
+) -> Sizing:
     """The largest hidden size of LADDER that the budget can train and the data can fill."""
     chosen = None
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):  # inits here draw nothing from the run's streams
+    # inits here draw nothing from the run's streams
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         for hidden in LADDER:
-            speed, parameters = measure_speed(replace(config, hidden=hidden), batch_size, seq_len, device)
+            speed, parameters = measure_speed(
+                replace(config, hidden=hidden), batch_size, seq_len, device
+            )
             tokens = speed * budget_s * TRAINING_SHARE
             if tokens < TOKENS_PER_PARAMETER * parameters:
                 limit = "time"
             elif parameters > PARAMETERS_PER_TOKEN * train_tokens:
                 limit = "data"
             else:
-                chosen = Sizing(hidden, parameters, speed, tokens, "ladder")  # fits; try the next size
+                # fits; try the next size
+                chosen = Sizing(hidden, parameters, speed, tokens, "ladder")
                 continue
             if chosen is None:  # even the smallest size is short of time or data: take it anyway
                 chosen = Sizing(hidden, parameters, speed, tokens, "smallest")

@@ -1,4 +1,5 @@
-"""Optional cleaning of documents while they stream: HTML, Unicode form, case, control characters, whitespace.
+"""Optional cleaning of documents while they stream: HTML, Unicode form, case, control
+characters, whitespace.
 
 A document may arrive in chunks, and must come out the same however it was cut. Whatever
 could continue into the next chunk (an open tag, an entity, a combining accent) is held
@@ -13,9 +14,8 @@ import html
 import re
 import unicodedata
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 
-from .errors import LstmgenError
+from lstmgen.config import CleanOptions
 
 BREAK_TAG = re.compile(r"<\s*(?:br|/?p|/?div|/?li|/?tr|/?h[1-6])\b[^<>]*>", re.IGNORECASE)
 ANY_TAG = re.compile(r"<[!/?]?[A-Za-z][^<>]*>|<!--.*?-->", re.DOTALL)
@@ -23,36 +23,7 @@ CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # all but tab and newlin
 SPACES = re.compile(r"[^\S\n]+")
 SPACE_AT_LINE_EDGE = re.compile(r" ?\n ?")
 BLANK_LINES = re.compile(r"\n{3,}")
-FORMS = ("nfc", "nfkc", "nfd", "nfkd")
 HOLD_TAG, HOLD_ENTITY = 4096, 32  # longest tag / entity held back at a chunk's end
-
-
-@dataclass
-class CleanOptions:
-    """Opt-in cleaning, applied in this order to every document."""
-
-    strip_html: bool = False  # drop tags (<br />, <p> become line breaks) and unescape &amp; etc.
-    normalize: str | None = None  # Unicode normal form, e.g. nfkc (folds ligatures, full-width letters)
-    lower: bool = False  # lower-case everything (fewer symbols to learn)
-    strip_control: bool = False  # remove control characters other than tab and newline
-    collapse_whitespace: bool = False  # runs of spaces/tabs -> one space, no spaces at line ends, at most one blank line
-    min_chars: int = 0  # drop documents shorter than this after cleaning
-    dedupe: bool = False  # drop documents identical to an earlier one (keeps an 8-byte hash, 12-24 bytes of memory, per distinct document)
-
-    def __post_init__(self) -> None:
-        if self.normalize is not None:
-            self.normalize = self.normalize.lower()
-            if self.normalize not in FORMS:
-                raise LstmgenError(f"--normalize {self.normalize} must be one of {', '.join(FORMS)}")
-        if self.min_chars < 0:
-            raise LstmgenError(f"--min-chars {self.min_chars} must be 0 or more")
-
-    @property
-    def cleans_text(self) -> bool:
-        return bool(self.strip_html or self.normalize or self.lower or self.strip_control or self.collapse_whitespace)
-
-    def cleaning(self) -> dict:
-        return {k: getattr(self, k) for k in ("strip_html", "normalize", "lower", "strip_control", "collapse_whitespace", "min_chars", "dedupe")}
 
 
 class Cleaner:
@@ -84,7 +55,7 @@ class Cleaner:
             yield text
 
     def _safe_end(self, text: str) -> int:
-        """Where text can be cut so that what follows cannot change how the part before is cleaned."""
+        """Where text can be cut so what follows cannot change how the part before is cleaned."""
         end = len(text)
         if self.options.strip_html:
             tag = text.rfind("<", max(0, end - HOLD_TAG))

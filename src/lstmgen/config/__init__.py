@@ -1,0 +1,194 @@
+"""One RunConfig: every setting of a run, declared once, validated once, saved as config.json.
+
+Sections are dataclasses with their defaults and checks: how sources are read (ReadOptions)
+and cleaned (CleanOptions), how the token store is made (DataConfig, which holds both), the
+model (ModelConfig), the training (TrainConfig) and the sampling (SampleConfig). A field
+declared with `option(...)` is also a command-line option: the CLI builds its flags, help
+texts and defaults from these declarations, and the Python API takes the same names as
+keyword arguments, so adding an option is one edit here. This module imports no PyTorch.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from lstmgen._version import __version__
+from lstmgen.config.data import LEVELS, CleanOptions, DataConfig, ReadOptions
+from lstmgen.config.model import ADDED_LATER, ModelConfig
+from lstmgen.config.options import flag_of, option, parse_duration, random_seed
+from lstmgen.config.sampling import SampleConfig
+from lstmgen.config.training import RESUMABLE, TrainConfig
+from lstmgen.errors import LstmgenError
+from lstmgen.files import recover, write_json
+
+__all__ = [
+    "LEVELS",
+    "RUN_FORMAT",
+    "CleanOptions",
+    "DataConfig",
+    "ModelConfig",
+    "ReadOptions",
+    "RunConfig",
+    "SampleConfig",
+    "TrainConfig",
+    "option",
+    "parse_duration",
+    "random_seed",
+]
+
+RUN_FORMAT = 1
+
+
+SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
+
+
+@dataclass
+class RunConfig:
+    """A run's settings, built once from CLI options, API keywords or config.json.
+
+    config.json holds the model and training sections, what the prepared data hold (`corpus`,
+    saved under "data") and records of choices made while creating the run (`records`: the
+    sizing, the learning-rate range test, the word vectors' coverage). How the data were
+    prepared is recorded by the token store itself (its meta.json).
+    """
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    level: str = "char"
+    corpus: dict = field(default_factory=dict)
+    records: dict = field(default_factory=dict)  # "embeddings", "sizing", "lr_finder"
+    given: frozenset = frozenset()  # the option names the user set (the rest are defaults)
+
+    @classmethod
+    def from_options(cls, options: dict) -> RunConfig:
+        """From option keywords (hidden=512, max_time="10m", column="Text", ...), checked once."""
+        unknown = set(options) - set().union(*(s.option_names() for s in SECTIONS.values()))
+        if unknown:
+            raise LstmgenError(f"unknown training option(s): {', '.join(sorted(unknown))}")
+        sections = {
+            name: section(**{k: v for k, v in options.items() if k in section.option_names()})
+            for name, section in SECTIONS.items()
+        }
+        config = cls(**sections, level=sections["data"].level, given=frozenset(options))
+        if config.train.lr_finder and "lr" in options:
+            raise LstmgenError(
+                "give --lr or --lr-finder, not both (the finder picks the peak learning rate)"
+            )
+        if config.model.freeze_embeddings and not config.train.embeddings:
+            raise LstmgenError(
+                "--freeze-embeddings needs --embeddings FILE "
+                "(freezing random embeddings would only hurt)"
+            )
+        return config
+
+    def given_in(self, section: str) -> set[str]:
+        """The options the user set that belong to one section ("data", "model", "train")."""
+        return set(self.given) & SECTIONS[section].option_names()
+
+    @property
+    def tokens_per_char(self) -> float:
+        """Tokens per character of the held-out text (1 at char level): nats/token → bits/char."""
+        if not self.corpus.get("val_characters") or not self.corpus.get("val_tokens"):
+            return 1.0
+        return self.corpus["val_tokens"] / self.corpus["val_characters"]
+
+    # ----- config.json --------------------------------------------------------------------------
+    def to_json(self) -> dict:
+        return {
+            "format": RUN_FORMAT,
+            "lstmgen_version": __version__,
+            "level": self.level,
+            "model": self.model.to_dict(),
+            "train": self.train.to_dict(),
+            "data": self.corpus,
+            **self.records,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict) -> RunConfig:
+        """From config.json's contents; settings older formats lack get the values they had."""
+        model = ModelConfig.from_dict({**ADDED_LATER, **data["model"]})
+        records = {k: v for k, v in data.items() if k in ("embeddings", "sizing", "lr_finder")}
+        return cls(
+            model=model,
+            train=TrainConfig.from_dict(data["train"]),
+            level=data.get("level", "char"),
+            corpus=data.get("data", {}),
+            records=records,
+        )
+
+    def save(self, path: Path) -> None:
+        write_json(path, self.to_json())
+
+    @classmethod
+    def read(cls, run_dir: Path, *, writer: bool = False) -> RunConfig:
+        """config.json of a run, checked for existence and format version (read here only).
+
+        writer=True: the caller is the run's trainer, so a half-written checkpoint is discarded.
+        """
+        if not run_dir.exists():
+            raise LstmgenError(
+                f"run directory {run_dir} does not exist; train one with: "
+                f"lstmgen train TEXT --out {run_dir}"
+            )
+        if not run_dir.is_dir():
+            raise LstmgenError(f"{run_dir} is a file, not a run directory")
+        recover(run_dir, discard_uncommitted=writer)
+        path = run_dir / "config.json"
+        if not path.is_file():
+            raise LstmgenError(
+                f"{run_dir} is not a complete lstmgen run (config.json missing); train it again"
+            )
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise LstmgenError(
+                f"{path} is damaged (not valid JSON); restore it or train again"
+            ) from None
+        if not isinstance(data, dict) or "model" not in data:
+            raise LstmgenError(f"{path} is not an lstmgen config; train the run again")
+        if not isinstance(data.get("format", 0), int):
+            raise LstmgenError(f"{path} has an unreadable format version; train the run again")
+        if data.get("format", 0) > RUN_FORMAT:
+            raise LstmgenError(
+                f"{run_dir} was written by a newer lstmgen (format {data['format']}, "
+                f"this one reads {RUN_FORMAT}); upgrade lstmgen"
+            )
+        return cls.from_json(data)
+
+    # ----- resuming -----------------------------------------------------------------------------
+    def resumed(self, options: dict, progress: dict) -> RunConfig:
+        """This run's config with the options given on resume; only RESUMABLE ones may change.
+
+        A limit the run already reached, and that is not restated, is dropped: `--resume
+        --epochs 4` continues a run that stopped at its --max-time.
+        """
+        current = {**self.model.to_dict(), **self.train.to_dict()}
+        unknown = (
+            set(options)
+            - ModelConfig.option_names()
+            - TrainConfig.option_names()
+            - DataConfig.option_names()
+        )
+        if unknown:
+            raise LstmgenError(f"unknown training option(s): {', '.join(sorted(unknown))}")
+        fixed = {k for k in options if k not in RESUMABLE and options[k] != current.get(k)}
+        if fixed:
+            raise LstmgenError(
+                f"cannot change {', '.join(flag_of(k) for k in sorted(fixed))} when "
+                "resuming; start a new run with --out instead"
+            )
+        changes = {k: v for k, v in options.items() if k in RESUMABLE}
+        if {"epochs", "max_time", "max_steps"} & set(options):
+            t = self.train
+            reached = {
+                "epochs": progress.get("epoch", 0) >= (t.epochs or math.inf),
+                "max_steps": progress.get("step", 0) >= (t.max_steps or math.inf),
+                "max_time": progress.get("elapsed_s", 0.0) >= (t.max_time_s or math.inf),
+            }
+            changes = {**{k: None for k, done in reached.items() if done}, **changes}
+        return replace(self, train=replace(self.train, **changes), given=frozenset(options))

@@ -1,0 +1,82 @@
+"""Settings of generation: length, temperature, top-k/p, penalty, stops (SampleConfig)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields, replace
+
+from lstmgen.config.options import SAMPLING, Section, option
+from lstmgen.errors import LstmgenError
+
+
+@dataclass
+class SampleConfig(Section):
+    # A stop string may end a sample sooner.
+    length: int = option(
+        500, "Tokens (characters at char level) to generate per sample.", panel=SAMPLING
+    )
+    min_length: int = option(
+        0, "No --stop string ends a sample before this many characters.", panel=SAMPLING
+    )
+    temperature: float = option(0.8, "0 = greedy; higher = more surprising.", panel=SAMPLING)
+    top_k: int | None = option(
+        help="Sample among the k most likely characters only.", panel=SAMPLING
+    )
+    top_p: float | None = option(
+        help="Sample from the smallest set holding this probability (0, 1].", panel=SAMPLING
+    )
+    repetition_penalty: float = option(
+        1.0, "Above 1 makes recently seen characters less likely.", panel=SAMPLING
+    )
+    repetition_window: int = option(
+        64, "Recent characters the penalty looks at.", panel=SAMPLING
+    )  # the prime included
+    stop: list[str] = option(
+        help="End a sample where this text appears (not printed); repeatable; \\n and \\t are a "
+        "newline and a tab.",
+        panel=SAMPLING,
+        factory=list,
+        escapes=True,
+    )
+    seed: int | None = option(help="Same seed and settings, same text.", panel=SAMPLING)
+    num_samples: int = option(1, "Samples to generate (as one batch).", panel=SAMPLING)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.stop, str):
+            self.stop = [self.stop]
+        self.stop = list(self.stop)
+        if self.length < 0:
+            raise LstmgenError(f"--length {self.length} must be 0 or more")
+        if self.min_length < 0 or self.min_length > self.length:
+            raise LstmgenError(
+                f"--min-length {self.min_length} must be between 0 and --length ({self.length})"
+            )
+        if not math.isfinite(self.temperature) or self.temperature < 0:
+            raise LstmgenError(f"--temperature {self.temperature} must be 0 (greedy) or more")
+        if self.top_k is not None and self.top_k < 1:
+            raise LstmgenError(f"--top-k {self.top_k} must be at least 1")
+        if self.top_p is not None and not 0 < self.top_p <= 1:
+            raise LstmgenError(f"--top-p {self.top_p} must be in (0, 1], e.g. 0.9")
+        if not math.isfinite(self.repetition_penalty) or self.repetition_penalty <= 0:
+            raise LstmgenError(
+                f"--repetition-penalty {self.repetition_penalty} must be above 0 (1 = off; try 1.2)"
+            )
+        if self.repetition_window < 1:
+            raise LstmgenError(f"--repetition-window {self.repetition_window} must be at least 1")
+        if any(not s for s in self.stop):
+            raise LstmgenError("--stop needs a non-empty string, e.g. --stop '\\n\\n'")
+        if self.seed is not None and self.seed < 0:
+            raise LstmgenError(f"--seed {self.seed} must be 0 or more")
+        if self.num_samples < 1:
+            raise LstmgenError(f"--num-samples {self.num_samples} must be at least 1")
+
+    @classmethod
+    def build(cls, settings: SampleConfig | dict | None = None, **more) -> SampleConfig:
+        """A SampleConfig from one, a dict of its fields or keywords (unknown names refused)."""
+        if isinstance(settings, SampleConfig):
+            return replace(settings, **more) if more else settings
+        given = {**(settings or {}), **more}
+        unknown = set(given) - {f.name for f in fields(cls)}
+        if unknown:
+            raise LstmgenError(f"unknown sampling setting(s): {', '.join(sorted(unknown))}")
+        return cls(**given)

@@ -1,0 +1,348 @@
+"""Preparation: sources -> cleaned documents -> vocabulary -> token store, at every level.
+
+Streaming passes over the sources, so memory stays flat whatever the corpus size: the first
+counts characters and notes which documents are dropped (too short, duplicate; 1 bit per
+document), word and BPE add one that fits the tokenizer on the training text, and the last
+encodes straight into train.bin / val.bin (splits.py; levels.py has what differs by level).
+The one exception is --dedupe: knowing what was seen takes 12-24 bytes per distinct document.
+The held-out split is made of whole documents when there are enough of them, else it is
+the tail of the text.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+
+from lstmgen.config import DataConfig
+from lstmgen.data.clean import Cleaner
+from lstmgen.data.docsets import DocumentBits, Hasher, HashSet, text_hash
+from lstmgen.data.levels import encoder_for, fit_tokenizer, kept_documents
+from lstmgen.data.reading import Source, Tally
+from lstmgen.data.sources import document_stream, resolve_sources
+from lstmgen.data.splits import SplitPlan, write_splits
+from lstmgen.data.store import (
+    STORE_FORMAT,
+    is_token_store,
+    refuse_incomplete_store,
+    smallest_dtype,
+)
+from lstmgen.errors import LstmgenError, say
+from lstmgen.files import staged
+from lstmgen.tokens import CharCounter, CharTokenizer
+
+BATCH_CHARS = 1 << 20  # small documents are counted in batches of about this size
+
+
+@dataclass
+class _Scan:
+    """What the first pass found."""
+
+    counter: CharCounter
+    # Ordinals of the documents left out: 1 bit per document.
+    dropped: DocumentBits = field(default_factory=DocumentBits)
+    documents: int = 0
+    characters: int = 0  # in kept documents, separators not included
+    largest: int = 0  # characters of the largest document
+    short: int = 0  # empty or under --min-chars
+    duplicates: int = 0
+    malformed_rows: int = 0
+
+
+def _scan(sources: Sequence[Source], config: DataConfig, progress: _Progress) -> _Scan:
+    """The first pass: count characters, note the documents dropped, refuse an empty corpus."""
+    exact = config.min_count > 1 or config.max_vocab is not None
+    scan = _Scan(CharCounter(exact=exact))
+    cleaner, cleans = Cleaner(config), config.cleans_text
+    min_chars = max(config.min_chars, 1)
+    seen = HashSet() if config.dedupe else None  # 12-24 bytes per distinct document
+    kept_by_spec = {s.spec or s.name: 0 for s in sources}
+    batch: list[str] = []
+    batch_chars = 0
+    tally = progress.start("counting")
+    documents = document_stream(sources, config, tally=tally, utf8=not cleans)
+    for ordinal, (source, document) in enumerate(documents):
+        if isinstance(document, str):
+            text = cleaner.text(document) if cleans else document
+            length = len(text)
+            digest = text_hash(text) if seen is not None and length >= min_chars else 0
+            counts = None
+        else:  # a large document in chunks: counted on its own, kept only if it passes
+            counts = CharCounter(exact=exact)
+            hasher = Hasher()
+            for chunk in cleaner.chunks(document) if cleans else document:
+                counts.update(chunk)
+                if seen is not None:
+                    hasher.update(chunk)
+                progress.advance(ordinal)
+            length, digest = counts.total, hasher.value()
+        if length < min_chars:
+            scan.dropped.add(ordinal)
+            scan.short += 1
+        elif seen is not None and not seen.add(digest):
+            scan.dropped.add(ordinal)
+            scan.duplicates += 1
+        else:
+            if counts is None:
+                batch.append(text)
+                batch_chars += length
+                if batch_chars >= BATCH_CHARS:
+                    scan.counter.update("".join(batch))
+                    batch, batch_chars = [], 0
+            else:
+                scan.counter.merge(counts)
+            scan.documents += 1
+            scan.characters += length
+            scan.largest = max(scan.largest, length)
+            kept_by_spec[source.spec or source.name] += 1
+        if ordinal % 512 == 0:
+            progress.advance(ordinal)
+    scan.counter.update("".join(batch))
+    # Separators are text the model sees too.
+    scan.counter.update(config.doc_separator, times=max(scan.documents - 1, 0))
+    scan.malformed_rows = tally.malformed_rows
+    for spec, kept in kept_by_spec.items():
+        if not kept:
+            why = []
+            if scan.short:
+                why.append(f"{scan.short:,} empty or under --min-chars")
+            if scan.duplicates:
+                why.append(f"{scan.duplicates:,} duplicates")
+            if tally.malformed_rows:
+                why.append(f"{tally.malformed_rows:,} malformed rows")
+            detail = f" ({', '.join(why)} dropped in all)" if why else ""
+            raise LstmgenError(
+                f"the corpus is empty: {spec} yields no documents after cleaning{detail}; "
+                f"check the file, the --column/--field/--query, or loosen --min-chars"
+            )
+    return scan
+
+
+def _choose_split(config: DataConfig, scan: _Scan) -> str:
+    """Whole documents when the held-out share holds four of the largest one; else the tail."""
+    whole = scan.documents >= 2 and scan.largest * 4 <= config.val_fraction * scan.characters
+    if config.split == "documents" and scan.documents < 2:
+        raise LstmgenError(
+            "--split documents needs at least 2 documents; use --split tail for a single text"
+        )
+    if config.split == "auto":
+        return "documents" if whole else "tail"
+    return config.split
+
+
+def write_store(
+    sources: Sequence[Source], out: Path, config: DataConfig, *, quiet: bool = False
+) -> dict:
+    """Prepare sources into a new token store in the folder out (created; must not exist).
+
+    Returns its meta.
+    """
+    started = time.perf_counter()
+    progress = _Progress(sources, quiet=quiet)
+    with progress:
+        scan = _scan(sources, config, progress)
+        split = _choose_split(config, scan)
+        plan = SplitPlan.for_corpus(
+            split, config.val_fraction, config.doc_separator, scan.characters, scan.documents
+        )
+        documents = partial(kept_documents, sources, config, scan.dropped, progress)
+        if config.level == "char":  # from the characters the scan counted
+            tokenizer = CharTokenizer.fit(
+                scan.counter, min_count=config.min_count, max_vocab=config.max_vocab
+            )
+        else:  # word and bpe: a pass over the training text to fit the tokenizer
+            tokenizer = fit_tokenizer(documents("fitting", as_bytes=False), plan, config)
+        dtype = smallest_dtype(tokenizer.vocab_size)
+        encoder = encoder_for(tokenizer, dtype)
+        out.mkdir(parents=True, exist_ok=True)
+        try:
+            encoding = documents("encoding", as_bytes=encoder.takes_bytes)
+            encoded = write_splits(encoding, plan, encoder, out)
+        except BaseException:
+            shutil.rmtree(out, ignore_errors=True)  # nothing half-written is left
+            raise
+    meta = {
+        "format": STORE_FORMAT,
+        "level": tokenizer.kind,
+        "dtype": dtype.name,
+        "vocab_size": tokenizer.vocab_size,
+        "train_tokens": encoded["train_tokens"],
+        "val_tokens": encoded["val_tokens"],
+        "characters": encoded["train_characters"] + encoded["val_characters"],
+        "val_characters": encoded["val_characters"],  # bits/char = bits over these
+        "documents": scan.documents,
+        "val_fraction": config.val_fraction,
+        "split": split,
+        "train_documents": encoded["train_documents"],
+        "val_documents": encoded["val_documents"],
+        "encoding": config.encoding,
+        "errors": config.errors,
+        "sources": [s.name for s in sources],
+        "counts": {
+            "documents": scan.documents,
+            "characters_in_documents": scan.characters,
+            "dropped_short_or_empty": scan.short,
+            "duplicates": scan.duplicates,
+            "malformed_rows": scan.malformed_rows,
+            "unknown_characters": encoded["unknown_characters"],
+            "unknown_tokens": encoded["unknown_tokens"],
+        },
+        "vocabulary": {
+            "chars_seen": len(scan.counter.counts),
+            "chars_kept": tokenizer.vocab_size - 1,  # tokens kept, at the word and bpe levels
+            "min_count": config.min_count,
+            "max_vocab": config.max_vocab,
+        },
+        "reading": config.reading(),
+        "cleaning": config.cleaning(),
+        "doc_separator": config.doc_separator,
+        "seconds": round(time.perf_counter() - started, 3),
+        "input_bytes": progress.total_bytes,
+    }
+    tokenizer.save(out / "tokenizer.json")
+    # meta.json last: it marks the store whole.
+    meta_text = json.dumps(meta, indent=2, ensure_ascii=False) + "\n"
+    (out / "meta.json").write_text(meta_text, encoding="utf-8")
+    return meta
+
+
+def prepare(
+    sources,
+    *,
+    out: str | Path,
+    overwrite: bool = False,
+    quiet: bool = False,
+    config: DataConfig | None = None,
+    **options,
+) -> dict:
+    """Prepare sources (files, folders, globs, tables, '-', 'python-docs') into a store at `out`.
+
+    Settings are a DataConfig, or its fields as keywords (column="Text", strip_html=True,
+    val_fraction=0.05, ...). The store appears whole or not at all. Returns its meta.json.
+    """
+    unknown = set(options) - DataConfig.option_names()
+    if unknown:
+        raise LstmgenError(f"unknown preparation option(s): {', '.join(sorted(unknown))}")
+    config = config or DataConfig(**options)
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise LstmgenError(f"--out {out} is a file; name a folder for the token store")
+    if out.exists() and any(out.iterdir()):
+        if not is_token_store(out):
+            raise LstmgenError(f"{out} exists and is not a token store; choose another --out")
+        if not overwrite:
+            raise LstmgenError(f"{out} already holds a token store; pass --overwrite to replace it")
+    specs = [sources] if isinstance(sources, (str, Path)) else list(sources or [])
+    for spec in specs:
+        refuse_incomplete_store(spec)
+        if Path(spec).is_dir() and is_token_store(spec):
+            raise LstmgenError(
+                f"{spec} is already a prepared token store; "
+                f"train on it directly: lstmgen train {spec} --out RUN"
+            )
+    with staged(out, "partial") as store:
+        meta = write_resolved(specs, store, config, quiet=quiet)
+    if not quiet:
+        say(summary(meta, out))
+    return meta
+
+
+def write_resolved(specs: Sequence[str], out: Path, config: DataConfig, *, quiet: bool) -> dict:
+    """Resolve the named sources (stdin spooled in out) and prepare them into the empty out."""
+    spool = out / ".stdin"
+    try:
+        sources = resolve_sources(specs, spool_dir=spool, options=config)
+        return write_store(sources, out, config, quiet=quiet)
+    finally:
+        shutil.rmtree(spool, ignore_errors=True)
+
+
+class _Progress:
+    """A progress bar on stderr (MB/s, documents/s), only on a terminal and without --quiet."""
+
+    def __init__(self, sources: Sequence[Source], *, quiet: bool):
+        paths = {s.path for s in sources if s.path is not None}
+        self.total_bytes = sum(os.path.getsize(p) for p in paths)
+        self.bar = None
+        self.tally = Tally()
+        self.seconds = {}
+        self.phase = None
+        if not quiet and sys.stderr.isatty():
+            from rich.console import Console
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self.bar = Progress(
+                TextColumn("{task.description:>9}"),
+                BarColumn(),
+                TextColumn("{task.percentage:>3.0f}%"),
+                TextColumn("{task.fields[rate]}"),
+                TimeElapsedColumn(),
+                console=Console(stderr=True),
+                transient=True,
+            )
+
+    def __enter__(self):
+        if self.bar is not None:
+            self.bar.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._finish_phase()
+        if self.bar is not None:
+            self.bar.stop()
+
+    def start(self, phase: str) -> Tally:
+        self._finish_phase()
+        self.phase, self.tally, self.started = phase, Tally(), time.perf_counter()
+        if self.bar is not None:
+            self.task = self.bar.add_task(phase, total=max(self.total_bytes, 1), rate="")
+        return self.tally
+
+    def advance(self, documents: int) -> None:
+        if self.bar is None:
+            return
+        elapsed = max(time.perf_counter() - self.started, 1e-6)
+        read_bytes = self.tally.bytes_read
+        rate = f"{read_bytes / elapsed / 1e6:6.1f} MB/s  {documents / elapsed:8,.0f} docs/s"
+        self.bar.update(self.task, completed=min(read_bytes, self.total_bytes), rate=rate)
+
+    def _finish_phase(self) -> None:
+        if self.phase is not None:
+            self.seconds[self.phase] = time.perf_counter() - self.started
+            self.phase = None
+
+
+def summary(meta: dict, out: Path) -> str:
+    """One line saying what a store holds and how fast it was made."""
+    c = meta["counts"]
+    dropped = [
+        f"{n:,} {what}"
+        for n, what in (
+            (c["dropped_short_or_empty"], "empty/short"),
+            (c["duplicates"], "duplicate"),
+            (c["malformed_rows"], "malformed"),
+        )
+        if n
+    ]
+    dropped_text = f" (dropped {', '.join(dropped)})" if dropped else ""
+    documents = f"{meta['documents']:,} document{'s' if meta['documents'] != 1 else ''}"
+    held_out = (
+        f"{meta['val_documents']:,} whole documents" if meta["split"] == "documents" else "the tail"
+    )
+    seconds = meta["seconds"]
+    unit = "characters" if meta.get("level", "char") == "char" else f"{meta['level']} tokens"
+    speed = meta.get("input_bytes") and seconds > 0
+    rate = f", {meta['input_bytes'] / seconds / 1e6:.0f} MB/s" if speed else ""
+    return (
+        f"prepared {documents}{dropped_text}: "
+        f"{meta['train_tokens']:,} training / {meta['val_tokens']:,} held-out {unit} "
+        f"(held out: {held_out}), "
+        f"vocabulary {meta['vocab_size']} -> {out} in {seconds:.1f} s{rate}"
+    )

@@ -1,0 +1,149 @@
+"""A trained model and its tokenizer: `load(run_dir)` → Model: generate, stream, evaluate."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from lstmgen.checkpoint import load_weights
+from lstmgen.config import RunConfig, SampleConfig
+from lstmgen.device import resolve_device
+from lstmgen.errors import LstmgenError, warn
+from lstmgen.files import recover
+from lstmgen.metrics import bits_per_char, evaluate_tokens
+from lstmgen.model import LSTMLanguageModel
+from lstmgen.sampling.sampler import Event, sample_text
+from lstmgen.tokens import load_tokenizer
+
+
+class Model:
+    """A trained model with its tokenizer: generate, stream and evaluate text."""
+
+    def __init__(self, module: LSTMLanguageModel, tokenizer, *, run_dir: Path | None = None):
+        self.module, self.tokenizer, self.run_dir = module, tokenizer, run_dir
+        self.module.eval()
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.module.parameters()).device
+
+    def encode(self, text: str, *, what: str = "text") -> np.ndarray:
+        """Token ids for text; unseen characters (words) become the unknown id, with one warning."""
+        ids = self.tokenizer.encode(text)
+        unknown = int((ids == self.tokenizer.unknown_id).sum())
+        if unknown:
+            unit = "character" if self.tokenizer.kind == "char" else "word"
+            seen = self.tokenizer.unknown_words(text)
+            joiner = "" if unit == "character" else " "
+            shown = joiner.join(seen[:10]) + ("…" if len(seen) > 10 else "")
+            warn(
+                f"{what} has {unknown} {unit}(s) not in this model's "
+                f"{self.tokenizer.vocab_size - 1}-{unit} vocabulary ({shown!r}); "
+                f"they were mapped to the unknown {unit}"
+            )
+        return ids
+
+    def _prime_ids(self, prime: str) -> torch.Tensor:
+        if prime:
+            return torch.from_numpy(self.encode(prime, what="the prime"))
+        # No prime: start as if after a line break (or the most common character).
+        start = self.tokenizer.encode("\n")[:1]
+        if len(start) == 0 or start[0] == self.tokenizer.unknown_id:
+            start = np.array([1], dtype=np.int64)
+        return torch.from_numpy(start)
+
+    def stream_samples(
+        self, prime: str = "", settings: SampleConfig | None = None, **more
+    ) -> Iterator[Event]:
+        """Yield Event(sample, text, end) pieces of num_samples texts made as one batch.
+
+        Settings are a SampleConfig or its fields as keywords: length, min_length, temperature,
+        top_k, top_p, repetition_penalty, repetition_window, stop, seed, num_samples.
+        """
+        config = SampleConfig.build(settings, **more)
+        prime_ids = self._prime_ids(prime)
+        context = prime_ids.tolist() if prime else []  # the first word's spacing follows the prime
+        return sample_text(
+            self.module,
+            self.tokenizer.token_text,
+            prime_ids,
+            config,
+            decoder=lambda: self.tokenizer.stream_decoder(context),
+            banned=self.tokenizer.never_generated,
+            rules=getattr(self.tokenizer, "rules", None),
+        )
+
+    def stream(
+        self, prime: str = "", settings: SampleConfig | None = None, **more
+    ) -> Iterator[str]:
+        """Yield one sample's text piece by piece as it is generated (the prime is not repeated)."""
+        config = SampleConfig.build(settings, **more)
+        if config.num_samples != 1:
+            raise LstmgenError(
+                "stream() makes one sample; use stream_samples() or "
+                "generate(num_samples=...) for several"
+            )
+        for event in self.stream_samples(prime, config):
+            if event.text:
+                yield event.text
+
+    def generate(
+        self, prime: str = "", settings: SampleConfig | None = None, **more
+    ) -> str | list[str]:
+        """Generated text after the prime; a list of texts when num_samples > 1."""
+        config = SampleConfig.build(settings, **more)
+        texts: list[list[str]] = [[] for _ in range(config.num_samples)]
+        for event in self.stream_samples(prime, config):
+            texts[event.sample].append(event.text)
+        joined = ["".join(pieces) for pieces in texts]
+        return joined if config.num_samples > 1 else joined[0]
+
+    def evaluate(self, text: str) -> dict:
+        """Quality on text: bits per character (total bits ÷ characters), nats/token, perplexity."""
+        ids = self.encode(text, what="the evaluation text")
+        if len(ids) < 2:
+            raise LstmgenError("the evaluation text needs at least 2 tokens")
+        nats, count = evaluate_tokens(self.module, ids)
+        per_token = nats / count
+        bits = bits_per_char(per_token, len(ids) / len(text))
+        return {
+            "bits_per_char": bits,
+            "nats_per_char": bits * np.log(2),
+            "nats_per_token": per_token,
+            "perplexity": float(np.exp(per_token)),  # per token
+            "characters": len(text),
+            "tokens": len(ids),
+            "level": self.tokenizer.kind,
+            "unknown_tokens": int((ids == self.tokenizer.unknown_id).sum()),
+            "unknown_characters": self.tokenizer.unknown_characters(text),
+        }
+
+
+def build_model(config: RunConfig, tokenizer) -> LSTMLanguageModel:
+    """The (untrained) module a run's config describes; its vocabulary must be the tokenizer's."""
+    if config.model.vocab_size != tokenizer.vocab_size:
+        raise LstmgenError(
+            "config.json and tokenizer.json disagree on the vocabulary size; "
+            "the run directory is inconsistent"
+        )
+    return LSTMLanguageModel(config.model)
+
+
+def load(run_dir: str | Path, *, checkpoint: str = "best", device: str = "auto") -> Model:
+    """Load a run directory to generate or evaluate (weights of best/ by default, or 'latest')."""
+    run_dir = Path(run_dir)
+    config = RunConfig.read(run_dir)
+    if checkpoint not in ("best", "latest"):
+        raise LstmgenError(f"checkpoint {checkpoint!r} must be best or latest")
+    weights_dir = run_dir
+    if checkpoint == "best":
+        recover(run_dir / "best", discard_uncommitted=False)
+        if (run_dir / "best" / "model.safetensors").is_file():
+            weights_dir = run_dir / "best"
+    tokenizer = load_tokenizer(run_dir / "tokenizer.json")
+    module = build_model(config, tokenizer)
+    load_weights(module, weights_dir / "model.safetensors")
+    return Model(module.to(resolve_device(device)), tokenizer, run_dir=run_dir)

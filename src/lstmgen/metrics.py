@@ -1,0 +1,65 @@
+"""Quality on held-out text: total nats over a token sequence, and bits per character."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from lstmgen.model import LSTMLanguageModel
+
+LN2 = math.log(2)
+
+
+def bits_per_char(nats_per_token: float, tokens_per_char: float = 1.0) -> float:
+    """Per-token loss in nats → bits per character (tokens_per_char = tokens ÷ characters)."""
+    return nats_per_token * tokens_per_char / LN2
+
+
+@torch.no_grad()
+def evaluate_tokens(
+    model: LSTMLanguageModel,
+    tokens: np.ndarray,
+    *,
+    streams: int = 16,
+    warmup: int = 256,
+    chunk: int = 256,
+) -> tuple[float, int]:
+    """Total nats and count of predicted tokens over `tokens`, every position after the first
+    scored once.
+
+    The sequence is cut into `streams` ranges evaluated side by side; each range is
+    preceded by up to `warmup` unscored tokens before it, so no prediction starts
+    from a cold state except the very first ones of the text.
+    """
+    n_pred = len(tokens) - 1
+    if n_pred < 1:
+        return 0.0, 0
+    device = next(model.parameters()).device
+    streams = max(1, min(streams, n_pred // max(warmup, 1)))
+    span = math.ceil(n_pred / streams)
+    width = warmup + span
+    inputs = np.zeros((streams, width), dtype=np.int64)
+    targets = np.zeros((streams, width), dtype=np.int64)
+    scored = np.zeros((streams, width), dtype=bool)
+    for i in range(streams):
+        # predictions of tokens[start+1 .. stop]
+        start, stop = i * span, min((i + 1) * span, n_pred)
+        begin = max(0, start - warmup)  # unscored context before the range
+        length = stop - begin  # padding, if any, comes after the scored range: it cannot affect it
+        inputs[i, :length] = tokens[begin:stop]
+        targets[i, :length] = tokens[begin + 1 : stop + 1]
+        scored[i, start - begin : length] = True
+    was_training = model.training
+    model.eval()
+    x, y, mask = (torch.from_numpy(a).to(device) for a in (inputs, targets, scored))
+    total, state = 0.0, None
+    for t in range(0, width, chunk):
+        logits, _, state = model(x[:, t : t + chunk], state)  # (S, c, V)
+        nll = torch.nn.functional.cross_entropy(
+            logits.float().transpose(1, 2), y[:, t : t + chunk], reduction="none"
+        )  # (S, c)
+        total += float((nll * mask[:, t : t + chunk]).sum())
+    model.train(was_training)
+    return total, int(scored.sum())
