@@ -47,20 +47,11 @@ def test_training_lowers_held_out_loss(tmp_path):
     assert (tmp_path / "run" / "samples.md").read_text().count("### temperature") == 3 * 4
 
 
-# A continuous run reuses epoch 0's batches (offset, and the carried state) in every later
-# epoch, while a resumed run builds the batches of the epoch it resumes in: the inner loop of
-# Trainer._loop goes on with the old `batches` after `p.batch` is reset to 0 at an epoch's end.
-LATER_EPOCHS_REUSE_THE_FIRST = pytest.mark.xfail(
-    strict=True,
-    reason="trainer bug: a continuous run's later epochs reuse epoch 0's batches (Trainer._loop)",
-)
-
-
 @pytest.mark.parametrize(
     "stop_at",
     [
         pytest.param(60, id="first-epoch"),
-        pytest.param(150, id="second-epoch", marks=LATER_EPOCHS_REUSE_THE_FIRST),
+        pytest.param(150, id="second-epoch"),
     ],
 )
 def test_resume_is_bit_identical(tmp_path, stop_at):
@@ -83,7 +74,62 @@ def test_resume_is_bit_identical(tmp_path, stop_at):
         assert torch.equal(whole[name], halves[name]), name
 
 
-@LATER_EPOCHS_REUSE_THE_FIRST
+# A child that trains two epochs and kills itself with a signal at a given step of the second.
+KILLED_AT_STEP = """
+import os, signal, sys
+import lstmgen, lstmgen.training.report as report
+step_of_kill, signal_number = int(sys.argv[3]), int(sys.argv[4])
+on_step = report.RunReporter.on_step
+def on_step_then_kill(self, trainer, loss, lr):
+    on_step(self, trainer, loss, lr)
+    if trainer.progress.step == step_of_kill:
+        os.kill(os.getpid(), signal_number)
+report.RunReporter.on_step = on_step_then_kill
+try:
+    lstmgen.train([sys.argv[1]], out=sys.argv[2], epochs=2, quiet=True, hidden=32, embedding=16,
+                  layers=1, batch_size=4, seq_len=16, dropout=0.2, seed=3, save_every="1h")
+except lstmgen.errors.TrainingInterrupted:
+    sys.exit(130)
+"""
+
+
+@pytest.mark.parametrize("signal_name", ["SIGINT", "SIGKILL"])
+def test_resume_after_a_signal_in_a_later_epoch_is_bit_identical(tmp_path, signal_name):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    corpus = small_corpus(tmp_path, 8_000)  # epochs of 112 steps
+    settings = dict(TINY, dropout=0.2, seed=3, save_every="1h")
+    whole = lstmgen.train([corpus], out=tmp_path / "whole", epochs=2, quiet=True, **settings)
+    number = getattr(signal, signal_name)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            KILLED_AT_STEP,
+            str(corpus),
+            str(tmp_path / "cut"),
+            "150",
+            str(number),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    # SIGINT saves where it stopped (step 150); SIGKILL leaves the first epoch's checkpoint.
+    assert done.returncode == (130 if signal_name == "SIGINT" else -signal.SIGKILL), done.stderr
+    saved = lstmgen.info(tmp_path / "cut")["steps"]
+    assert saved == (150 if signal_name == "SIGINT" else whole.steps // 2)
+    rest = lstmgen.train(out=tmp_path / "cut", resume=True, quiet=True)
+    assert rest.steps == whole.steps
+    a = load_file(tmp_path / "whole" / "model.safetensors")
+    b = load_file(tmp_path / "cut" / "model.safetensors")
+    assert all(torch.equal(a[name], b[name]) for name in a)
+
+
 def test_each_epoch_reads_its_own_batches(tmp_path, monkeypatch):
     read = []  # the epoch of the batches each step read
 

@@ -311,7 +311,7 @@ class Trainer:
                 batches = self._epoch_batches(p.epoch)
                 if p.batch == 0:
                     self.state = None  # a new epoch starts at a new offset: no carried context
-                while p.batch < len(batches) and reason is None:
+                while reason is None:
                     x, y = batches.get(p.batch)
                     x, y = (
                         x.to(self.device, non_blocking=True),
@@ -359,6 +359,8 @@ class Trainer:
                         self._snapshot()
                         last_save = p.elapsed_s
                     reason = reason or self._finished()
+                    if p.batch == 0:  # the epoch ended: the next reads its own batches (offset)
+                        break
             moved = p.step > first_step
             if (
                 moved
