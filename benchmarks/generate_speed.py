@@ -29,8 +29,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lstmgen.api import Model
-from lstmgen.model import LSTMLanguageModel, ModelConfig
+from lstmgen.config import ModelConfig
+from lstmgen.inference import Model
+from lstmgen.model import LSTMLanguageModel
 from lstmgen.sampling.sampler import expand_state, prime_state
 from lstmgen.sampling.stepper import make_stepper
 from lstmgen.tokens.chars import CharTokenizer

@@ -1,10 +1,12 @@
 """Checkpoints are atomic: a crash at any instant leaves the previous or the new one, whole."""
 
+import errno
 import json
 import multiprocessing
 import os
 import random
 import signal
+import stat
 import time
 
 import pytest
@@ -13,7 +15,7 @@ import torch
 import lstmgen
 from conftest import TINY, make_text
 from lstmgen.checkpoint import load_trainer_state, read_progress
-from lstmgen.files import recover, write_checkpoint
+from lstmgen.files import DiskFull, recover, write_checkpoint
 
 
 def writer(text):
@@ -130,3 +132,50 @@ def test_sigkill_at_random_moments_never_breaks_resume(tmp_path):
     assert steps[-1] > steps[0]  # training made progress across the kills
     result = lstmgen.train(out=run, resume=True, max_steps=steps[-1] + 5, quiet=True)
     assert result.steps == steps[-1] + 5
+
+
+def test_weights_get_the_same_mode_as_the_run_s_other_files(trained_run):
+    def mode(path):
+        return stat.S_IMODE(path.stat().st_mode)
+
+    expected = 0o666 & ~current_umask()
+    for folder in (trained_run, trained_run / "best"):
+        assert mode(folder / "model.safetensors") == mode(folder / "config.json") == expected
+    assert mode(trained_run) == 0o777 & ~current_umask()
+
+
+def current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        OSError(errno.ENOSPC, "No space left on device"),
+        RuntimeError("Error while serializing: I/O error: No space left on device (os error 28)"),
+    ],
+)
+def test_a_full_disk_discards_the_pending_files_and_keeps_the_checkpoint(tmp_path, error):
+    write_checkpoint(tmp_path, {"a": writer("old a"), "b": writer("old b")})
+
+    def fail(path):
+        path.write_text("half")
+        raise error
+
+    with pytest.raises(DiskFull, match=f"the disk is full: .* {tmp_path} .*previous one"):
+        write_checkpoint(tmp_path, {"a": writer("new a"), "b": fail})
+    assert [(tmp_path / n).read_text() for n in "ab"] == ["old a", "old b"]
+    assert not (tmp_path / ".pending").exists()
+
+
+def test_other_write_errors_pass_through_and_leave_no_pending_files(tmp_path):
+    write_checkpoint(tmp_path, {"a": writer("old a")})
+
+    def fail(path):
+        raise ValueError("a bug")
+
+    with pytest.raises(ValueError, match="a bug"):
+        write_checkpoint(tmp_path, {"a": fail})
+    assert (tmp_path / "a").read_text() == "old a" and not (tmp_path / ".pending").exists()

@@ -72,6 +72,19 @@ def bad_inputs(tmp: Path, run: Path):
     no_state = tmp / "no_state"
     shutil.copytree(run, no_state)
     (no_state / "trainer_state.pt").write_bytes(b"PK\3\4 not really a zip")
+    big = tmp / "big"  # "hidden": "big" in config.json
+    shutil.copytree(run, big)
+    config = json.loads((big / "config.json").read_text())
+    (big / "config.json").write_text(
+        json.dumps({**config, "model": {**config["model"], "hidden": "big"}})
+    )
+    shapeless = tmp / "shapeless"  # config.json without model.hidden
+    shutil.copytree(run, shapeless)
+    del config["model"]["hidden"]
+    (shapeless / "config.json").write_text(json.dumps(config))
+    best_empty = tmp / "best_empty"  # a 0-byte best/model.safetensors
+    shutil.copytree(run, best_empty)
+    (best_empty / "best" / "model.safetensors").write_bytes(b"")
     out = tmp / "out"
     return [
         ("missing path", ["train", tmp / "nope.txt", "--out", out], "nope.txt does not exist"),
@@ -164,6 +177,30 @@ def bad_inputs(tmp: Path, run: Path):
         ("unknown command", ["trian", "x"], "No such command"),
         ("evaluate missing file", ["evaluate", run, tmp / "gone.txt"], "gone.txt does not exist"),
         ("info of no run", ["info", tmp / "nowhere"], "does not exist"),
+        ("hidden not a number: generate", ["generate", big], "config.json: model.hidden is 'big'"),
+        ("hidden not a number: info", ["info", big], "config.json: model.hidden is 'big'"),
+        (
+            "hidden not a number: resume",
+            ["train", "--resume", big],
+            "config.json: model.hidden is 'big', which is not a whole number",
+        ),
+        ("config without model.hidden", ["info", shapeless], "config.json lacks model.hidden"),
+        (
+            "out under a file",
+            ["train", "python-docs", "--out", tmp / "empty.txt" / "run"],
+            "empty.txt is a file, not a folder; choose another --out",
+        ),
+        (
+            "store under a file",
+            ["prepare", "python-docs", "--out", tmp / "empty.txt" / "store"],
+            "empty.txt is a file, not a folder; choose another --out",
+        ),
+        (
+            "empty best weights",
+            ["generate", best_empty],
+            "best/model.safetensors is damaged (Error while deserializing header: header too "
+            "small); generate from the latest weights (--checkpoint latest) or retrain",
+        ),
     ]
 
 
@@ -279,3 +316,202 @@ def test_console_script_help_and_usage_error():
     assert ok.returncode == 0 and "train" in ok.stdout and "generate" in ok.stdout
     bad = subprocess.run([str(lstmgen), "generate"], capture_output=True, text=True)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "Missing argument" in bad.stderr
+
+
+def train_line(err: str) -> str:
+    return next(line for line in err.splitlines() if line.startswith("stopped ("))
+
+
+def test_quiet_prints_only_the_final_line_and_info_counts_in_words(tmp_path, capsys):
+    corpus = tmp_path / "c.txt"
+    corpus.write_text(make_text(4_000))
+    run = tmp_path / "run"
+    code, out, err = run_cli(
+        ["train", corpus, "--out", run, "--epochs", "1", "-q", *TINY_FLAGS], capsys
+    )
+    assert code == 0 and not out
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("stopped (epochs) after "), err
+    assert lines[0].endswith(f"Generate with: lstmgen generate {run}")
+    code, out, _ = run_cli(["info", run], capsys)
+    assert code == 0 and ", 1 epoch, " in out and "1 epochs" not in out
+
+
+def test_final_and_best_held_out_are_both_reported(tmp_path, capsys):
+    corpus = tmp_path / "c.txt"
+    corpus.write_text(make_text(20_000))
+    run = tmp_path / "run"
+    code, _, err = run_cli(
+        ["train", corpus, "--out", run, "--max-steps", "25", *TINY_FLAGS], capsys
+    )
+    metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    last, best = metrics[-1], min(metrics, key=lambda row: row["val_bpc"])
+    assert code == 0 and last["step"] == 25  # a run that ends mid-epoch is measured where it ends
+    assert (
+        f"held-out {last['val_bpc']:.4f} bits/char at the end, best {best['val_bpc']:.4f} "
+        f"(step {best['step']})" in train_line(err)
+    )
+    code, out, _ = run_cli(["info", run, "--json"], capsys)
+    info = json.loads(out)
+    assert (
+        info["last_val_step"] == 25 and round(info["last_val_bits_per_char"], 5) == last["val_bpc"]
+    )
+    assert round(info["best_val_bits_per_char"], 5) == best["val_bpc"]
+    code, out, _ = run_cli(["info", run], capsys)
+    assert f"final held-out  {last['val_bpc']:.4f} bits/char (step 25)" in out
+
+
+def test_info_json_includes_the_records_of_sizing_lr_finder_and_embeddings(run_copy, capsys):
+    config = json.loads((run_copy / "config.json").read_text())
+    records = {
+        "sizing": {"hidden": 32, "parameters": 8017, "tokens_per_s": 9000, "limited_by": "time"},
+        "lr_finder": {"rates": [1e-4, 1e-3], "losses": [3.0, 2.5], "suggestion": 1e-4},
+        "embeddings": {"file": "v.txt", "vocabulary_coverage": 0.9, "token_coverage": 0.95},
+    }
+    (run_copy / "config.json").write_text(json.dumps({**config, **records}))
+    code, out, _ = run_cli(["info", run_copy, "--json"], capsys)
+    info = json.loads(out)
+    assert code == 0 and {k: info[k] for k in records} == records
+    code, out, _ = run_cli(["info", run_copy], capsys)
+    assert "hidden 32 chosen for --max-time" in out and "peak lr 0.0001" in out
+    assert "90.0% of the vocabulary" in out
+
+
+def test_version(capsys):
+    from lstmgen import __version__
+
+    code, out, _ = run_cli(["--version"], capsys)
+    assert code == 0 and out == f"lstmgen {__version__}\n"
+
+
+@pytest.mark.parametrize(
+    "command", [[], ["prepare"], ["train"], ["generate"], ["evaluate"], ["info"]]
+)
+def test_help_shows_no_value_after_a_flag(command, capsys):
+    code, out, _ = run_cli([*command, "--help"], capsys)
+    assert code == 0 and "--help" in out and "<bool>" not in out
+    if command == ["train"]:
+        quiet = next(line for line in out.splitlines() if "--quiet" in line)
+        assert "-q" in quiet and "<" not in quiet
+
+
+def test_resuming_a_finished_run_says_which_limit_to_raise(run_copy, capsys):
+    before = fingerprint(run_copy)
+    code, out, err = run_cli(["train", "--resume", run_copy], capsys)
+    assert code == 0 and not out
+    assert err.strip() == (
+        f"{run_copy} already reached its limit (--epochs 2) at step {read_step(run_copy):,}; "
+        f"nothing was trained. To train on, raise it, e.g. lstmgen train --resume {run_copy} "
+        "--epochs 4 (--epochs, --max-time and --max-steps are the run's totals)"
+    )
+    code, _, err = run_cli(["train", "--resume", run_copy, "--max-steps", "3", "-q"], capsys)
+    assert (
+        code == 0 and "(--max-steps 3)" in err and f"--max-steps {2 * read_step(run_copy)}" in err
+    )
+    assert fingerprint(run_copy) == before
+
+
+def read_step(run: Path) -> int:
+    from lstmgen.checkpoint import read_progress
+
+    return read_progress(run / "model.safetensors")["step"]
+
+
+def test_resume_line_gives_the_epoch_as_the_step_lines_do_and_no_train_none(tmp_path, capsys):
+    corpus = tmp_path / "c.txt"
+    corpus.write_text(make_text(20_000))
+    run = tmp_path / "run"
+    code, _, _ = run_cli(["train", corpus, "--out", run, "--max-steps", "21", *TINY_FLAGS], capsys)
+    assert code == 0
+    (row,) = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    code, _, err = run_cli(["train", "--resume", run, "--max-steps", "24"], capsys)
+    assert code == 0
+    assert f"resuming {run} at step 21 (epoch {row['epoch']:.2f}, " in err, err
+    step_line = next(line for line in err.splitlines() if line.startswith("step 24 "))
+    assert "None" not in step_line and " train " in step_line, step_line
+
+
+def test_a_damaged_metrics_line_is_dropped_with_one_warning(run_copy, capsys):
+    assert (run_copy / "metrics.jsonl").read_text().endswith("}\n")
+    with open(run_copy / "metrics.jsonl", "a") as f:
+        f.write('{"step": 3, "val_lo')  # cut short by a crash
+    code, _, err = run_cli(["train", "--resume", run_copy, "-q"], capsys)
+    assert code == 0 and err.count("warning") == 1
+    assert "dropped 1 damaged line of" in err and "metrics.jsonl" in err
+    assert '"val_lo\n' not in (run_copy / "metrics.jsonl").read_text()
+
+
+def test_latest_weights_damaged_points_to_best(run_copy, capsys):
+    (run_copy / "model.safetensors").write_bytes(b"")
+    code, _, err = run_cli(["generate", run_copy, "--checkpoint", "latest"], capsys)
+    assert code == 2 and "generate from the best/ weights (--checkpoint best)" in err
+
+
+def test_disk_full_while_checkpointing_is_one_line_and_keeps_the_last_checkpoint(
+    run_copy, capsys, monkeypatch
+):
+    import errno
+
+    def full(state, path):
+        path.write_bytes(b"half")
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr("lstmgen.run.session.save_trainer_state", full)
+    step = read_step(run_copy)
+    code, _, err = run_cli(["train", "--resume", run_copy, "--max-steps", step + 3], capsys)
+    errors = [line for line in err.splitlines() if line.startswith("lstmgen: error:")]
+    assert code == 2 and len(errors) == 1 and "Traceback" not in err
+    assert errors[0] == (
+        f"lstmgen: error: the disk is full: the checkpoint could not be written to {run_copy} "
+        "(the previous one there is whole); free some space, then continue with: "
+        f"lstmgen train --resume {run_copy}"
+    )
+    assert not (run_copy / ".pending").exists() and read_step(run_copy) == step
+    from lstmgen.checkpoint import load_trainer_state
+
+    assert int(load_trainer_state(run_copy / "trainer_state.pt")["step"]) == step
+
+
+def test_read_only_run_or_out_is_one_line(run_copy, tmp_path, capsys, monkeypatch):
+    import errno
+    import os as os_module
+
+    access = os_module.access
+
+    def read_only(path, mode, **kwargs):  # as os.access says on a read-only file system
+        inside = str(path).startswith(str(run_copy))
+        return False if inside and mode & os_module.W_OK else access(path, mode, **kwargs)
+
+    monkeypatch.setattr(os_module, "access", read_only)
+    code, _, err = run_cli(["train", "--resume", run_copy], capsys)
+    assert code == 2 and err.count("\n") == 1, err
+    assert f"{run_copy} is read-only ({run_copy} cannot be written); copy the run" in err
+    monkeypatch.undo()
+
+    mkdir = Path.mkdir
+    locked = tmp_path / "locked"
+
+    def refuse(self, *args, **kwargs):
+        if str(self).startswith(str(locked)):
+            raise PermissionError(errno.EACCES, "Permission denied", str(self))
+        return mkdir(self, *args, **kwargs)
+
+    locked.mkdir()
+    monkeypatch.setattr(Path, "mkdir", refuse)
+    code, _, err = run_cli(["train", "python-docs", "--out", locked / "a" / "run"], capsys)
+    assert code == 2 and err.count("\n") == 1, err
+    assert f"no permission to write in {locked}; choose another --out" in err
+
+
+def test_disk_full_while_appending_metrics_is_one_line(run_copy, capsys, monkeypatch):
+    import errno
+
+    def full(self, trainer, val_nats, improved):
+        raise OSError(errno.ENOSPC, "No space left on device", str(run_copy / "metrics.jsonl"))
+
+    monkeypatch.setattr("lstmgen.training.report.RunReporter.on_eval", full)
+    step = read_step(run_copy)
+    code, _, err = run_cli(["train", "--resume", run_copy, "--max-steps", step + 2, "-q"], capsys)
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+    assert "the disk is full: " in err and "metrics.jsonl could not be written" in err
+    assert read_step(run_copy) == step

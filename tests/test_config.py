@@ -106,3 +106,33 @@ def test_every_option_of_the_config_is_a_flag_of_the_command(command, sections):
             if "panel" in spec.metadata:
                 flag = (spec.metadata["flag"] or "--" + spec.name.replace("_", "-")).split("/")[0]
                 assert flag in flags, f"{spec.name} has no {flag} in `lstmgen {command} --help`"
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            ("model", "hidden", "big"),
+            "run/config.json: model.hidden is 'big', which is not a whole",
+        ),
+        (("model", "dropout", None), "model.dropout is None, which is not a number"),
+        (("train", "epochs", "2"), "train.epochs is '2', which is not a whole number or null"),
+        (("model", "hidden", 0), "run/config.json: model section: --hidden must be at least 1"),
+        (("model", "hidden", ...), "run/config.json lacks model.hidden, which the model's shape"),
+        (("train", ..., ...), "run/config.json has no 'train' section"),
+    ],
+)
+def test_a_bad_config_json_is_one_line_naming_the_file_and_field(tmp_path, change, message):
+    section, key, value = change
+    data = RunConfig.from_options({"hidden": 48}).to_json()
+    if key is ...:
+        del data[section]
+    elif value is ...:
+        del data[section][key]
+    else:
+        data[section][key] = value
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.json").write_text(json.dumps(data))
+    with pytest.raises(LstmgenError) as error:
+        RunConfig.read(tmp_path / "run")
+    assert message in str(error.value) and "\n" not in str(error.value)

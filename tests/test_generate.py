@@ -1,3 +1,4 @@
+import json
 import math
 
 import numpy as np
@@ -229,14 +230,39 @@ def test_evaluate_reports_bits_per_char(trained_run):
 def test_bits_per_char_spreads_each_token_s_bits_over_the_characters():
     counter = WordCounter()
     counter.update(EVALUATION_TEXT)
-    tokenizer = WordTokenizer.fit(counter)  # 15 words, punctuation and newline + the unknown: 16
+    # 15 tokens (words with their space, "." and "\n"), the lone space and the unknown: 17
+    tokenizer = WordTokenizer.fit(counter)
     module = LSTMLanguageModel(ModelConfig(vocab_size=tokenizer.vocab_size, hidden=16, embedding=8))
     predict_uniformly(module)
     result = Model(module, tokenizer).evaluate(EVALUATION_TEXT)
-    assert tokenizer.vocab_size == 16 and (result["tokens"], result["characters"]) == (18, 56)
-    assert result["nats_per_token"] == pytest.approx(math.log(16), rel=1e-6)
-    assert result["perplexity"] == pytest.approx(16, rel=1e-6)  # per token
+    assert tokenizer.vocab_size == 17 and (result["tokens"], result["characters"]) == (18, 56)
+    assert result["nats_per_token"] == pytest.approx(math.log(17), rel=1e-6)
+    assert result["perplexity"] == pytest.approx(17, rel=1e-6)  # per token
     assert result["bits_per_char"] == pytest.approx(
-        4 * 18 / 56, rel=1e-6
-    )  # log2(16) bits × 18 tokens / 56 chars
-    assert result["nats_per_char"] == pytest.approx(math.log(16) * 18 / 56, rel=1e-6)
+        math.log2(17) * 18 / 56, rel=1e-6
+    )  # log2(17) bits × 18 tokens / 56 chars
+    assert result["nats_per_char"] == pytest.approx(math.log(17) * 18 / 56, rel=1e-6)
+
+
+def test_evaluate_returns_plain_python_numbers(trained_run):
+    result = lstmgen.load(trained_run).evaluate(EVALUATION_TEXT)
+    assert {k: type(v) for k, v in result.items()} == {
+        k: (str if k == "level" else int if k in INTEGERS else float) for k in result
+    }
+    assert json.loads(json.dumps(result)) == result
+
+
+INTEGERS = {"characters", "tokens", "unknown_tokens", "unknown_characters"}
+
+
+def test_stream_samples_counts_each_sample_s_tokens_not_its_characters():
+    counter = WordCounter()
+    counter.update(EVALUATION_TEXT)
+    tokenizer = WordTokenizer.fit(counter)
+    module = LSTMLanguageModel(ModelConfig(vocab_size=tokenizer.vocab_size, hidden=16, embedding=8))
+    events = Model(module, tokenizer).stream_samples("The", length=12, seed=1, num_samples=3)
+    texts = ["", "", ""]
+    for event in events:
+        texts[event.sample] += event.text
+    assert events.tokens == [12, 12, 12]  # a word is one token and several characters
+    assert all(len(text) > 12 for text in texts)

@@ -11,7 +11,9 @@ import time
 import pytest
 
 from lstmgen.cli import main
-from lstmgen.console import unescape
+from lstmgen.config import SampleConfig
+from lstmgen.console import apply_command, unescape, unit_of, write_jsonl
+from lstmgen.sampling.sampler import Event
 
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
 
@@ -68,11 +70,15 @@ def test_jsonl_gives_one_object_per_sample_that_can_be_remade(trained_run, capsy
     )
     rows = [json.loads(line) for line in out.splitlines()]
     assert code == 0 and sorted(r["sample"] for r in rows) == [0, 1, 2, 3]
+    assert [r["sample"] for r in rows] == [0, 1, 2, 3]  # in sample order, whatever ends first
     for row in rows:
         assert row["prime"] == "" and "\n" not in row["text"] and row["end"] in ("stop", "length")
-        assert row["characters"] == len(row["text"]) and (row["tokens_per_second"] > 0) == (
+        assert row["characters"] == len(row["text"]) and (row["characters_per_second"] > 0) == (
             row["characters"] > 0
         )
+        # char level: a token per character, and one more for a stop string's newline
+        assert row["tokens"] == row["characters"] + (row["end"] == "stop")
+        assert row["tokens_per_second"] > 0
         assert row["settings"]["stop"] == ["\n"] and row["settings"]["num_samples"] == 4
     seed = rows[0]["settings"][
         "seed"
@@ -234,3 +240,75 @@ def test_interactive_prompt_streams_changes_settings_and_leaves_on_ctrl_d(traine
     child.expect(pexpect.EOF)
     child.close()
     assert child.exitstatus == 0
+
+
+class FakeEvents:
+    """What Model.stream_samples returns: events, and each sample's token count so far."""
+
+    def __init__(self, events, tokens):
+        self.events, self.tokens, self.final = iter(events), [0] * len(tokens), tokens
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        event = next(self.events)
+        if event.end is not None:
+            self.tokens[event.sample] = self.final[event.sample]
+        return event
+
+
+class FakeModel:
+    def __init__(self, events, tokens, kind="bpe"):
+        self.made = FakeEvents(events, tokens)
+        self.tokenizer = type("Tokenizer", (), {"kind": kind})()
+
+    def stream_samples(self, prime, settings):
+        return self.made
+
+
+def test_jsonl_prints_samples_in_order_with_true_token_rates_even_on_a_coarse_clock(monkeypatch):
+    import io
+
+    # Sample 2 ends first, then 0, then 1; sample 0 is 4 tokens making 10 characters (BPE).
+    events = [
+        Event(0, "Hello"),
+        Event(2, "ok", "stop"),
+        Event(1, "Hi"),
+        Event(0, " world", "length"),
+        Event(1, "!", "length"),
+    ]
+    monkeypatch.setattr("lstmgen.console.time.perf_counter", lambda: 100.0)  # no time passes
+    out = io.StringIO()
+    write_jsonl(FakeModel(events, [4, 4, 1]), "", SampleConfig(num_samples=3, seed=1), out)
+    rows = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [r["sample"] for r in rows] == [0, 1, 2]
+    assert [(r["text"], r["characters"], r["tokens"]) for r in rows] == [
+        ("Hello world", 11, 4),
+        ("Hi!", 3, 4),
+        ("ok", 2, 1),
+    ]
+    for row in rows:
+        assert row["tokens_per_second"] is not None and row["tokens_per_second"] > 0
+        assert row["characters_per_second"] / row["tokens_per_second"] == pytest.approx(
+            row["characters"] / row["tokens"], rel=1e-3
+        )
+
+
+def test_prime_takes_the_same_escapes_as_stop(trained_run, capsys):
+    code, out, err = run_cli(
+        ["generate", trained_run, "--prime", "The\\ncat\\tsat\\\\", "--length", "5"], capsys
+    )
+    assert code == 0 and out.startswith("The\ncat\tsat\\") and "\\n" not in out, err
+
+
+def test_interactive_help_counts_length_in_the_model_s_units(trained_run):
+    import lstmgen
+
+    model = lstmgen.load(trained_run)
+    assert unit_of(model) == "characters"
+    assert ":len VALUE   characters per sample" in apply_command(":help", {}, unit_of(model))
+    for kind in ("word", "bpe"):
+        unit = unit_of(FakeModel([], [], kind=kind))
+        text = apply_command(":help", {}, unit)
+        assert ":len VALUE   tokens per sample" in text and "characters" not in text

@@ -1,20 +1,32 @@
-"""Word and BPE levels: tokenizers, the detokenizer on real text, pretrained vectors, end to end."""
+"""Word and BPE levels: lossless tokenizers (properties too), pretrained vectors, end to end."""
 
+import functools
 import json
 import re
 import struct
 
 import numpy as np
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 import lstmgen
 from conftest import SHARED_DATA, make_text
+from lstmgen.data.levels import TextEncoder, _at_whitespace
+from lstmgen.data.splits import SplitWriter
 from lstmgen.errors import LstmgenError
 from lstmgen.tokens import load_tokenizer
 from lstmgen.tokens.bpe import BpeTokenizer
 from lstmgen.tokens.vectors import read_vectors
-from lstmgen.tokens.words import WordCounter, WordTokenizer, split_words
+from lstmgen.tokens.words import Format1WordTokenizer, WordCounter, WordTokenizer, split_words
 from test_cli import TINY_FLAGS, run_cli
+
+# Text that exercises the tokenizers: words, numbers, punctuation runs, every kind of
+# whitespace (runs, tabs, CR, NBSP, "\x1c" which Python calls whitespace and BPE does not),
+# non-ASCII letters and symbols; now and then any character at all.
+SAMPLE_CHARS = "ab cdAZ019_ '’.,-—!?\"()\n\n  \t\r\xa0\x1c\u3000éßЖ中🙂"
+TEXTS = st.text(st.sampled_from(SAMPLE_CHARS) | st.characters(codec="utf-8"), max_size=120)
+PROPERTY = settings(max_examples=150, deadline=None)
 
 
 def word_tokenizer(text: str, **kw) -> WordTokenizer:
@@ -23,34 +35,83 @@ def word_tokenizer(text: str, **kw) -> WordTokenizer:
     return WordTokenizer.fit(counter, **kw)
 
 
-def test_word_split_keeps_apostrophes_numbers_and_newlines():
-    assert split_words("Don't stop, it's 3.14!\n\n'Tis o'er.") == [
-        "Don't",
-        "stop",
-        ",",
-        "it's",
-        "3.14",
-        "!",
-        "\n",
-        "\n",
-        "'",
-        "Tis",
-        "o'er",
-        ".",
-    ]
+def test_word_split_carries_the_space_before_a_word_and_keeps_all_other_whitespace():
+    tokens = ["Don't", " stop", ",", " it's", " 3.14", "!", "\n", "\n", "'", "Tis", " o'er", "."]
+    assert split_words("Don't stop, it's 3.14!\n\n'Tis o'er.") == tokens
+    # A run of spaces leaves its last one to the word: " b" is the usual token of b.
+    tokens = ["a", " ", " b", "\t", "c", " ", "\n", "\t", "d", " ...", "e", " "]
+    assert split_words("a  b\tc \n\td ...e ") == tokens
 
 
 def test_word_round_trip_unknowns_and_caps():
-    text = 'He said, "Hello there." (Quietly.) Then: who?\nNobody!'
+    text = 'He said, "Hello there." (Quietly.)  Then:\twho?\nNobody!'
     tok = word_tokenizer(text)
     assert tok.decode(tok.encode(text)) == text and tok.encode(text).min() >= 1
+    # An unknown word keeps the space before it (the lone space is always in the vocabulary).
     assert tok.decode(tok.encode("He said zebra.")) == "He said <unk>."
     assert tok.unknown_words("He said zebra zebra.") == ["zebra"]
+    assert tok.unknown_characters("He said zebra zebra.") == 10
+    # A punctuation run outside the vocabulary is spelt with its marks: nothing is lost.
+    assert tok.decode(tok.encode("Nobody!!!")) == "Nobody!!!" and tok.unknown_characters("!!!") == 0
+    # " " ranks by every space it may stand for: 5 here, before " a" and " b" (2 each).
     small = word_tokenizer("a a a b b c", max_vocab=3, min_count=1)
-    assert small.words == ["a", "b"] and word_tokenizer("a a a b b c", min_count=2).words == [
-        "a",
-        "b",
-    ]
+    assert small.words == [" ", " a"]
+    assert word_tokenizer("a a a b b c", min_count=2).words == [" ", " a", " b"]
+
+
+def test_a_format_1_word_tokenizer_still_encodes_and_decodes_as_it_did(tmp_path):
+    """Format 1 dropped spaces and guessed them back: its runs still load and generate."""
+    words = ["He", "said", ",", '"', "Hello", "there", ".", "\n", "(", ")"]
+    saved = {"format": 1, "kind": "word", "level": "word", "unknown_id": 0, "words": words}
+    (tmp_path / "tokenizer.json").write_text(json.dumps(saved), encoding="utf-8")
+    tok = load_tokenizer(tmp_path / "tokenizer.json")
+    assert isinstance(tok, Format1WordTokenizer) and tok.vocab_size == 11
+    ids = tok.encode('He said, "Hello there." (zebra)\nHe')
+    assert ids.tolist() == [1, 2, 3, 4, 5, 6, 7, 4, 9, 0, 10, 8, 1]
+    assert tok.decode(ids) == 'He said, "Hello there." (<unk>)\nHe'
+    decoder = tok.stream_decoder(tok.encode("He said"))  # spacing follows the prime
+    assert [decoder.feed(i) for i in tok.encode("there.")] == [" there", "."]
+    tok.save(tmp_path / "again.json")
+    assert json.loads((tmp_path / "again.json").read_text()) == saved
+
+
+def test_a_newer_word_tokenizer_is_refused(tmp_path):
+    saved = {"format": 3, "kind": "word", "level": "word", "unknown_id": 0, "words": []}
+    (tmp_path / "tokenizer.json").write_text(json.dumps(saved), encoding="utf-8")
+    with pytest.raises(LstmgenError, match="newer lstmgen"):
+        load_tokenizer(tmp_path / "tokenizer.json")
+
+
+def assert_known_text_survives(tok, text: str) -> None:
+    """decode(encode(text)) is text with each unknown piece written "<unk>": the pieces between
+    them come back in order, and only the unknown characters are missing."""
+    back = tok.decode(tok.encode(text))
+    known = back.split(tok.unknown_text)
+    assert text.startswith(known[0]) and text.endswith(known[-1])
+    at = len(known[0])
+    for piece in known[1:]:
+        found = text.find(piece, at + 1)  # an unknown piece is at least one character
+        assert found > at, (piece, text)
+        at = found + len(piece)
+    assert sum(map(len, known)) == len(text) - tok.unknown_characters(text)
+
+
+@PROPERTY
+@given(TEXTS)
+def test_word_level_is_lossless(text):
+    tok = word_tokenizer(text)
+    ids = tok.encode(text)
+    assert "".join(split_words(text)) == text
+    assert tok.decode(ids) == text and (len(ids) == 0 or ids.min() >= 1)
+    decoder = tok.stream_decoder()
+    assert "".join(decoder.feed(int(i)) for i in ids) + decoder.flush() == text
+
+
+@PROPERTY
+@given(TEXTS, TEXTS)
+def test_word_level_keeps_the_known_text_around_unknown_words(training, text):
+    assume("<unk>" not in text)  # the text's own "<unk>" would read as an unknown word
+    assert_known_text_survives(word_tokenizer(training + " a"), text)
 
 
 def test_word_and_bpe_save_load(tmp_path):
@@ -61,6 +122,53 @@ def test_word_and_bpe_save_load(tmp_path):
         again = load_tokenizer(tmp_path / "tokenizer.json")
         assert again.kind == tok.kind and again.vocab_size == tok.vocab_size
         np.testing.assert_array_equal(again.encode(text), tok.encode(text))
+        assert type(again) is type(tok) and again.decode(again.encode(text)) == text
+
+
+@functools.cache
+def bpe_tokenizer() -> BpeTokenizer:
+    return BpeTokenizer.train([make_text(5000), SAMPLE_CHARS * 20], vocab_size=400)
+
+
+@PROPERTY
+@given(TEXTS)
+def test_bpe_level_is_lossless(text):
+    assert bpe_tokenizer().decode(bpe_tokenizer().encode(text)) == text
+
+
+def encoded_in_pieces(tok, text: str, chunk_sizes: list[int], limit: int) -> list[int]:
+    """What preparation writes: a document read in chunks, re-cut before whitespace into
+    pieces of about `limit` characters, encoded in batches of about `limit` characters."""
+    chunks, at = [], 0
+    for size in chunk_sizes:
+        chunks.append(text[at : at + size])
+        at += size
+    chunks.append(text[at:])
+    encoder = TextEncoder(tok, np.dtype(np.int64))
+    encoder.flush_length = limit
+    out: list[np.ndarray] = []
+    writer = SplitWriter(encoder, out.append)
+    for piece in _at_whitespace(chunks, limit=limit):
+        writer.write(piece)
+    writer.flush()
+    return np.concatenate([np.zeros(0, np.int64), *out]).tolist()
+
+
+def longest_stretch_without_a_cut(text: str) -> int:
+    """The most characters between two places where preparation may cut text (a space or
+    newline after a non-space), or the start or end."""
+    cuts = [0, *(m.end() for m in re.finditer(r"\S(?=[ \n])", text)), len(text)]
+    return max(b - a for a, b in zip(cuts, cuts[1:], strict=False))
+
+
+@PROPERTY
+@given(TEXTS, st.lists(st.integers(0, 40), max_size=8), st.integers(1, 30))
+def test_encoding_in_pieces_cut_before_whitespace_equals_encoding_whole(text, chunks, extra):
+    # Pieces of about `limit` characters: only a longer stretch with no place to cut (a
+    # megabyte without a space) is cut anyway, so that memory stays flat.
+    limit = longest_stretch_without_a_cut(text) + extra
+    for tok in (word_tokenizer(text[: len(text) // 2]), bpe_tokenizer()):
+        assert encoded_in_pieces(tok, text, chunks, limit) == tok.encode(text).tolist()
 
 
 def test_bpe_round_trips_any_text_and_streams_whole_characters():
@@ -105,23 +213,13 @@ def test_bpe_never_generates_bytes_the_training_text_lacked(tmp_path):
 
 @pytest.mark.shared_data
 @pytest.mark.parametrize("name", ["tinyshakespeare.txt", "junglebook.txt", "nietzsche.txt"])
-def test_detokenizer_round_trip_on_shared_corpora(name):
+def test_word_round_trip_on_shared_corpora(name):
     text = (SHARED_DATA / name).read_text(encoding="utf-8")[:300_000]
-    tok = word_tokenizer(text, max_vocab=5000)
+    assert word_tokenizer(text).decode(word_tokenizer(text).encode(text)) == text
+    tok = word_tokenizer(text[:200_000], max_vocab=5000)
+    assert_known_text_survives(tok, text)
     back = tok.decode(tok.encode(text))
-    known = set(tok.words)
-    # Everything but out-of-vocabulary words comes back as written, modulo whitespace runs.
-    original = [w if w in known else "<unk>" for w in split_words(text)]
-    assert split_words(back) == original or re.sub(r"\s+", "", back) == re.sub(
-        r"\s+", "", "".join(original)
-    )
-    assert back.count("\n") == text.count("\n")
-    lines = [re.sub(r"[ \t]+", " ", line).strip() for line in text.splitlines()]
-    back_lines = back.splitlines()
-    same = sum(a == b for a, b in zip(lines, back_lines, strict=True) if "<unk>" not in b)
-    assert (
-        same / sum("<unk>" not in b for b in back_lines) > 0.9
-    )  # spacing is natural, line by line
+    assert back.count("\n") == text.count("\n") and back.count(" ") == text.count(" ")
 
 
 def write_vectors(tmp_path, words, dims=4, kind="glove"):
@@ -152,6 +250,14 @@ def test_embeddings_formats(tmp_path, kind):
         and np.abs(matrix[3]).max() < 1
     )
     assert vectors.coverage(4, np.array([0, 5, 3, 2])) == pytest.approx((2 / 3, 0.8))
+
+
+def test_a_word_after_a_space_gets_the_word_s_vector(tmp_path):
+    path, rows = write_vectors(tmp_path, ["the", "cat"])
+    vectors = read_vectors(path, [" the", "the", " cat", "dog"])  # ids 1..4
+    assert sorted(vectors.found) == [1, 2, 3]
+    np.testing.assert_allclose(vectors.found[1], rows["the"], rtol=1e-6)
+    np.testing.assert_allclose(vectors.found[2], rows["the"], rtol=1e-6)
 
 
 def test_embeddings_bad_files(tmp_path):
@@ -189,7 +295,7 @@ def test_word_and_bpe_end_to_end(tmp_path, capsys):
         if level == "word":
             assert "embeddings: 4 of" in err and config["model"]["embedding"] == 16
             model = lstmgen.load(run)
-            cat = model.tokenizer.encode("cat")[0]
+            cat = model.tokenizer.encode(" cat")[0]  # the word after a space
             np.testing.assert_allclose(
                 model.module.embed.weight[cat].detach().numpy(), rows["cat"], rtol=1e-6
             )  # frozen
@@ -254,7 +360,7 @@ def test_tokenizer_is_fitted_on_training_text_alone(tmp_path, capsys, level, spl
     assert code == 0, err
     tok = load_tokenizer(store / "tokenizer.json")
     if level == "word":
-        assert held_out_word not in tok.words and "cat" in tok.words
+        assert not {held_out_word, " " + held_out_word} & set(tok.words) and " cat" in tok.words
         val = np.fromfile(
             store / "val.bin", dtype=json.loads((store / "meta.json").read_text())["dtype"]
         )

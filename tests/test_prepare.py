@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 import lstmgen
-from conftest import SHARED_DATA
+from conftest import SHARED_DATA, make_text
 from lstmgen.config import CleanOptions
 from lstmgen.config import DataConfig as PrepareConfig
 from lstmgen.data.clean import Cleaner
@@ -271,12 +271,12 @@ def test_byte_order_marks_and_utf16_text(tmp_path, monkeypatch, capsys):
     assert documents(tmp_path, [tmp_path / "excel.csv"], column="Text") == ["first", "second"]
     (tmp_path / "r.jsonl").write_bytes(bom + b'{"t": "first"}\n{"t": "second"}\n')
     assert documents(tmp_path, [tmp_path / "r.jsonl"], field="t") == ["first", "second"]
-    (tmp_path / "t.txt").write_bytes(bom + b"plain text")
-    assert documents(tmp_path, [tmp_path / "t.txt"]) == ["plain text"]
+    (tmp_path / "t.txt").write_bytes(bom + b"plain text, text")  # "xt" held out, also in training
+    assert documents(tmp_path, [tmp_path / "t.txt"]) == ["plain text, text"]
     lstmgen.prepare(
         [tmp_path / "t.txt"], out=tmp_path / "s", quiet=True
     )  # the undecoded UTF-8 path
-    assert "".join(store_text(tmp_path / "s")) == "plain text"
+    assert "".join(store_text(tmp_path / "s")) == "plain text, text"
     (tmp_path / "wide").mkdir()
     (tmp_path / "wide" / "u16.txt").write_text(
         "wide text", encoding="utf-16"
@@ -470,8 +470,58 @@ def test_max_vocab_and_min_count_map_rare_characters_to_unknown(tmp_path):
     assert (
         meta["vocabulary"]["chars_seen"] == 8 and meta["counts"]["unknown_characters"] == 20 * 6 + 3
     )
+    assert meta["vocab_size"] == 3 and store_text(tmp_path / "v")[1].endswith("\ufffd" * 7)
+    # Counted in the training text (the first 273 characters): d is there 36 times of its 40.
     lstmgen.prepare([tmp_path / "t.txt"], out=tmp_path / "m", min_count=40, quiet=True)
-    assert load_tokenizer(tmp_path / "m" / "tokenizer.json").chars == ["a", "b", "c", "d"]
+    assert load_tokenizer(tmp_path / "m" / "tokenizer.json").chars == ["a", "b", "c"]
+
+
+@pytest.mark.parametrize("split", ["tail", "documents"])
+def test_a_character_only_the_held_out_text_has_is_unknown(tmp_path, split):
+    """The char vocabulary is fitted on the training text alone, like word and BPE ones."""
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    if split == "tail":
+        (folder / "a.txt").write_text("abc de\n" * 200 + "ab Ωc ⅞\n" * 10, encoding="utf-8")
+    else:  # the second document is the first held out
+        for i in range(20):
+            text = "ab Ωc ⅞\n" * 10 if i == 1 else "abc de\n" * 20
+            (folder / f"doc{i:02}.txt").write_text(text, encoding="utf-8")
+    out = tmp_path / "store"
+    meta = lstmgen.prepare([folder], out=out, split=split, quiet=True)
+    tok = load_tokenizer(out / "tokenizer.json")
+    assert meta["split"] == split and tok.chars == sorted("abcde\n ")
+    assert meta["vocab_size"] == 8 and meta["vocabulary"]["chars_seen"] == 9
+    assert meta["counts"]["unknown_characters"] == meta["counts"]["unknown_tokens"] == 20
+    train, val = store_text(out)
+    assert "\ufffd" not in train and val.count("ab \ufffdc \ufffd\n") == 10
+    assert (
+        TokenStore.open(out).val.dtype == np.uint8 and len(train) + len(val) == meta["characters"]
+    )
+
+
+@pytest.mark.parametrize("level", ["word", "bpe"])
+def test_word_and_bpe_stores_do_not_depend_on_where_the_text_is_cut(tmp_path, monkeypatch, level):
+    """Pieces are cut before a space or newline after a word, where a token always ends."""
+    text = make_text(30_000).replace(" red ", "  red\t").replace(".\n", ". \n")
+    (tmp_path / "t.txt").write_text(text, encoding="utf-8")
+    options = {"level": level, "vocab_size": 300, "quiet": True}
+    lstmgen.prepare([tmp_path / "t.txt"], out=tmp_path / "whole", **options)
+    monkeypatch.setattr("lstmgen.data.reading.CHUNK_BYTES", 101)
+    monkeypatch.setattr("lstmgen.data.levels.TextEncoder.flush_length", 97)
+    lstmgen.prepare([tmp_path / "t.txt"], out=tmp_path / "cut", **options)
+    for name in ("train.bin", "val.bin", "tokenizer.json"):
+        assert (tmp_path / "whole" / name).read_bytes() == (tmp_path / "cut" / name).read_bytes()
+
+
+def test_the_char_store_is_rewritten_only_when_the_vocabulary_changes(tmp_path, monkeypatch):
+    def refuse(*args):
+        raise AssertionError("rewritten")
+
+    monkeypatch.setattr("lstmgen.data.levels.remap_splits", refuse)
+    (tmp_path / "t.txt").write_text("abc de\n" * 300, encoding="utf-8")
+    meta = lstmgen.prepare([tmp_path / "t.txt"], out=tmp_path / "s", quiet=True)
+    assert meta["vocab_size"] == 8 and meta["counts"]["unknown_characters"] == 0
 
 
 def test_interrupted_prepare_leaves_nothing_train_accepts(tmp_path, monkeypatch, capsys):

@@ -19,6 +19,12 @@ def count_parameters(config: ModelConfig) -> int:
         return LSTMLanguageModel(config).num_parameters()
 
 
+@pytest.fixture(autouse=True)
+def untimed_sizing(monkeypatch):
+    """Fake speeds take real time to compute here: no share of the budget limits the ladder."""
+    monkeypatch.setattr(sizing, "SIZING_SHARE", float("inf"))
+
+
 def fake_speed(flops_per_s):
     """A machine whose training speed is inversely proportional to the parameter count."""
 
@@ -179,3 +185,27 @@ def test_word_level_runs_are_not_sized(tmp_path):
     )
     config = json.loads((tmp_path / "word" / "config.json").read_text())
     assert "sizing" not in config and config["model"]["hidden"] == 256
+
+
+def test_sizing_stops_climbing_after_its_share_of_the_budget(monkeypatch):
+    monkeypatch.setattr(sizing, "SIZING_SHARE", 0.03)
+    monkeypatch.setattr(sizing, "measure_speed", fake_speed(1e15))  # every size fits the time
+
+    class Clock:  # each reading is one second later: timing a size "takes" a second
+        now = 0.0
+
+        def perf_counter(self):
+            self.now += 1.0
+            return self.now
+
+    monkeypatch.setattr(sizing, "time", Clock())
+    chosen = sizing.size_for_budget(
+        ModelConfig(vocab_size=65),
+        budget_s=100,
+        train_tokens=10**9,
+        batch_size=16,
+        seq_len=32,
+        device=torch.device("cpu"),
+    )
+    # 3 s of the 100-s budget: after the third size timed, 3 s have passed.
+    assert (chosen.hidden, chosen.limited_by) == (sizing.LADDER[2], "sizing time")

@@ -2,6 +2,8 @@ import json
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lstmgen.errors import LstmgenError
 from lstmgen.tokens import CharCounter, CharTokenizer, load_tokenizer
@@ -26,6 +28,25 @@ def test_unknown_characters_map_to_id_zero():
     ids = tok.encode("abzc€")
     assert ids.tolist()[2] == 0 and ids.tolist()[4] == 0
     assert tok.decode(ids) == "ab\ufffdc\ufffd"
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(st.sampled_from("ab \n\r\té—🙂") | st.characters(codec="utf-8"), max_size=200))
+def test_char_level_is_lossless(text):
+    tok = fitted(text)
+    ids = tok.encode(text)
+    assert tok.decode(ids) == text and (len(ids) == 0 or ids.min() >= 1)
+    assert tok.encode_utf8(text.encode(), np.uint32).tolist() == ids.tolist()
+
+
+def test_refitting_on_training_counts_and_the_table_between_vocabularies():
+    tok = fitted("abcdz")
+    counts = np.array([0, 5, 3, 0, 1, 0])  # by id: unknown, a, b, c, d, z
+    assert tok.refitted(counts).chars == ["a", "b", "d"]
+    assert tok.refitted(counts, min_count=2).chars == ["a", "b"]
+    assert tok.refitted(counts, max_vocab=2).chars == ["a"]
+    table = tok.ids_in(tok.refitted(counts), np.uint8)
+    assert table.dtype == np.uint8 and table.tolist() == [0, 1, 2, 0, 3, 0]
 
 
 def test_min_count_and_max_vocab():

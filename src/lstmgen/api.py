@@ -18,6 +18,7 @@ from lstmgen.run import TrainResult, create
 from lstmgen.run import info as run_info
 from lstmgen.run import resume as resumed_config
 from lstmgen.run import train as train_run
+from lstmgen.threads import ask as use_threads
 
 __all__ = ["Model", "TrainResult", "info", "load", "prepare", "train"]
 
@@ -31,6 +32,7 @@ def train(
     resume: bool = False,
     overwrite: bool = False,
     quiet: bool = False,
+    threads: int | None = None,
     **options,
 ) -> TrainResult:
     """Train a model on sources (files, folders, tables, '-', 'python-docs', or one prepared store).
@@ -38,9 +40,10 @@ def train(
     `options` are ModelConfig, TrainConfig and DataConfig fields (hidden=512, max_time="10m",
     column="Text", ...). With resume=True, continue the run in `out` exactly where it stopped;
     only how long it goes on (epochs, max_time, max_steps, patience, ...), the device and the
-    peak lr may change.
+    peak lr may change. `threads`: CPU threads to use (default: chosen by measuring here).
     """
     out = Path(out)
+    use_threads(threads)
     if resume:
         if sources:
             raise LstmgenError(

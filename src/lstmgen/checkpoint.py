@@ -14,11 +14,23 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_model, save_model
 
 from lstmgen.errors import LstmgenError
+from lstmgen.files import make_readable
 
 
 def save_weights(model: torch.nn.Module, path: Path, progress: dict) -> None:
     """Weights as safetensors; the training progress rides along in its metadata."""
     save_model(model, str(path), metadata={"progress": json.dumps(progress)})
+    make_readable(path)  # safetensors makes it 0600; the run's other files are 0644
+
+
+def damaged(path: Path, error: Exception) -> LstmgenError:
+    """The one-line error for a weights file that cannot be read, with the copy to use instead."""
+    if path.parent.name == "best":
+        other, flag = path.parent.parent / path.name, "the latest weights (--checkpoint latest)"
+    else:
+        other, flag = path.parent / "best" / path.name, "the best/ weights (--checkpoint best)"
+    instead = f"generate from {flag} or retrain" if other.is_file() else "retrain the run"
+    return LstmgenError(f"{path} is damaged ({str(error).splitlines()[0]}); {instead}")
 
 
 def load_weights(model: torch.nn.Module, path: Path) -> None:
@@ -27,9 +39,7 @@ def load_weights(model: torch.nn.Module, path: Path) -> None:
     try:
         missing, unexpected = load_model(model, str(path), strict=False)
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
-        raise LstmgenError(
-            f"{path} is damaged ({str(e).splitlines()[0]}); use the run's best/ copy or retrain"
-        ) from None
+        raise damaged(path, e) from None
     if missing or unexpected:
         raise LstmgenError(
             f"{path} does not match the run's config.json (tensors differ); "
@@ -43,9 +53,7 @@ def read_progress(path: Path) -> dict:
         with safe_open(str(path), framework="pt") as f:
             return json.loads((f.metadata() or {}).get("progress", "{}"))
     except (SafetensorError, OSError, json.JSONDecodeError, RuntimeError) as e:
-        raise LstmgenError(
-            f"{path} is damaged ({str(e).splitlines()[0]}); use the run's best/ copy or retrain"
-        ) from None
+        raise damaged(path, e) from None
 
 
 def save_trainer_state(state: dict, path: Path) -> None:

@@ -19,6 +19,7 @@ from typing import Annotated
 
 import typer
 
+from lstmgen._version import __version__
 from lstmgen.config import DataConfig, ModelConfig, ReadOptions, SampleConfig, TrainConfig
 from lstmgen.console import interact, unescape, write_jsonl, write_text
 from lstmgen.data.prepare import prepare as prepare_store
@@ -30,8 +31,29 @@ try:  # newer typer carries its own copy of click
 except ImportError:  # pragma: no cover - older typer on top of click
     from click import ClickException as CommandLineError
 
+
+def _flags_take_no_value(params: list) -> list:
+    """A flag (--quiet, --tie-weights/--no-tie-weights, --help) takes no value: --help shows
+    no value type after it (typer would show <bool>)."""
+    for param in params:
+        if getattr(param, "is_flag", False):
+            param.metavar = ""
+    return params
+
+
+class Command(typer.core.TyperCommand):
+    def get_params(self, ctx):
+        return _flags_take_no_value(super().get_params(ctx))
+
+
+class Group(typer.core.TyperGroup):
+    def get_params(self, ctx):
+        return _flags_take_no_value(super().get_params(ctx))
+
+
 app = typer.Typer(
     name="lstmgen",
+    cls=Group,
     help="Train LSTM language models on any text and generate new text from them.",
     add_completion=False,
     no_args_is_help=True,
@@ -39,6 +61,24 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 DATA, OUTPUT = "Data", "Output"
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"lstmgen {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", help="Print the version and exit.", callback=_version, is_eager=True
+        ),
+    ] = False,
+) -> None:
+    pass
 
 
 def api():
@@ -146,10 +186,18 @@ Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and 
 Run = Annotated[Path, typer.Argument(help="Run directory.", show_default=False)]
 Device = Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")]
 Checkpoint = Annotated[str, typer.Option(help="best (lowest held-out loss) or latest.")]
+Threads = Annotated[
+    int | None,
+    typer.Option(
+        help="CPU threads to compute with. \\[default: chosen by measuring one thread against all "
+        "cores as it runs; LSTMGEN_THREADS sets it too]",
+        show_default=False,
+    ),
+]
 
 
 # ----- commands -------------------------------------------------------------------------------
-@app.command()
+@app.command(cls=Command)
 @with_options(DataConfig)
 def prepare(
     sources: Sources = None,
@@ -173,7 +221,7 @@ def prepare(
     prepare_store(specs, out=out, overwrite=overwrite, quiet=quiet, **options)
 
 
-@app.command()
+@app.command(cls=Command)
 @with_options(DataConfig, ModelConfig, TrainConfig)
 def train(
     sources: Annotated[
@@ -204,9 +252,11 @@ def train(
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="Print only errors and the final line.")
     ] = False,
+    threads: Threads = None,
     options: dict | None = None,
 ) -> None:
     """Train a model on text; checkpoints, metrics and samples go to the run directory."""
+    api().use_threads(threads)
     specs = [*(sources or []), *([str(sqlite)] if sqlite is not None else [])] or None
     if resume is not None:
         if out is not None and Path(out) != resume:
@@ -220,22 +270,24 @@ def train(
     api().train(specs, out=out, overwrite=overwrite, quiet=quiet, **options)
 
 
-@app.command()
+@app.command(cls=Command)
 @with_options(SampleConfig)
 def generate(
     run: Run,
     prime: Annotated[
         str,
         typer.Option(
-            help="Text to start from (the model continues it).", rich_help_panel="Sampling"
+            help="Text to start from (the model continues it); \\n, \\t and \\\\ are a newline, "
+            "a tab and a backslash.",
+            rich_help_panel="Sampling",
         ),
     ] = "",
     output_format: Annotated[
         str,
         typer.Option(
             "--format",
-            help="text, or jsonl: one JSON object per sample (prime, text, end, settings, "
-            "tokens/s).",
+            help="text, or jsonl: one JSON object per sample, in sample order (prime, text, "
+            "end, characters, tokens, their rates per second, settings).",
             rich_help_panel=OUTPUT,
         ),
     ] = "text",
@@ -250,17 +302,20 @@ def generate(
     ] = False,
     checkpoint: Checkpoint = "best",
     device: Device = "auto",
+    threads: Threads = None,
     options: dict | None = None,
 ) -> None:
     """Generate text from a trained run; it streams to stdout as it is made."""
     if output_format not in ("text", "jsonl"):
         raise LstmgenError(f"--format {output_format!r} must be text or jsonl")
     settings = SampleConfig(**options)  # checked before the model loads
+    prime = unescape(prime)  # as --stop: \n is a newline
     if interactive and (prime or settings.num_samples != 1 or output_format != "text"):
         raise LstmgenError(
             "--interactive takes each prime at its prompt and prints one sample as "
             "text; drop --prime, --num-samples and --format"
         )
+    api().use_threads(threads)
     model = api().load(run, checkpoint=checkpoint, device=device)
     if interactive:
         interact(model, settings)
@@ -270,7 +325,7 @@ def generate(
         write_text(model, prime, settings)
 
 
-@app.command()
+@app.command(cls=Command)
 def evaluate(
     run: Run,
     sources: Annotated[
@@ -282,8 +337,10 @@ def evaluate(
     encoding: Annotated[str, typer.Option(help="Text encoding of the sources.")] = "utf-8",
     errors: Annotated[str, typer.Option(help="strict or replace.")] = "strict",
     device: Device = "auto",
+    threads: Threads = None,
 ) -> None:
     """Measure a run on text it has not seen: bits/char (at every level), nats/token, perplexity."""
+    api().use_threads(threads)
     model = api().load(run, checkpoint=checkpoint, device=device)
     result = model.evaluate(read_documents(sources, ReadOptions(encoding=encoding, errors=errors)))
     if as_json:
@@ -302,7 +359,7 @@ def evaluate(
         )
 
 
-@app.command()
+@app.command(cls=Command)
 def info(
     run: Run,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
@@ -312,8 +369,19 @@ def info(
     if as_json:
         print(json.dumps(data, indent=2))
         return
+    for key, value in info_rows(data):
+        print(f"{key:>14}  {value}")
+
+
+def plural(count: float, word: str) -> str:
+    """'1 epoch', '2 epochs', '1,234 steps'."""
+    return f"{count:,} {word}" + ("" if count == 1 else "s")
+
+
+def info_rows(data: dict) -> list[tuple[str, str]]:
+    """The lines of `lstmgen info`: (label, text)."""
     m, t, d = data["model"], data["train"], data["data"]
-    best = data["best_val_bits_per_char"]
+    best, last = data["best_val_bits_per_char"], data.get("last_val_bits_per_char")
     unit = "characters" if data["level"] == "char" else "tokens"
     rows = [
         ("run", data["run"]),
@@ -336,8 +404,15 @@ def info(
         ),
         (
             "progress",
-            f"{data['steps']:,} steps, {data['epochs']} epochs, "
-            f"{data['tokens_seen']:,} tokens seen, {data['elapsed_s']:.0f} s",
+            f"{plural(data['steps'], 'step')}, {plural(data['epochs'], 'epoch')}, "
+            f"{plural(data['tokens_seen'], 'token')} seen, {data['elapsed_s']:.0f} s",
+        ),
+        (
+            "final held-out",
+            "not evaluated yet"
+            if last is None
+            else f"{last:.4f} bits/char"
+            + (f" (step {data['last_val_step']:,})" if data.get("last_val_step") else ""),
         ),
         (
             "best held-out",
@@ -346,8 +421,29 @@ def info(
             else f"{best:.4f} bits/char (step {data['best_step']:,})",
         ),
     ]
-    for key, value in rows:
-        print(f"{key:>14}  {value}")
+    sizing = data.get("sizing")
+    if sizing:
+        rows.append(
+            (
+                "sizing",
+                f"hidden {sizing.get('hidden')} chosen for --max-time {t.get('max_time')} "
+                f"(limited by {sizing.get('limited_by')}; "
+                f"{sizing.get('tokens_per_s', 0):,} tokens/s measured)",
+            )
+        )
+    finder = data.get("lr_finder")
+    if finder:
+        rows.append(("lr finder", f"peak lr {finder.get('suggestion', 0):.3g} from a range test"))
+    vectors = data.get("embeddings")
+    if vectors:
+        rows.append(
+            (
+                "embeddings",
+                f"{vectors.get('file')}: {vectors.get('vocabulary_coverage', 0):.1%} of the "
+                f"vocabulary, {vectors.get('token_coverage', 0):.1%} of the training tokens",
+            )
+        )
+    return rows
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -68,37 +68,49 @@ def write_text(model, prime: str, settings: SampleConfig, out: TextIO | None = N
 
 
 def write_jsonl(model, prime: str, settings: SampleConfig, out: TextIO | None = None) -> None:
-    """One JSON object per sample, printed as each sample ends."""
+    """One JSON object per sample, in sample order: a sample that ends before an earlier one
+    is held until that one is printed. Its speeds are timed from after the prime was read to
+    its own end."""
     out = out or sys.stdout
     if settings.seed is None:  # recorded, so any sample can be remade
         settings = replace(settings, seed=random_seed())
     record = settings.to_dict()
     texts: list[list[str]] = [[] for _ in range(settings.num_samples)]
+    done: dict[int, dict] = {}
+    shown = 0
     events = model.stream_samples(prime, settings)  # runs the prime through
+    tick = time.get_clock_info("perf_counter").resolution  # the least time that can pass
     start = time.perf_counter()
     for event in events:
         texts[event.sample].append(event.text)
-        if event.end is not None:
-            text = "".join(texts[event.sample])
-            elapsed = time.perf_counter() - start
-            row = {
-                "sample": event.sample,
-                "prime": prime,
-                "text": text,
-                "end": event.end,
-                "characters": len(text),
-                "seconds": round(elapsed, 4),
-                "tokens_per_second": round(len(text) / elapsed, 1) if elapsed > 0 else None,
-                "settings": record,
-            }
-            out.write(json.dumps(row, ensure_ascii=False) + "\n")
-            out.flush()
+        if event.end is None:
+            continue
+        text = "".join(texts[event.sample])
+        tokens = events.tokens[event.sample]
+        elapsed = time.perf_counter() - start
+        timed = max(elapsed, tick)  # a coarse clock may show no time at all
+        done[event.sample] = {
+            "sample": event.sample,
+            "prime": prime,
+            "text": text,
+            "end": event.end,
+            "characters": len(text),
+            "tokens": tokens,
+            "seconds": round(elapsed, 4),
+            "characters_per_second": round(len(text) / timed, 1),
+            "tokens_per_second": round(tokens / timed, 1),
+            "settings": record,
+        }
+        while shown in done:
+            out.write(json.dumps(done.pop(shown), ensure_ascii=False) + "\n")
+            shown += 1
+        out.flush()
 
 
 COMMANDS = {
     # command: (setting, type, what it means)
     "temp": ("temperature", float, "temperature (0 = greedy)"),
-    "len": ("length", int, "characters per sample"),
+    "len": ("length", int, "{unit} per sample"),
     "topk": ("top_k", int, "top-k (off to clear)"),
     "topp": ("top_p", float, "top-p (off to clear)"),
     "penalty": ("repetition_penalty", float, "repetition penalty (1 = off)"),
@@ -106,23 +118,31 @@ COMMANDS = {
     "stop": ("stop", str, "stop string (off to clear; \\n is a newline)"),
 }
 
-HELP = "\n".join(
-    ["Type a prime and press Enter to see its continuation. Commands:"]
-    + [f"  :{name} VALUE   {what}" for name, (_, _, what) in COMMANDS.items()]
-    + [
-        "  :show         current settings",
-        "  :help         this text",
-        "Ctrl-C stops the current sample; Ctrl-D (or :quit) leaves.",
-    ]
-)
+
+def help_text(unit: str = "tokens") -> str:
+    """What :help prints; `unit` is what --length counts (characters at the char level)."""
+    return "\n".join(
+        ["Type a prime and press Enter to see its continuation. Commands:"]
+        + [f"  :{name} VALUE   {what.format(unit=unit)}" for name, (_, _, what) in COMMANDS.items()]
+        + [
+            "  :show         current settings",
+            "  :help         this text",
+            "Ctrl-C stops the current sample; Ctrl-D (or :quit) leaves.",
+        ]
+    )
 
 
-def apply_command(line: str, settings: dict) -> str:
+def unit_of(model) -> str:
+    """What a sample's length counts for this model: characters, or tokens (words, subwords)."""
+    return "characters" if getattr(model.tokenizer, "kind", "char") == "char" else "tokens"
+
+
+def apply_command(line: str, settings: dict, unit: str = "tokens") -> str:
     """Change settings from a ':name value' line; return the line to print."""
     name, _, value = line[1:].strip().partition(" ")
     value = value.strip()
     if name in ("help", "?", ""):
-        return HELP
+        return help_text(unit)
     if name == "show":
         return "  ".join(
             f"{k}={v!r}"
@@ -177,7 +197,7 @@ def interact(model, settings: SampleConfig, out: TextIO | None = None) -> None:
             return
         try:
             if line.startswith(":"):
-                print(apply_command(line, settings), file=out)
+                print(apply_command(line, settings, unit_of(model)), file=out)
                 continue
             out.write(line)
             for piece in model.stream(line, **settings):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +18,37 @@ from lstmgen.metrics import bits_per_char, evaluate_tokens
 from lstmgen.model import LSTMLanguageModel
 from lstmgen.sampling.sampler import Event, sample_text
 from lstmgen.tokens import load_tokenizer
+
+
+class SampleStream:
+    """The events of stream_samples, and how many tokens each sample has taken so far.
+
+    A token need not make text at once (a word's spacing, the bytes of one character), and the
+    tokens of a --stop string make none: `tokens[i]` counts the model steps of sample i.
+    """
+
+    def __init__(self, make_events, num_samples: int):
+        self.tokens = [0] * num_samples
+        self._events = make_events(self._counted)
+
+    def _counted(self, sample: int, decoder):
+        stream = self
+
+        class Counted:
+            def feed(self, token: int) -> str:
+                stream.tokens[sample] += 1
+                return decoder.feed(token)
+
+            def flush(self) -> str:
+                return decoder.flush()
+
+        return Counted()
+
+    def __iter__(self) -> SampleStream:
+        return self
+
+    def __next__(self) -> Event:
+        return next(self._events)
 
 
 class Model:
@@ -57,24 +89,30 @@ class Model:
 
     def stream_samples(
         self, prime: str = "", settings: SampleConfig | None = None, **more
-    ) -> Iterator[Event]:
+    ) -> SampleStream:
         """Yield Event(sample, text, end) pieces of num_samples texts made as one batch.
 
         Settings are a SampleConfig or its fields as keywords: length, min_length, temperature,
-        top_k, top_p, repetition_penalty, repetition_window, stop, seed, num_samples.
+        top_k, top_p, repetition_penalty, repetition_window, stop, seed, num_samples. The
+        iterator's `tokens[i]` counts the tokens sample i has taken so far.
         """
         config = SampleConfig.build(settings, **more)
         prime_ids = self._prime_ids(prime)
         context = prime_ids.tolist() if prime else []  # the first word's spacing follows the prime
-        return sample_text(
-            self.module,
-            self.tokenizer.token_text,
-            prime_ids,
-            config,
-            decoder=lambda: self.tokenizer.stream_decoder(context),
-            banned=self.tokenizer.never_generated,
-            rules=getattr(self.tokenizer, "rules", None),
-        )
+
+        def events(counted) -> Iterator[Event]:
+            made = iter(range(config.num_samples))  # sample_text makes one decoder per sample
+            return sample_text(
+                self.module,
+                self.tokenizer.token_text,
+                prime_ids,
+                config,
+                decoder=lambda: counted(next(made), self.tokenizer.stream_decoder(context)),
+                banned=self.tokenizer.never_generated,
+                rules=getattr(self.tokenizer, "rules", None),
+            )
+
+        return SampleStream(events, config.num_samples)
 
     def stream(
         self, prime: str = "", settings: SampleConfig | None = None, **more
@@ -107,18 +145,18 @@ class Model:
         if len(ids) < 2:
             raise LstmgenError("the evaluation text needs at least 2 tokens")
         nats, count = evaluate_tokens(self.module, ids)
-        per_token = nats / count
-        bits = bits_per_char(per_token, len(ids) / len(text))
-        return {
+        per_token = float(nats) / int(count)
+        bits = float(bits_per_char(per_token, len(ids) / len(text)))
+        return {  # plain floats and ints: json.dumps takes it as it is
             "bits_per_char": bits,
-            "nats_per_char": bits * np.log(2),
+            "nats_per_char": bits * math.log(2),
             "nats_per_token": per_token,
-            "perplexity": float(np.exp(per_token)),  # per token
+            "perplexity": math.exp(min(per_token, 700.0)),  # per token
             "characters": len(text),
             "tokens": len(ids),
             "level": self.tokenizer.kind,
             "unknown_tokens": int((ids == self.tokenizer.unknown_id).sum()),
-            "unknown_characters": self.tokenizer.unknown_characters(text),
+            "unknown_characters": int(self.tokenizer.unknown_characters(text)),
         }
 
 

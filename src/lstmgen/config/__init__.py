@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field, replace
+import types
+import typing
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 from lstmgen._version import __version__
@@ -109,13 +111,36 @@ class RunConfig:
         }
 
     @classmethod
-    def from_json(cls, data: dict) -> RunConfig:
-        """From config.json's contents; settings older formats lack get the values they had."""
-        model = ModelConfig.from_dict({**ADDED_LATER, **data["model"]})
+    def from_json(cls, data: dict, *, name: str = "config.json") -> RunConfig:
+        """From config.json's contents; settings older formats lack get the values they had.
+
+        A section that is missing, lacks a setting the model's shape needs, or holds a value
+        of the wrong type is a one-line LstmgenError naming `name` and the field.
+        """
+        sections = {}
+        for key, section in (("model", ModelConfig), ("train", TrainConfig)):
+            values = data.get(key)
+            if not isinstance(values, dict):
+                raise LstmgenError(
+                    f"{name} has no {key!r} section; it is not a complete lstmgen run "
+                    "(restore it or train again)"
+                )
+            if key == "model":
+                missing = sorted(
+                    f.name for f in fields(ModelConfig) if f.name not in {*values, *ADDED_LATER}
+                )
+                if missing:
+                    raise LstmgenError(
+                        f"{name} lacks model.{missing[0]}, which the model's shape needs; "
+                        "restore it or train again"
+                    )
+                values = {**ADDED_LATER, **values}
+            sections[key] = _section_from_json(section, values, key, name)
+        if not isinstance(data.get("data", {}), dict):
+            raise LstmgenError(f"{name}: its 'data' section is not an object; restore it")
         records = {k: v for k, v in data.items() if k in ("embeddings", "sizing", "lr_finder")}
         return cls(
-            model=model,
-            train=TrainConfig.from_dict(data["train"]),
+            **sections,
             level=data.get("level", "char"),
             corpus=data.get("data", {}),
             records=records,
@@ -158,7 +183,7 @@ class RunConfig:
                 f"{run_dir} was written by a newer lstmgen (format {data['format']}, "
                 f"this one reads {RUN_FORMAT}); upgrade lstmgen"
             )
-        return cls.from_json(data)
+        return cls.from_json(data, name=str(path))
 
     # ----- resuming -----------------------------------------------------------------------------
     def resumed(self, options: dict, progress: dict) -> RunConfig:
@@ -192,3 +217,53 @@ class RunConfig:
             }
             changes = {**{k: None for k, done in reached.items() if done}, **changes}
         return replace(self, train=replace(self.train, **changes), given=frozenset(options))
+
+
+def _section_from_json(section: type, values: dict, key: str, name: str):
+    """One section of config.json; a value of the wrong type or out of range names its field."""
+    hints = typing.get_type_hints(section)
+    for field_name, value in values.items():
+        if field_name in hints and not _fits(value, hints[field_name]):
+            raise LstmgenError(
+                f"{name}: {key}.{field_name} is {value!r}, which is not a "
+                f"{_type_name(hints[field_name])}; restore it or train again"
+            )
+    try:
+        return section.from_dict(values)
+    except LstmgenError as e:
+        raise LstmgenError(f"{name}: {key} section: {e}; restore it or train again") from None
+    except (TypeError, ValueError) as e:
+        raise LstmgenError(
+            f"{name}: a bad value in its {key} section ({e}); restore it or train again"
+        ) from None
+
+
+def _fits(value, hint) -> bool:
+    """Whether a JSON value fits a field's type (int for float is fine; bool for int is not)."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_fits(value, arg) for arg in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    if origin in (list, tuple):
+        return isinstance(value, (list, tuple))
+    if origin is dict or hint is dict:
+        return isinstance(value, dict)
+    return True
+
+
+def _type_name(hint) -> str:
+    names = {bool: "true/false", int: "whole number", float: "number", str: "string"}
+    args = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]
+    origin = typing.get_origin(args[0])
+    return names.get(args[0], "list" if origin in (list, tuple) else "value") + (
+        " or null" if type(None) in typing.get_args(hint) else ""
+    )

@@ -32,8 +32,8 @@ class SampleConfig(Section):
         64, "Recent characters the penalty looks at.", panel=SAMPLING
     )  # the prime included
     stop: list[str] = option(
-        help="End a sample where this text appears (not printed); repeatable; \\n and \\t are a "
-        "newline and a tab.",
+        help="End a sample where this text appears (not printed); repeatable; \\n, \\t and \\\\ "
+        "are a newline, a tab and a backslash.",
         panel=SAMPLING,
         factory=list,
         escapes=True,

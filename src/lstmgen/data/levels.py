@@ -2,13 +2,16 @@
 how pieces become token ids, and (word, BPE) the pass that fits the tokenizer.
 
 The char level stays on UTF-8 bytes, decoded only when cleaning needs text: encoding is most
-of the time of preparing a large corpus. Word and BPE text is cut into pieces at whitespace,
-so no document is ever held whole in memory and no word is split between two batches.
+of the time of preparing a large corpus; its vocabulary is fitted on the ids train.bin got
+(TrainingIds). Word and BPE text is cut into pieces before whitespace, so no document is ever
+held whole in memory and encoding piece by piece gives the tokens of encoding whole.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -17,12 +20,16 @@ from lstmgen.data.clean import Cleaner
 from lstmgen.data.docsets import DocumentBits
 from lstmgen.data.reading import Source
 from lstmgen.data.sources import document_stream
-from lstmgen.data.splits import Piece, Router, SplitPlan
+from lstmgen.data.splits import Piece, Router, SplitPlan, remap_splits
+from lstmgen.data.store import smallest_dtype
 from lstmgen.tokens import BpeTokenizer, CharTokenizer, WordCounter, WordTokenizer
 
 FLUSH_BYTES = 4 << 20  # the char level encodes about this many bytes at a time
 PIECE_CHARS = 1 << 20  # word and BPE text is tokenized in pieces of about this size
 DEFAULT_MAX_WORDS = 20_000
+# Greedy: up to the last non-space character followed by a space or newline (whitespace to
+# both Python and the BPE pre-tokenizer, whose \s is narrower: "\x1c" is not in it).
+LAST_WORD_END = re.compile(r".*\S(?=[ \n])", re.DOTALL)
 
 
 class CharEncoder:
@@ -43,12 +50,52 @@ class CharEncoder:
         return self.tokenizer.encode_utf8(b"".join(pending), self.dtype), b""
 
 
+class TrainingIds:
+    """Which char-level ids train.bin holds (exact: how many of each), counted as it is written.
+
+    Without exact, only new uint8 ids are looked for (deleting the ones seen: fast).
+    """
+
+    def __init__(self, vocab_size: int, *, exact: bool):
+        self.exact = exact
+        self.counts = np.zeros(vocab_size, dtype=np.int64)
+        self._seen = b""
+
+    def update(self, ids: np.ndarray) -> None:
+        if self.exact or ids.dtype != np.uint8:
+            self.counts += np.bincount(ids, minlength=len(self.counts))
+            return
+        new = ids.tobytes().translate(None, self._seen)
+        if new:
+            self.counts[np.frombuffer(new, np.uint8)] = 1
+            self._seen = bytes(np.flatnonzero(self.counts).astype(np.uint8))
+
+
+def refit_chars(
+    tokenizer: CharTokenizer, train_ids: TrainingIds, config: DataConfig, folder: Path
+) -> tuple[CharTokenizer, dict[str, int] | None]:
+    """The char vocabulary of the training text alone, from the store written with every
+    character seen: those train.bin lacks, or that fail --min-count / --max-vocab there, become
+    the unknown id in both files (rewritten only then). Returns it and the unknown ids by file.
+
+    A character only the held-out text has must stay unknown, as it would be in new text.
+    """
+    fitted = tokenizer.refitted(
+        train_ids.counts, min_count=config.min_count, max_vocab=config.max_vocab
+    )
+    if fitted.chars == tokenizer.chars:
+        return tokenizer, None
+    table = tokenizer.ids_in(fitted, smallest_dtype(fitted.vocab_size))
+    return fitted, remap_splits(folder, table, smallest_dtype(tokenizer.vocab_size))
+
+
 class TextEncoder:
-    """Word and BPE: text in, encoded up to its last whitespace so that no word is split."""
+    """Word and BPE: text in, encoded up to its last whitespace after a word, where a token ends
+    whatever follows (tokens carry the space before a word, never the one after)."""
 
     takes_bytes = False
     ids_are_characters = False
-    flush_length = PIECE_CHARS  # characters; batches end at whitespace, which the ids depend on
+    flush_length = PIECE_CHARS  # characters; batches end before whitespace, as tokens do
 
     def __init__(self, tokenizer: WordTokenizer | BpeTokenizer, dtype: np.dtype):
         self.tokenizer, self.dtype = tokenizer, dtype
@@ -59,7 +106,7 @@ class TextEncoder:
 
     def encode(self, pending: list[str], *, final: bool) -> tuple[np.ndarray, str]:
         text = "".join(pending)
-        cut = len(text) if final else (_after_last_space(text) or len(text))
+        cut = len(text) if final else (last_word_end(text) or len(text))
         return self.tokenizer.encode(text[:cut]).astype(self.dtype), text[cut:]
 
 
@@ -109,11 +156,11 @@ def _as_utf8(chunks: Iterable[bytes | str]) -> Iterator[bytes]:
 
 
 def _at_whitespace(chunks: Iterable[bytes | str], limit: int = PIECE_CHARS) -> Iterator[str]:
-    """Re-cut a document's chunks so that each piece ends at whitespace (no word is split)."""
+    """Re-cut a document's chunks so that each piece ends before whitespace, after a word."""
     held = ""
     for chunk in chunks:
         text = held + (chunk.decode("utf-8") if isinstance(chunk, bytes) else chunk)
-        cut = _after_last_space(text)
+        cut = last_word_end(text)
         if not cut and len(text) < limit:
             held = text
             continue
@@ -125,9 +172,14 @@ def _at_whitespace(chunks: Iterable[bytes | str], limit: int = PIECE_CHARS) -> I
         yield held
 
 
-def _after_last_space(text: str) -> int:
-    """Where text ends at its last space or newline; 0 where it has neither."""
-    return max(text.rfind(" "), text.rfind("\n")) + 1
+def last_word_end(text: str) -> int:
+    """Where text's last space or newline after a non-space character is; 0 where none is.
+
+    A token ends there at the word and BPE levels, whatever follows: cut there, the pieces
+    encode to the tokens of the whole text.
+    """
+    match = LAST_WORD_END.match(text)
+    return match.end() if match else 0
 
 
 def fit_tokenizer(

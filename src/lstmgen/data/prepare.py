@@ -24,7 +24,13 @@ from pathlib import Path
 from lstmgen.config import DataConfig
 from lstmgen.data.clean import Cleaner
 from lstmgen.data.docsets import DocumentBits, Hasher, HashSet, text_hash
-from lstmgen.data.levels import encoder_for, fit_tokenizer, kept_documents
+from lstmgen.data.levels import (
+    TrainingIds,
+    encoder_for,
+    fit_tokenizer,
+    kept_documents,
+    refit_chars,
+)
 from lstmgen.data.reading import Source, Tally
 from lstmgen.data.sources import document_stream, resolve_sources
 from lstmgen.data.splits import SplitPlan, write_splits
@@ -57,9 +63,9 @@ class _Scan:
 
 
 def _scan(sources: Sequence[Source], config: DataConfig, progress: _Progress) -> _Scan:
-    """The first pass: count characters, note the documents dropped, refuse an empty corpus."""
-    exact = config.min_count > 1 or config.max_vocab is not None
-    scan = _Scan(CharCounter(exact=exact))
+    """The first pass: see which characters occur, note the documents dropped, refuse an empty
+    corpus. (How often each occurs in the training text is counted as train.bin is written.)"""
+    scan = _Scan(CharCounter(exact=False))  # which characters occur: all that is needed here
     cleaner, cleans = Cleaner(config), config.cleans_text
     min_chars = max(config.min_chars, 1)
     seen = HashSet() if config.dedupe else None  # 12-24 bytes per distinct document
@@ -75,7 +81,7 @@ def _scan(sources: Sequence[Source], config: DataConfig, progress: _Progress) ->
             digest = text_hash(text) if seen is not None and length >= min_chars else 0
             counts = None
         else:  # a large document in chunks: counted on its own, kept only if it passes
-            counts = CharCounter(exact=exact)
+            counts = CharCounter(exact=False)
             hasher = Hasher()
             for chunk in cleaner.chunks(document) if cleans else document:
                 counts.update(chunk)
@@ -153,25 +159,31 @@ def write_store(
             split, config.val_fraction, config.doc_separator, scan.characters, scan.documents
         )
         documents = partial(kept_documents, sources, config, scan.dropped, progress)
-        if config.level == "char":  # from the characters the scan counted
-            tokenizer = CharTokenizer.fit(
-                scan.counter, min_count=config.min_count, max_vocab=config.max_vocab
-            )
+        train_ids = None
+        if config.level == "char":  # every character seen; refitted on train.bin once written
+            tokenizer = CharTokenizer.fit(scan.counter)
+            exact = config.min_count > 1 or config.max_vocab is not None
+            train_ids = TrainingIds(tokenizer.vocab_size, exact=exact)
         else:  # word and bpe: a pass over the training text to fit the tokenizer
             tokenizer = fit_tokenizer(documents("fitting", as_bytes=False), plan, config)
-        dtype = smallest_dtype(tokenizer.vocab_size)
-        encoder = encoder_for(tokenizer, dtype)
+        encoder = encoder_for(tokenizer, smallest_dtype(tokenizer.vocab_size))
         out.mkdir(parents=True, exist_ok=True)
         try:
             encoding = documents("encoding", as_bytes=encoder.takes_bytes)
-            encoded = write_splits(encoding, plan, encoder, out)
+            encoded = write_splits(encoding, plan, encoder, out, train_ids=train_ids)
+            if train_ids is not None:
+                tokenizer, unknown = refit_chars(tokenizer, train_ids, config, out)
+                if unknown is not None:  # an unknown token is one unknown character
+                    encoded["unknown_tokens"] = encoded["unknown_characters"] = sum(
+                        unknown.values()
+                    )
         except BaseException:
             shutil.rmtree(out, ignore_errors=True)  # nothing half-written is left
             raise
     meta = {
         "format": STORE_FORMAT,
         "level": tokenizer.kind,
-        "dtype": dtype.name,
+        "dtype": smallest_dtype(tokenizer.vocab_size).name,
         "vocab_size": tokenizer.vocab_size,
         "train_tokens": encoded["train_tokens"],
         "val_tokens": encoded["val_tokens"],

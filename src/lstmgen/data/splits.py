@@ -2,11 +2,13 @@
 
 SplitPlan says where the held-out text comes from, Router sends each document's pieces to
 its side, SplitWriter encodes them in batches; write_splits runs them over the kept
-documents. How a batch becomes token ids is the level's encoder (levels.py).
+documents. How a batch becomes token ids is the level's encoder (levels.py). remap_splits
+rewrites both files through a table of ids (the char vocabulary refitted on train.bin).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import partial
@@ -19,6 +21,7 @@ from lstmgen.errors import LstmgenError
 
 Piece = bytes | str  # UTF-8 bytes at the char level, text at word and BPE
 SIDES = ("train", "val")
+REMAP_IDS = 1 << 22  # remap_splits reads this many ids at a time
 
 
 @dataclass(frozen=True)
@@ -142,16 +145,24 @@ class SplitWriter:
             self.pending, self.pending_length = ([rest] if rest else []), len(rest)
 
 
+class IdTally(Protocol):
+    """What counts the ids written to train.bin (levels.TrainingIds)."""
+
+    def update(self, ids: np.ndarray) -> None: ...
+
+
 class _SplitFiles:
     """train.bin and val.bin (open binary files), and the tokens written to each."""
 
-    def __init__(self, files: dict[str, BinaryIO]):
-        self.files = files
+    def __init__(self, files: dict[str, BinaryIO], train_ids: IdTally | None):
+        self.files, self.train_ids = files, train_ids
         self.tokens = dict.fromkeys(SIDES, 0)
 
     def write(self, side: str, ids: np.ndarray) -> None:
         ids.tofile(self.files[side])
         self.tokens[side] += len(ids)
+        if side == "train" and self.train_ids is not None:
+            self.train_ids.update(ids)
 
     def write_tail(self, train_tokens: int, ids: np.ndarray) -> None:
         """The tail split cut in the ids: the first train_tokens go to train, the rest to val."""
@@ -161,13 +172,19 @@ class _SplitFiles:
 
 
 def write_splits(
-    documents: Iterable[Iterable[Piece]], plan: SplitPlan, encoder: Encoder, folder: Path
+    documents: Iterable[Iterable[Piece]],
+    plan: SplitPlan,
+    encoder: Encoder,
+    folder: Path,
+    *,
+    train_ids: IdTally | None = None,
 ) -> dict:
-    """Encode documents (each an iterable of pieces) into folder/train.bin and val.bin."""
+    """Encode documents (each an iterable of pieces) into folder/train.bin and val.bin; the ids
+    written to train.bin are counted by train_ids when given."""
     # Where a token is a character, the tail is cut in the ids: bytes need no decoding to count.
     cut_ids = plan.kind == "tail" and encoder.ids_are_characters
     with open(folder / "train.bin", "wb") as train, open(folder / "val.bin", "wb") as val:
-        files = _SplitFiles({"train": train, "val": val})
+        files = _SplitFiles({"train": train, "val": val}, train_ids)
         sinks = {side: partial(files.write, side) for side in SIDES}
         if cut_ids:
             sinks["train"] = partial(files.write_tail, plan.train_characters)
@@ -210,3 +227,26 @@ def write_splits(
         # Only where a token is a character is an unknown token one unknown character.
         "unknown_characters": unknown if encoder.ids_are_characters else None,
     }
+
+
+def remap_splits(folder: Path, table: np.ndarray, dtype: np.dtype) -> dict[str, int]:
+    """Rewrite folder/train.bin and val.bin (of dtype) with table[id] for each id, in the
+    table's dtype, a slice at a time; returns the unknown ids (0) now in each."""
+    unknown = {}
+    for side in SIDES:
+        path, unknown[side] = folder / f"{side}.bin", 0
+        remapped = path.with_suffix(".remap")
+        with open(path, "rb") as source, open(remapped, "wb") as out:
+            while len(ids := np.fromfile(source, dtype=dtype, count=REMAP_IDS)):
+                new = _looked_up(table, ids)
+                unknown[side] += len(new) - int(np.count_nonzero(new))
+                new.tofile(out)
+        os.replace(remapped, path)
+    return unknown
+
+
+def _looked_up(table: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """table[ids]; bytes through bytes.translate, which needs no 8-byte index per id."""
+    if ids.dtype == np.uint8 and table.dtype == np.uint8:
+        return np.frombuffer(ids.tobytes().translate(table.tobytes().ljust(256, b"\0")), np.uint8)
+    return np.take(table, ids)

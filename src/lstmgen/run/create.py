@@ -24,7 +24,12 @@ from lstmgen.files import staged
 from lstmgen.tokens import load_tokenizer
 from lstmgen.tokens.vectors import read_vectors
 from lstmgen.training.batches import max_batch_size
-from lstmgen.training.sizing import PARAMETERS_PER_TOKEN, TOKENS_PER_PARAMETER, size_for_budget
+from lstmgen.training.sizing import (
+    PARAMETERS_PER_TOKEN,
+    SIZING_SHARE,
+    TOKENS_PER_PARAMETER,
+    size_for_budget,
+)
 
 CORPUS_KEYS = (
     "sources",
@@ -185,6 +190,7 @@ def _size_model(config: RunConfig, train_tokens: int, *, quiet: bool) -> RunConf
         "data": f"a larger one would have more than {PARAMETERS_PER_TOKEN:g} parameters per "
         "training token",
         "ladder": "the largest size tried",
+        "sizing time": f"timing larger ones would take more than {SIZING_SHARE:.0%} of the budget",
         "smallest": "the smallest size tried; even it is short of time or data",
     }[chosen.limited_by]
     if not quiet:

@@ -3,6 +3,8 @@ run directory, resuming where it stopped, and what `info` says about it."""
 
 from __future__ import annotations
 
+import math
+import os
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -19,20 +21,25 @@ from lstmgen.checkpoint import (
 from lstmgen.config import RunConfig
 from lstmgen.data.store import TokenStore
 from lstmgen.device import resolve_device
-from lstmgen.errors import TrainingInterrupted
-from lstmgen.files import write_checkpoint, write_json
+from lstmgen.errors import LstmgenError, TrainingInterrupted, warn
+from lstmgen.files import FULL, DiskFull, locked, write_checkpoint, write_json
 from lstmgen.inference import Model, build_model
 from lstmgen.metrics import bits_per_char
 from lstmgen.run.create import Prepared, unit_of
 from lstmgen.tokens import load_tokenizer
 from lstmgen.training.range_test import range_test
-from lstmgen.training.report import RunReporter, truncate_metrics
+from lstmgen.training.report import RunReporter, last_evaluation, truncate_metrics
 from lstmgen.training.trainer import Progress, Trainer
 
 
 @dataclass
 class TrainResult:
-    """What lstmgen.train returns."""
+    """What lstmgen.train returns.
+
+    best_val_bits_per_char is the lowest held-out figure of all evaluations (the weights in
+    best/); last_val_bits_per_char is the final model's, measured at its last step (None if
+    that step was not evaluated, e.g. after Ctrl-C).
+    """
 
     run_dir: Path
     stopped_because: str
@@ -46,11 +53,25 @@ class TrainResult:
 
 def resume(out: Path, options: dict) -> tuple[RunConfig, bool]:
     """The run's config with the options given on resume, and whether a new peak lr was given."""
-    config = RunConfig.read(out, writer=True)
+    if not (out / "config.json").is_file():
+        RunConfig.read(out)  # the one-line error for a run that is not there
+    refuse_read_only(out)
+    with locked(out):  # reading as the writer discards a half-written checkpoint
+        config = RunConfig.read(out, writer=True)
     weights = out / "model.safetensors"
     progress = read_progress(weights) if weights.exists() else {}
     lr_changed = "lr" in options and options["lr"] != config.train.lr
     return config.resumed(options, progress), lr_changed
+
+
+def refuse_read_only(out: Path) -> None:
+    """A one-line error if the run's folder or the files it appends to cannot be written."""
+    for path in (out, out / "best", out / "metrics.jsonl", out / "samples.md"):
+        if path.exists() and not os.access(path, os.W_OK):
+            raise LstmgenError(
+                f"{out} is read-only ({path} cannot be written); copy the run to a writable "
+                "place and resume the copy"
+            )
 
 
 def train(
@@ -62,7 +83,23 @@ def train(
     quiet: bool,
     lr_changed: bool = False,
 ) -> TrainResult:
-    """Train the run in `out` as its config says; from its last checkpoint when resuming."""
+    """Train the run in `out` as its config says; from its last checkpoint when resuming.
+
+    The run's lock is held throughout: a second lstmgen training it gets a one-line error.
+    """
+    with locked(out):
+        return _train(out, config, prepared, resuming=resuming, quiet=quiet, lr_changed=lr_changed)
+
+
+def _train(
+    out: Path,
+    config: RunConfig,
+    prepared: Prepared | None,
+    *,
+    resuming: bool,
+    quiet: bool,
+    lr_changed: bool,
+) -> TrainResult:
     train_config = config.train
     device = resolve_device(train_config.device)
     torch.manual_seed(train_config.seed)
@@ -103,9 +140,20 @@ def train(
             progress.lr_scale, progress.rollbacks = 1.0, 0
         load_weights(model, checkpoint)
         trainer.load_trainer_state(load_trainer_state(out / "trainer_state.pt"), progress)
-        truncate_metrics(out / "metrics.jsonl", progress.step)
+        damaged = truncate_metrics(out / "metrics.jsonl", progress.step)
+        if damaged:
+            warn(
+                f"dropped {damaged} damaged line{'s' if damaged > 1 else ''} of "
+                f"{out / 'metrics.jsonl'} (cut short by a crash); its other rows are kept"
+            )
+        reached = trainer._finished()
+        if reached is not None:
+            result = _result(out, trainer, reached, config.tokens_per_char)
+            reporter.print(_already_reached(out, trainer, reached), always=True)
+            return result
+        epoch = progress.epoch + progress.batch / max(trainer.steps_per_epoch, 1)
         reporter.print(
-            f"resuming {out} at step {progress.step:,} (epoch {progress.epoch + 1}, "
+            f"resuming {out} at step {progress.step:,} (epoch {epoch:.2f}, "
             f"{progress.tokens:,} tokens seen)"
         )
     else:
@@ -113,25 +161,85 @@ def train(
             f"training {model.num_parameters():,} parameters on {len(store.train):,} "
             f"{unit_of(tokenizer)} ({len(store.val):,} held out), device {device}"
         )
-    reason = trainer.fit()
+    try:
+        reason = trainer.fit()
+    except OSError as e:  # appending to metrics.jsonl or samples.md on a full disk
+        if e.errno not in FULL:
+            raise
+        raise LstmgenError(
+            f"the disk is full: {e.filename or out} could not be written (the last checkpoint "
+            f"is whole); free some space, then continue with: lstmgen train --resume {out}"
+        ) from None
     result = _result(out, trainer, reason, config.tokens_per_char)
     if reason.startswith("interrupted"):
         raise TrainingInterrupted(result)
-    best = result.best_val_bits_per_char
-    best_text = f"best held-out {best:.4f} bits/char" if best else "not evaluated"
     reporter.print(
-        f"stopped ({reason}) after {result.steps:,} steps; {best_text}. "
-        f"Generate with: lstmgen generate {out}"
+        f"stopped ({reason}) after {result.steps:,} steps; {_held_out(result, trainer)}. "
+        f"Generate with: lstmgen generate {out}",
+        always=True,
     )
     return result
+
+
+def _held_out(result: TrainResult, trainer: Trainer) -> str:
+    """The closing line's figures: the final model's held-out bits/char and the best one."""
+    best, last = result.best_val_bits_per_char, result.last_val_bits_per_char
+    if best is None:
+        return "not evaluated"
+    best_text = f"best {best:.4f} (step {trainer.progress.best_step:,})"
+    if last is None:
+        return f"held-out: the end was not evaluated, {best_text}"
+    return f"held-out {last:.4f} bits/char at the end, {best_text}"
+
+
+LIMIT_FLAGS = {
+    "max steps": "--max-steps",
+    "epochs": "--epochs",
+    "max time": "--max-time",
+    "early stop": "--patience",
+}
+
+
+def _already_reached(out: Path, trainer: Trainer, reached: str) -> str:
+    """The line for a resumed run that has nothing left to do: which limit, what to raise."""
+    t, p = trainer.config, trainer.progress
+
+    def raised(limit: float, now: float) -> float:  # twice the limit, or twice where it is
+        return 2 * limit if 2 * limit > now else 2 * now
+
+    if reached == "max steps":
+        limit, more = f"--max-steps {t.max_steps}", f"--max-steps {raised(t.max_steps, p.step):.0f}"
+    elif reached == "epochs":
+        epochs = t.effective_epochs
+        limit, more = f"--epochs {epochs}", f"--epochs {raised(epochs, p.epoch):.0f}"
+    elif reached == "max time":
+        limit = f"--max-time {t.max_time}"
+        more = f"--max-time {_duration(raised(t.max_time_s or 0, p.elapsed_s))}"
+    else:
+        limit, more = f"--patience {t.patience}", f"--patience {2 * t.patience}"
+    return (
+        f"{out} already reached its limit ({limit}) at step {p.step:,}; nothing was trained. "
+        f"To train on, raise it, e.g. lstmgen train --resume {out} {more} "
+        "(--epochs, --max-time and --max-steps are the run's totals)"
+    )
+
+
+def _duration(seconds: float) -> str:
+    """Seconds as a --max-time value, rounded up to whole minutes (or hours)."""
+    if seconds < 60:
+        return f"{math.ceil(seconds)}s"
+    minutes = math.ceil(seconds / 60)
+    return f"{minutes // 60}h" if minutes % 60 == 0 else f"{minutes}m"
 
 
 def _result(out: Path, trainer: Trainer, reason: str, tokens_per_char: float) -> TrainResult:
     p = trainer.progress
 
     def bits(nats: float | None) -> float | None:
-        return None if nats is None else bits_per_char(nats, tokens_per_char)
+        return None if nats is None else float(bits_per_char(nats, tokens_per_char))
 
+    evaluated = last_evaluation(out / "metrics.jsonl", up_to=p.step)
+    at_end = evaluated is not None and evaluated["step"] == p.step
     return TrainResult(
         run_dir=out,
         stopped_because=reason,
@@ -140,7 +248,7 @@ def _result(out: Path, trainer: Trainer, reason: str, tokens_per_char: float) ->
         tokens=p.tokens,
         elapsed_s=p.elapsed_s,
         best_val_bits_per_char=bits(p.best_val_nats),
-        last_val_bits_per_char=bits(p.last_val_nats),
+        last_val_bits_per_char=bits(p.last_val_nats) if at_end else None,
     )
 
 
@@ -197,34 +305,45 @@ def save_checkpoint(
     def config_file(path: Path) -> None:
         write_json(path, config_json)
 
-    if best:
+    try:
+        if best:
+            write_checkpoint(
+                out / "best",
+                {
+                    "model.safetensors": weights,
+                    "config.json": config_file,
+                    "tokenizer.json": tokenizer.save,
+                },
+            )
+            return
         write_checkpoint(
-            out / "best",
+            out,
             {
                 "model.safetensors": weights,
+                "trainer_state.pt": lambda path: save_trainer_state(trainer.trainer_state(), path),
                 "config.json": config_file,
-                "tokenizer.json": tokenizer.save,
             },
         )
-        return
-    write_checkpoint(
-        out,
-        {
-            "model.safetensors": weights,
-            "trainer_state.pt": lambda path: save_trainer_state(trainer.trainer_state(), path),
-            "config.json": config_file,
-        },
-    )
+    except DiskFull as e:
+        raise LstmgenError(
+            f"{e}; free some space, then continue with: lstmgen train --resume {out}"
+        ) from None
 
 
 def info(run_dir: Path) -> dict:
-    """What a run is: config, parameter count, progress, best held-out bits/char."""
+    """What a run is: config, parameter count, progress, the final and best held-out bits/char,
+    and the records of choices made creating it (sizing, lr_finder, embeddings)."""
     config = RunConfig.read(run_dir)
     tokenizer = load_tokenizer(run_dir / "tokenizer.json")
     module = build_model(config, tokenizer)
     weights = run_dir / "model.safetensors"
     progress = read_progress(weights) if weights.exists() else {}
-    best = progress.get("best_val_nats")
+    best, last = progress.get("best_val_nats"), progress.get("last_val_nats")
+    evaluated = last_evaluation(run_dir / "metrics.jsonl", up_to=progress.get("step", 0))
+
+    def bits(nats: float | None) -> float | None:
+        return None if nats is None else float(bits_per_char(nats, config.tokens_per_char))
+
     return {
         "run": str(run_dir),
         "level": config.level,
@@ -239,10 +358,13 @@ def info(run_dir: Path) -> dict:
         "elapsed_s": round(progress.get("elapsed_s", 0.0), 1),
         "rollbacks": progress.get("rollbacks", 0),  # times the loss diverged and training went back
         "lr_scale": progress.get("lr_scale", 1.0),
-        "best_val_bits_per_char": None
-        if best is None
-        else bits_per_char(best, config.tokens_per_char),
+        "best_val_bits_per_char": bits(best),
         "best_val_nats_per_token": best,
         "best_step": progress.get("best_step"),
+        # the latest weights' held-out figure, measured at last_val_step
+        "last_val_bits_per_char": bits(last),
+        "last_val_nats_per_token": last,
+        "last_val_step": None if last is None or evaluated is None else evaluated["step"],
         "has_best": (run_dir / "best" / "model.safetensors").exists(),
+        **config.records,  # "sizing", "lr_finder", "embeddings": as in config.json
     }

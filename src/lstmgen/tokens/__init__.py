@@ -14,7 +14,7 @@ from pathlib import Path
 from lstmgen.errors import LstmgenError
 from lstmgen.tokens.bpe import BpeTokenizer
 from lstmgen.tokens.chars import TOKENIZER_FORMAT, UNKNOWN_ID, CharCounter, CharTokenizer
-from lstmgen.tokens.words import WordCounter, WordTokenizer
+from lstmgen.tokens.words import WORD_FORMAT, WordCounter, WordTokenizer
 
 __all__ = [
     "UNKNOWN_ID",
@@ -36,16 +36,16 @@ def load_tokenizer(path: str | Path):
         raise LstmgenError(f"{path} is missing; the run directory is incomplete") from None
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise LstmgenError(f"{path} is damaged (not valid JSON); restore it or retrain") from None
-    if data.get("format", 0) > TOKENIZER_FORMAT:
+    level = data.get("level", data.get("kind"))
+    if data.get("format", 0) > (WORD_FORMAT if level == "word" else TOKENIZER_FORMAT):
         raise LstmgenError(
             f"{path} was written by a newer lstmgen (format {data['format']}); "
             "upgrade lstmgen to read it"
         )
-    level = data.get("level", data.get("kind"))
     if level == "char":
         return CharTokenizer(data["chars"])
     if level == "word":
-        return WordTokenizer(data["words"])
+        return WordTokenizer.from_saved(data)
     if level == "bpe":
         return BpeTokenizer.from_saved(data)
     raise LstmgenError(

@@ -121,6 +121,21 @@ class CharTokenizer:
             kept = kept[: max(max_vocab - 1, 0)]  # one slot is the unknown character
         return cls(sorted(chr(cp) for _, cp in kept))
 
+    def refitted(
+        self, counts: np.ndarray, *, min_count: int = 1, max_vocab: int | None = None
+    ) -> CharTokenizer:
+        """The vocabulary fit() keeps from counts by id of this one (the training text's)."""
+        points = np.array([ord(c) for c in self.chars], dtype=np.int64)
+        by_point = np.zeros(int(points.max(initial=0)) + 1, dtype=np.int64)
+        by_point[points] = counts[1 : len(points) + 1]
+        counter = CharCounter()
+        counter.add(by_point)
+        return CharTokenizer.fit(counter, min_count=min_count, max_vocab=max_vocab)
+
+    def ids_in(self, other: CharTokenizer, dtype: np.dtype) -> np.ndarray:
+        """Each id of this vocabulary as an id of other (0, unknown, where other lacks it)."""
+        return np.array([0, *(other._id_of.get(c, 0) for c in self.chars)], dtype=dtype)
+
     @property
     def vocab_size(self) -> int:
         return len(self.chars) + 1

@@ -42,12 +42,13 @@ class Vectors:
 
 def read_vectors(path: str | Path, words: list[str]) -> Vectors:
     """Vectors for `words` (token id i + 1 is words[i]) from a GloVe or word2vec file; exact
-    match, then lower-case."""
+    match, then lower-case. A token's leading space is not its word's: " the" is "the"."""
     path = Path(path)
     if not path.is_file():
         raise LstmgenError(
             f"--embeddings {path} does not exist; give a GloVe or word2vec vector file"
         )
+    words = [w[1:] if len(w) > 1 and w[0] == " " else w for w in words]
     wanted: dict[str, int] = {}
     for token_id, word in enumerate(words, start=1):
         wanted.setdefault(word, token_id)
@@ -61,6 +62,10 @@ def read_vectors(path: str | Path, words: list[str]) -> Vectors:
         else:
             f.seek(0 if not header else len(first))
             vectors = _read_text(f, path, wanted, first_line=2 if header else 1)
+    for token_id, word in enumerate(words, start=1):  # "the" and " the" share one vector
+        first = wanted[word]
+        if first != token_id and first in vectors.found:
+            vectors.found[token_id] = vectors.found[first]
     if not vectors.found:
         raise LstmgenError(
             f"--embeddings {path} covers none of the {len(words):,} vocabulary words; "

@@ -45,8 +45,9 @@ class RunReporter:
         self.tokens_per_second = 0.0
         self.loss_ema: float | None = None
 
-    def print(self, text: str) -> None:
-        if not self.quiet:
+    def print(self, text: str, *, always: bool = False) -> None:
+        """A line on stderr; with quiet only when `always` (the final line)."""
+        if always or not self.quiet:
             self.console.print(text, markup=False, soft_wrap=True)
 
     # ----- hooks ------------------------------------------------------------------------------
@@ -67,8 +68,8 @@ class RunReporter:
     def on_step(self, trainer: Trainer, loss, lr: float) -> None:
         p = trainer.progress
         self.window_tokens += trainer.config.batch_size * trainer.config.seq_len
-        if p.step % 10 and p.step > 1:
-            return
+        if p.step % 10 and p.step > 1 and self.loss_ema is not None:
+            return  # the first step of a session is always measured: a resumed run has no EMA
         value = float(loss)  # a device sync: only every 10th step
         self.loss_ema = (
             value
@@ -113,8 +114,9 @@ class RunReporter:
         with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
         mark = "  (best)" if improved else ""
+        train = "" if record["train_loss"] is None else f"train {record['train_loss']}  "
         self.print(
-            f"step {p.step:,}  epoch {record['epoch']:.2f}  train {record['train_loss']}  "
+            f"step {p.step:,}  epoch {record['epoch']:.2f}  {train}"
             f"val {val_nats:.4f} nats/token = {record['val_bpc']:.4f} bpc  "
             f"{self.tokens_per_second:,.0f} tok/s  {format_seconds(p.elapsed_s)}{mark}"
         )
@@ -147,18 +149,38 @@ class RunReporter:
             self.bar = None
 
 
-def truncate_metrics(path: Path, step: int) -> None:
+def truncate_metrics(path: Path, step: int) -> int:
     """Drop metric lines written after `step` (training goes back there: they will be written
-    again)."""
+    again), and lines a crash cut short; return how many of those damaged lines there were."""
     if not path.exists():
-        return
-    kept = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+        return 0
+    kept, damaged = [], 0
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
         try:
             if json.loads(line)["step"] <= step:
                 kept.append(line)
         except (json.JSONDecodeError, KeyError, TypeError):  # a line cut short by a crash
-            continue
+            damaged += bool(line.strip())
     tmp = path.with_suffix(".tmp")
     tmp.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
     os.replace(tmp, path)
+    return damaged
+
+
+def last_evaluation(path: Path, up_to: int | None = None) -> dict | None:
+    """The last evaluation row of metrics.jsonl (step, val_loss, val_bpc, ...) at or before
+    step `up_to`, or None."""
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return None
+    for line in reversed(lines):
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if not (isinstance(row, dict) and "val_loss" in row and isinstance(row.get("step"), int)):
+            continue
+        if up_to is None or row["step"] <= up_to:
+            return row
+    return None

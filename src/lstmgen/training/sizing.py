@@ -11,11 +11,13 @@ so a fast GPU does not pick a model the corpus cannot fill.
 
 from __future__ import annotations
 
+import statistics
 import time
 from dataclasses import dataclass, replace
 
 import torch
 
+from lstmgen import threads
 from lstmgen.config import ModelConfig
 from lstmgen.device import autocast_for
 from lstmgen.model import LSTMLanguageModel
@@ -26,6 +28,7 @@ LADDER = (64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048)
 TOKENS_PER_PARAMETER = 4.0
 # at most this many parameters per training token: a guard against fitting noise
 PARAMETERS_PER_TOKEN = 2.0
+SIZING_SHARE = 0.03  # of the budget, at most, spent timing sizes
 TRAINING_SHARE = 0.9  # of the budget, the rest goes to evaluations and checkpoints
 
 
@@ -49,28 +52,38 @@ def measure_speed(
     seconds: float = 0.4,
 ) -> tuple[float, int]:
     """Training tokens/s of a model of this config (forward, backward, step), and its parameter
-    count."""
+    count: the median step time, under the faster of one thread and all cores (as training
+    will choose), so a burst of load on the machine does not decide the size."""
     model = LSTMLanguageModel(config).to(device).train()
     optimizer = make_optimizer(model, 1e-3, 0.0)
     x = torch.randint(0, config.vocab_size, (batch_size, seq_len), device=device)
 
-    def step() -> None:
+    def step() -> float:
+        started = time.perf_counter()
         with autocast_for(device):
             _, loss, _ = model(x, None, x)
         model.objective(loss).backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-
-    step()  # warm-up: allocations, kernel choice
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    steps, start = 0, time.perf_counter()
-    while steps < 3 or (time.perf_counter() - start < seconds and steps < 50):
-        step()
-        steps += 1
         if device.type == "cuda":
             torch.cuda.synchronize(device)
-    return batch_size * seq_len * steps / (time.perf_counter() - start), model.num_parameters()
+        return time.perf_counter() - started
+
+    fixed = threads.requested()
+    candidates = [fixed] if fixed or device.type != "cpu" else sorted({1, threads.cores()})
+    times: dict[int, list[float]] = {n: [] for n in candidates}
+    for n in candidates:  # warm-up: allocations, kernel choice, the thread pool
+        threads.use(n)
+        step()
+    start = time.perf_counter()
+    while min(map(len, times.values())) < 3 or (
+        time.perf_counter() - start < seconds and min(map(len, times.values())) < 25
+    ):
+        for n in candidates:  # in turns, so a change of load falls on both alike
+            threads.use(n)
+            times[n].append(step())
+    fastest = min(statistics.median(t) for t in times.values())
+    return batch_size * seq_len / fastest, model.num_parameters()
 
 
 def size_for_budget(
@@ -82,8 +95,12 @@ def size_for_budget(
     seq_len: int,
     device: torch.device,
 ) -> Sizing:
-    """The largest hidden size of LADDER that the budget can train and the data can fill."""
-    chosen = None
+    """The largest hidden size of LADDER that the budget can train and the data can fill.
+
+    Timing stops climbing once it has taken SIZING_SHARE of the budget (a 10-s run must not
+    spend 12 s choosing its size).
+    """
+    chosen, started = None, time.perf_counter()
     # inits here draw nothing from the run's streams
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         for hidden in LADDER:
@@ -96,9 +113,12 @@ def size_for_budget(
             elif parameters > PARAMETERS_PER_TOKEN * train_tokens:
                 limit = "data"
             else:
-                # fits; try the next size
+                # fits; try the next size, if timing it still fits the budget's share
                 chosen = Sizing(hidden, parameters, speed, tokens, "ladder")
-                continue
+                if time.perf_counter() - started < SIZING_SHARE * budget_s:
+                    continue
+                chosen.limited_by = "sizing time"
+                break
             if chosen is None:  # even the smallest size is short of time or data: take it anyway
                 chosen = Sizing(hidden, parameters, speed, tokens, "smallest")
             else:

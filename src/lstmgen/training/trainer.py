@@ -15,6 +15,7 @@ from lstmgen.device import autocast_for
 from lstmgen.errors import LstmgenError
 from lstmgen.metrics import evaluate_tokens
 from lstmgen.model import detach_state
+from lstmgen.threads import ThreadChooser
 from lstmgen.training.batches import StreamBatches
 
 
@@ -108,7 +109,16 @@ class Trainer:
     """
 
     def __init__(
-        self, model, train_tokens, val_tokens, config: TrainConfig, *, hooks, save, device
+        self,
+        model,
+        train_tokens,
+        val_tokens,
+        config: TrainConfig,
+        *,
+        hooks,
+        save,
+        device,
+        threads: ThreadChooser | None = None,
     ):
         self.model, self.config, self.hooks, self.save, self.device = (
             model,
@@ -119,6 +129,7 @@ class Trainer:
         )
         self.train_tokens, self.val_tokens = train_tokens, val_tokens
         self.optimizer = make_optimizer(model, config.lr, config.weight_decay)
+        self.threads = threads or ThreadChooser()  # measured, unless --threads says
         self.progress = Progress()
         self.good: dict | None = None  # the last checkpoint's state, kept in memory (see _snapshot)
         self.state = None  # the recurrent state carried between batches
@@ -312,6 +323,7 @@ class Trainer:
                 if p.batch == 0:
                     self.state = None  # a new epoch starts at a new offset: no carried context
                 while reason is None:
+                    self.threads.step_starts(p.elapsed_s)
                     x, y = batches.get(p.batch)
                     x, y = (
                         x.to(self.device, non_blocking=True),
@@ -336,6 +348,7 @@ class Trainer:
                     p.batch += 1
                     p.tokens += x.numel()
                     p.elapsed_s = time.perf_counter() - clock
+                    self.threads.step_ends(p.elapsed_s)
                     self.hooks.on_step(self, loss.detach(), lr)
                     if p.batch == len(batches):
                         p.epoch, p.batch = p.epoch + 1, 0
