@@ -49,7 +49,7 @@ def measure_speed(
     seq_len: int,
     device: torch.device,
     *,
-    seconds: float = 0.4,
+    seconds: float = 0.15,
 ) -> tuple[float, int]:
     """Training tokens/s of a model of this config (forward, backward, step), and its parameter
     count: the median step time, under the faster of one thread and all cores (as training
@@ -76,7 +76,8 @@ def measure_speed(
         threads.use(n)
         step()
     start = time.perf_counter()
-    while min(map(len, times.values())) < 3 or (
+    # At least 5 steps under each count (a median of 5 shrugs off a burst of load), at most 25.
+    while min(map(len, times.values())) < 5 or (
         time.perf_counter() - start < seconds and min(map(len, times.values())) < 25
     ):
         for n in candidates:  # in turns, so a change of load falls on both alike
