@@ -515,3 +515,36 @@ def test_disk_full_while_appending_metrics_is_one_line(run_copy, capsys, monkeyp
     assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
     assert "the disk is full: " in err and "metrics.jsonl could not be written" in err
     assert read_step(run_copy) == step
+
+
+def test_a_word_run_with_max_time_says_why_its_size_was_kept(tmp_path, capsys):
+    corpus = tmp_path / "c.txt"
+    corpus.write_text(make_text(8_000), encoding="utf-8")
+    code, _, err = run_cli(
+        [
+            "train",
+            corpus,
+            "--out",
+            tmp_path / "run",
+            "--level",
+            "word",
+            "--max-time",
+            "1h",
+            "--max-steps",
+            "2",
+            "--embedding",
+            "16",
+            "--layers",
+            "1",
+            "--batch-size",
+            "4",
+            "--seq-len",
+            "8",
+        ],
+        capsys,
+    )
+    assert code == 0
+    assert (
+        "model: 1×256, the default size: --max-time sizing is measured at the char level "
+        "only, not word (--hidden sets the size)"
+    ) in err

@@ -163,13 +163,19 @@ def _fit_to_data(
         config, prepared.vectors = _pretrained_embeddings(config, prepared, quiet=quiet)
     # Sized at the char level only: the rule was measured there, and a word vocabulary's
     # embedding and output matrices would count as parameters the recurrent size must pay for.
-    if (
-        train.max_time
-        and "hidden" not in config.given
-        and not config.model.tie_weights
-        and tokenizer.kind == "char"
-    ):
-        config = _size_model(config, len(store.train), quiet=quiet)
+    if train.max_time and "hidden" not in config.given:
+        if tokenizer.kind == "char" and not config.model.tie_weights:
+            config = _size_model(config, len(store.train), quiet=quiet)
+        elif not quiet:
+            why = (
+                "--tie-weights ties it to --embedding"
+                if config.model.tie_weights
+                else f"--max-time sizing is measured at the char level only, not {tokenizer.kind}"
+            )
+            say(
+                f"model: {config.model.layers}×{config.model.hidden}, the default size: {why} "
+                "(--hidden sets the size)"
+            )
     return config, prepared
 
 
