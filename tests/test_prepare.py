@@ -686,3 +686,17 @@ def test_amazon_reviews_as_csv_sqlite_and_jsonl_give_the_same_store(tmp_path):
     assert "<br />" not in train + val and np.isclose(
         len(val) / (len(train) + len(val)), 0.1, atol=0.01
     )
+
+
+def test_a_nul_byte_in_a_csv_field_is_warned_of_once(tmp_path, capsys):
+    rows = (
+        "id,Text\n"
+        + "".join(f"{i},fine row {i}\n" for i in range(50))
+        + '50,"a\x00b"\n51,"c\x00"\n'
+    )
+    (tmp_path / "r.csv").write_bytes(rows.encode("utf-8"))
+    assert documents(tmp_path, [tmp_path / "r.csv"], column="Text")[-2:] == ["a\x00b", "c\x00"]
+    err = capsys.readouterr().err
+    assert err.count("NUL byte") == 1 and "line 52" in err and "--strip-control" in err
+    documents(tmp_path, [tmp_path / "r.csv"], column="Text", strip_control=True)
+    assert "NUL" not in capsys.readouterr().err

@@ -112,10 +112,18 @@ def csv_rows(source: Source, options: ReadOptions, tally: Tally) -> Iterator[str
             raise _missing("column", options.column, source, header)
         index, width = header.index(options.column), len(header)
         end = reader.line_num  # where the last row ended
+        nul_seen = getattr(options, "strip_control", False)  # --strip-control removes them
         while True:
             try:
                 for row in reader:
                     if len(row) == width:
+                        if not nul_seen and "\0" in row[index]:
+                            nul_seen = True
+                            warn(
+                                f"{source.name}: the row ending on line {reader.line_num} holds "
+                                "a NUL byte (\\0), kept as a character; pass --strip-control "
+                                "to drop control characters"
+                            )
                         yield row[index]
                     elif row:  # a blank line is no row at all
                         _malformed_rows(
