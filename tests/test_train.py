@@ -342,3 +342,11 @@ def test_a_run_from_before_ar_tar_resumes_without_them(corpus, tmp_path):
     a, b = (load_file(tmp_path / name / "model.safetensors") for name in ("whole", "old"))
     assert all(torch.equal(a[k], b[k]) for k in a)  # it went on without AR/TAR, as it had started
     assert lstmgen.info(tmp_path / "old")["model"]["activation_reg"] == 0.0
+
+
+def test_a_run_shorter_than_a_second_reports_its_speed_not_zero(tmp_path):
+    lstmgen.train(
+        [small_corpus(tmp_path, 3_000)], out=tmp_path / "run", max_steps=3, quiet=True, **TINY
+    )
+    metrics = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()]
+    assert metrics and all(m["tokens_per_s"] > 0 for m in metrics)

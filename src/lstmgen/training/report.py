@@ -77,8 +77,11 @@ class RunReporter:
             else 0.9 * self.loss_ema + 0.1 * value
         )
         now = time.perf_counter()
-        if now - self.window_start > 1.0:
-            self.tokens_per_second = self.window_tokens / (now - self.window_start)
+        window_s = now - self.window_start
+        if window_s > 1.0 or (not self.tokens_per_second and window_s > 0):
+            # over the last second or so; a run shorter than that gets its rate so far, not 0
+            self.tokens_per_second = self.window_tokens / window_s
+        if window_s > 1.0:
             self.window_tokens, self.window_start = 0, now
         if self.bar is None:
             return
