@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+import lstmgen
 from lstmgen.config import ModelConfig
 from lstmgen.errors import LstmgenError
 from lstmgen.model import LSTMLanguageModel
@@ -155,3 +156,32 @@ def test_activation_regularisers_penalise_outputs_and_their_change_in_training_o
 def test_bad_activation_regularisers(name, value):
     with pytest.raises(LstmgenError, match=f"--{name.replace('_', '-')}"):
         ModelConfig(vocab_size=10, **{name: value})
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [
+        {},
+        {"cell": "gru", "layers": 3},
+        {"tie_weights": True, "embedding": 32, "hidden": 32},
+        {"layers": 1, "embedding": 8, "hidden": 40},
+    ],
+)
+def test_the_parameter_count_from_the_config_is_the_module_s(shape):
+    config = ModelConfig(vocab_size=57, **shape)
+    assert config.parameter_count() == LSTMLanguageModel(config).num_parameters()
+
+
+def test_info_reads_a_run_without_pytorch(trained_run):
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, lstmgen; data = lstmgen.info(sys.argv[1]); "
+        "assert 'torch' not in sys.modules, 'torch was imported'; print(data['parameters'])"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(trained_run)], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert int(done.stdout) == lstmgen.load(trained_run).module.num_parameters()

@@ -21,7 +21,11 @@ def __getattr__(name: str):
         from lstmgen.data.prepare import prepare
 
         return prepare
-    if name in ("Model", "TrainResult", "info", "load", "train"):
+    if name == "info":
+        from lstmgen.describe import info
+
+        return info
+    if name in ("Model", "TrainResult", "load", "train"):
         from lstmgen import api
 
         return getattr(api, name)

@@ -12,10 +12,10 @@ from pathlib import Path
 
 from lstmgen.config import RunConfig
 from lstmgen.data.prepare import prepare
+from lstmgen.describe import info as run_info
 from lstmgen.errors import LstmgenError
 from lstmgen.inference import Model, load
 from lstmgen.run import TrainResult, create
-from lstmgen.run import info as run_info
 from lstmgen.run import resume as resumed_config
 from lstmgen.run import train as train_run
 from lstmgen.threads import ask as use_threads

@@ -10,27 +10,17 @@ import json
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError, safe_open
+from safetensors import SafetensorError
 from safetensors.torch import load_model, save_model
 
 from lstmgen.errors import LstmgenError
-from lstmgen.files import make_readable
+from lstmgen.files import damaged, make_readable, read_progress  # noqa: F401 - the checkpoint's progress
 
 
 def save_weights(model: torch.nn.Module, path: Path, progress: dict) -> None:
     """Weights as safetensors; the training progress rides along in its metadata."""
     save_model(model, str(path), metadata={"progress": json.dumps(progress)})
     make_readable(path)  # safetensors makes it 0600; the run's other files are 0644
-
-
-def damaged(path: Path, error: Exception) -> LstmgenError:
-    """The one-line error for a weights file that cannot be read, with the copy to use instead."""
-    if path.parent.name == "best":
-        other, flag = path.parent.parent / path.name, "the latest weights (--checkpoint latest)"
-    else:
-        other, flag = path.parent / "best" / path.name, "the best/ weights (--checkpoint best)"
-    instead = f"generate from {flag} or retrain" if other.is_file() else "retrain the run"
-    return LstmgenError(f"{path} is damaged ({str(error).splitlines()[0]}); {instead}")
 
 
 def load_weights(model: torch.nn.Module, path: Path) -> None:
@@ -45,15 +35,6 @@ def load_weights(model: torch.nn.Module, path: Path) -> None:
             f"{path} does not match the run's config.json (tensors differ); "
             "the run directory is inconsistent"
         )
-
-
-def read_progress(path: Path) -> dict:
-    """The progress dict stored with a weights file (step, epoch, tokens, best loss, ...)."""
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            return json.loads((f.metadata() or {}).get("progress", "{}"))
-    except (SafetensorError, OSError, json.JSONDecodeError, RuntimeError) as e:
-        raise damaged(path, e) from None
 
 
 def save_trainer_state(state: dict, path: Path) -> None:

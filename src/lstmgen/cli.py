@@ -18,6 +18,7 @@ from lstmgen.config import DataConfig, ModelConfig, ReadOptions, SampleConfig, T
 from lstmgen.console import interact, unescape, write_jsonl, write_text
 from lstmgen.data.prepare import prepare as prepare_store
 from lstmgen.data.sources import read_documents
+from lstmgen.describe import info as describe_run
 from lstmgen.errors import LstmgenError, TrainingInterrupted, say
 from lstmgen.flags import Command, Group, with_options
 
@@ -264,7 +265,7 @@ def info(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Show a run's configuration, size and progress."""
-    data = api().info(run)
+    data = describe_run(run)
     if as_json:
         print(json.dumps(data, indent=2))
         return

@@ -28,6 +28,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from safetensors import SafetensorError, safe_open
+
 from lstmgen.errors import LstmgenError
 
 try:
@@ -338,3 +340,22 @@ def _swap_in(staging: Path, out: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
     finally:
         _release(held)
+
+
+def read_progress(path: Path) -> dict:
+    """The progress dict stored with a weights file (step, epoch, tokens, best loss, ...)."""
+    try:
+        with safe_open(str(path), framework="numpy") as f:
+            return json.loads((f.metadata() or {}).get("progress", "{}"))
+    except (SafetensorError, OSError, json.JSONDecodeError, RuntimeError) as e:
+        raise damaged(path, e) from None
+
+
+def damaged(path: Path, error: Exception) -> LstmgenError:
+    """The one-line error for a weights file that cannot be read, with the copy to use instead."""
+    if path.parent.name == "best":
+        other, flag = path.parent.parent / path.name, "the latest weights (--checkpoint latest)"
+    else:
+        other, flag = path.parent / "best" / path.name, "the best/ weights (--checkpoint best)"
+    instead = f"generate from {flag} or retrain" if other.is_file() else "retrain the run"
+    return LstmgenError(f"{path} is damaged ({str(error).splitlines()[0]}); {instead}")

@@ -10,11 +10,11 @@ import numpy as np
 import torch
 
 from lstmgen.checkpoint import load_weights
-from lstmgen.config import RunConfig, SampleConfig
+from lstmgen.config import RunConfig, SampleConfig, bits_per_char
 from lstmgen.device import resolve_device
 from lstmgen.errors import LstmgenError, warn
 from lstmgen.files import recover
-from lstmgen.metrics import bits_per_char, evaluate_tokens
+from lstmgen.metrics import evaluate_tokens
 from lstmgen.model import LSTMLanguageModel
 from lstmgen.sampling.sampler import Event, sample_text
 from lstmgen.tokens import load_tokenizer

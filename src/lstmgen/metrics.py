@@ -9,13 +9,6 @@ import torch
 
 from lstmgen.model import LSTMLanguageModel
 
-LN2 = math.log(2)
-
-
-def bits_per_char(nats_per_token: float, tokens_per_char: float = 1.0) -> float:
-    """Per-token loss in nats → bits per character (tokens_per_char = tokens ÷ characters)."""
-    return nats_per_token * tokens_per_char / LN2
-
 
 @torch.no_grad()
 def evaluate_tokens(

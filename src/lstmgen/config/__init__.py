@@ -36,12 +36,18 @@ __all__ = [
     "RunConfig",
     "SampleConfig",
     "TrainConfig",
+    "bits_per_char",
     "option",
     "parse_duration",
     "random_seed",
 ]
 
 RUN_FORMAT = 1
+
+
+def bits_per_char(nats_per_token: float, tokens_per_char: float = 1.0) -> float:
+    """Per-token loss in nats → bits per character (tokens_per_char = tokens ÷ characters)."""
+    return nats_per_token * tokens_per_char / math.log(2)
 
 
 SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}

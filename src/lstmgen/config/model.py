@@ -75,6 +75,16 @@ class ModelConfig(Section):
                 "layer too; drop one of them"
             )
 
+    def parameter_count(self) -> int:
+        """The model's number of parameters, from its shape alone (no PyTorch needed)."""
+        gates = 4 if self.cell == "lstm" else 3
+        rnn = sum(
+            gates * self.hidden * (inputs + self.hidden + 2)
+            for inputs in [self.embedding] + [self.hidden] * (self.layers - 1)
+        )
+        head = self.vocab_size + (0 if self.tie_weights else self.hidden * self.vocab_size)
+        return self.vocab_size * self.embedding + rnn + head
+
 
 # Model settings added after runs already existed, with the value those runs trained with:
 # a run written before AR/TAR became the default resumes (and reloads) without them.

@@ -14,21 +14,20 @@ import torch
 from lstmgen.checkpoint import (
     load_trainer_state,
     load_weights,
-    read_progress,
     save_trainer_state,
     save_weights,
 )
-from lstmgen.config import RunConfig
+from lstmgen.config import RunConfig, bits_per_char
 from lstmgen.data.store import TokenStore
+from lstmgen.describe import last_evaluation
 from lstmgen.device import resolve_device
 from lstmgen.errors import LstmgenError, TrainingInterrupted, warn
-from lstmgen.files import FULL, DiskFull, locked, write_checkpoint, write_json
+from lstmgen.files import FULL, DiskFull, locked, read_progress, write_checkpoint, write_json
 from lstmgen.inference import Model, build_model
-from lstmgen.metrics import bits_per_char
 from lstmgen.run.create import Prepared, unit_of
 from lstmgen.tokens import load_tokenizer
 from lstmgen.training.range_test import range_test
-from lstmgen.training.report import RunReporter, last_evaluation, truncate_metrics
+from lstmgen.training.report import RunReporter, truncate_metrics
 from lstmgen.training.trainer import Progress, Trainer
 
 
@@ -328,43 +327,3 @@ def save_checkpoint(
         raise LstmgenError(
             f"{e}; free some space, then continue with: lstmgen train --resume {out}"
         ) from None
-
-
-def info(run_dir: Path) -> dict:
-    """What a run is: config, parameter count, progress, the final and best held-out bits/char,
-    and the records of choices made creating it (sizing, lr_finder, embeddings)."""
-    config = RunConfig.read(run_dir)
-    tokenizer = load_tokenizer(run_dir / "tokenizer.json")
-    module = build_model(config, tokenizer)
-    weights = run_dir / "model.safetensors"
-    progress = read_progress(weights) if weights.exists() else {}
-    best, last = progress.get("best_val_nats"), progress.get("last_val_nats")
-    evaluated = last_evaluation(run_dir / "metrics.jsonl", up_to=progress.get("step", 0))
-
-    def bits(nats: float | None) -> float | None:
-        return None if nats is None else float(bits_per_char(nats, config.tokens_per_char))
-
-    return {
-        "run": str(run_dir),
-        "level": config.level,
-        "vocab_size": tokenizer.vocab_size,
-        "parameters": module.num_parameters(),
-        "model": config.model.to_dict(),
-        "train": config.train.to_dict(),
-        "data": config.corpus,
-        "steps": progress.get("step", 0),
-        "epochs": progress.get("epoch", 0),
-        "tokens_seen": progress.get("tokens", 0),
-        "elapsed_s": round(progress.get("elapsed_s", 0.0), 1),
-        "rollbacks": progress.get("rollbacks", 0),  # times the loss diverged and training went back
-        "lr_scale": progress.get("lr_scale", 1.0),
-        "best_val_bits_per_char": bits(best),
-        "best_val_nats_per_token": best,
-        "best_step": progress.get("best_step"),
-        # the latest weights' held-out figure, measured at last_val_step
-        "last_val_bits_per_char": bits(last),
-        "last_val_nats_per_token": last,
-        "last_val_step": None if last is None or evaluated is None else evaluated["step"],
-        "has_best": (run_dir / "best" / "model.safetensors").exists(),
-        **config.records,  # "sizing", "lr_finder", "embeddings": as in config.json
-    }

@@ -11,7 +11,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn
 
-from lstmgen.metrics import bits_per_char
+from lstmgen.config import bits_per_char
 from lstmgen.training.trainer import Trainer
 
 SAMPLE_TEMPERATURES = (0.2, 0.5, 0.8, 1.0)
@@ -168,22 +168,3 @@ def truncate_metrics(path: Path, step: int) -> int:
     tmp.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
     os.replace(tmp, path)
     return damaged
-
-
-def last_evaluation(path: Path, up_to: int | None = None) -> dict | None:
-    """The last evaluation row of metrics.jsonl (step, val_loss, val_bpc, ...) at or before
-    step `up_to`, or None."""
-    try:
-        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
-    except OSError:
-        return None
-    for line in reversed(lines):
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if not (isinstance(row, dict) and "val_loss" in row and isinstance(row.get("step"), int)):
-            continue
-        if up_to is None or row["step"] <= up_to:
-            return row
-    return None
