@@ -14,8 +14,8 @@ import torch
 
 import lstmgen
 from conftest import TINY, make_text
-from lstmgen.checkpoint import load_trainer_state, read_progress
-from lstmgen.files import DiskFull, recover, write_checkpoint
+from lstmgen.checkpoint import load_trainer_state
+from lstmgen.files import DiskFull, read_progress, recover, write_checkpoint
 
 
 def writer(text):

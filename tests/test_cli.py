@@ -412,7 +412,7 @@ def test_resuming_a_finished_run_says_which_limit_to_raise(run_copy, capsys):
 
 
 def read_step(run: Path) -> int:
-    from lstmgen.checkpoint import read_progress
+    from lstmgen.files import read_progress
 
     return read_progress(run / "model.safetensors")["step"]
 

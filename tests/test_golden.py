@@ -10,9 +10,9 @@ them bit for bit.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -23,6 +23,9 @@ import lstmgen
 from lstmgen.cli import main
 
 GOLDEN = Path(__file__).parent / "golden"
+sys.path.insert(0, str(Path(__file__).parents[1] / "tools"))
+from golden import store_digests  # noqa: E402 - the same digests as tools/golden.py
+
 EXPECTED = json.loads((GOLDEN / "expected.json").read_text(encoding="utf-8"))
 TINY = {"hidden": 32, "embedding": 16, "layers": 1, "batch_size": 4, "seq_len": 16}
 PREPARE = {
@@ -34,27 +37,11 @@ PREPARE = {
 }
 
 
-def _digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def _store_digests(store: Path) -> dict:
-    meta = json.loads((store / "meta.json").read_text(encoding="utf-8"))
-    meta = {k: v for k, v in meta.items() if k not in ("seconds", "input_bytes")}
-    meta["sources"] = [Path(s).name for s in meta.get("sources", [])]
-    return {
-        "train.bin": _digest(store / "train.bin"),
-        "val.bin": _digest(store / "val.bin"),
-        "tokenizer.json": _digest(store / "tokenizer.json"),
-        "meta": hashlib.sha256(json.dumps(meta, sort_keys=True).encode()).hexdigest(),
-    }
-
-
 @pytest.mark.parametrize("name", sorted(PREPARE))
 def test_token_stores_are_byte_identical(tmp_path, name):
     source, options = PREPARE[name]
     lstmgen.prepare([str(GOLDEN / source)], out=tmp_path / "store", quiet=True, **options)
-    assert _store_digests(tmp_path / "store") == EXPECTED["stores"][name]
+    assert store_digests(tmp_path / "store") == EXPECTED["stores"][name]
 
 
 def _generate(capsys, *args: str) -> str:

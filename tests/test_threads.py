@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from lstmgen import threads
@@ -64,3 +66,16 @@ def test_bad_thread_counts_are_one_line_errors(monkeypatch):
         threads.requested()
     with pytest.raises(LstmgenError, match="--threads 0 must be at least 1"):
         threads.requested(0)
+
+
+def test_bad_thread_counts_on_the_command_line_exit_2_with_one_line(monkeypatch, capsys):
+    from test_cli import run_cli
+
+    run = Path(__file__).parent / "golden" / "run-char"
+    monkeypatch.setattr(threads, "_asked", None)
+    code, out, err = run_cli(["generate", run, "--threads", "0", "--length", "5"], capsys)
+    assert (code, out, err.strip()) == (2, "", "lstmgen: error: --threads 0 must be at least 1")
+    monkeypatch.setenv(threads.ENV, "many")
+    code, out, err = run_cli(["generate", run, "--length", "5"], capsys)
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert "LSTMGEN_THREADS='many' must be a number of threads or auto" in err

@@ -14,7 +14,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_model, save_model
 
 from lstmgen.errors import LstmgenError
-from lstmgen.files import damaged, make_readable, read_progress  # noqa: F401 - the checkpoint's progress
+from lstmgen.files import damaged, make_readable
 
 
 def save_weights(model: torch.nn.Module, path: Path, progress: dict) -> None:

@@ -74,13 +74,11 @@ class RunConfig:
     @classmethod
     def from_options(cls, options: dict) -> RunConfig:
         """From option keywords (hidden=512, max_time="10m", column="Text", ...), checked once."""
-        unknown = set(options) - set().union(*(s.option_names() for s in SECTIONS.values()))
-        if unknown:
-            raise LstmgenError(f"unknown training option(s): {', '.join(sorted(unknown))}")
-        sections = {
-            name: section(**{k: v for k, v in options.items() if k in section.option_names()})
-            for name, section in SECTIONS.items()
-        }
+        _refuse_unknown(options)
+        sections = {}
+        for name, section in SECTIONS.items():
+            names = section.option_names()
+            sections[name] = section(**{k: v for k, v in options.items() if k in names})
         config = cls(**sections, level=sections["data"].level, given=frozenset(options))
         if config.train.lr_finder and "lr" in options:
             raise LstmgenError(
@@ -199,14 +197,7 @@ class RunConfig:
         --epochs 4` continues a run that stopped at its --max-time.
         """
         current = {**self.model.to_dict(), **self.train.to_dict()}
-        unknown = (
-            set(options)
-            - ModelConfig.option_names()
-            - TrainConfig.option_names()
-            - DataConfig.option_names()
-        )
-        if unknown:
-            raise LstmgenError(f"unknown training option(s): {', '.join(sorted(unknown))}")
+        _refuse_unknown(options)
         fixed = {k for k in options if k not in RESUMABLE and options[k] != current.get(k)}
         if fixed:
             raise LstmgenError(
@@ -273,3 +264,10 @@ def _type_name(hint) -> str:
     return names.get(args[0], "list" if origin in (list, tuple) else "value") + (
         " or null" if type(None) in typing.get_args(hint) else ""
     )
+
+
+def _refuse_unknown(options: dict) -> None:
+    """A one-line error naming the options that no section of a run has."""
+    unknown = set(options).difference(*(s.option_names() for s in SECTIONS.values()))
+    if unknown:
+        raise LstmgenError(f"unknown training option(s): {', '.join(sorted(unknown))}")

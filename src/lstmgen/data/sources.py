@@ -103,7 +103,10 @@ def _head(path: Path) -> bytes:
 
 def _wanted(relative: str, options: ReadOptions) -> bool:
     name = relative.rsplit("/", 1)[-1]
-    match = lambda pattern: fnmatch.fnmatch(relative, pattern) or fnmatch.fnmatch(name, pattern)  # noqa: E731
+
+    def match(pattern: str) -> bool:
+        return fnmatch.fnmatch(relative, pattern) or fnmatch.fnmatch(name, pattern)
+
     if options.include and not any(match(p) for p in options.include):
         return False
     return not any(match(p) for p in options.exclude)

@@ -44,7 +44,7 @@ class TorchStepper:
         """Continue only the streams at these row positions."""
         index = torch.from_numpy(rows).to(self.device)
         if isinstance(self.state, tuple):
-            self.state = tuple(s.index_select(1, index) for s in self.state)  # type: ignore[assignment]
+            self.state = tuple(s.index_select(1, index) for s in self.state)
         else:
             self.state = self.state.index_select(1, index)
 
