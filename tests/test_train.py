@@ -28,10 +28,11 @@ def test_training_lowers_held_out_loss(tmp_path):
     metrics = [
         json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
     ]
-    assert [m["epoch"] for m in metrics] == [1.0, 2.0, 3.0]
-    assert (
-        metrics[-1]["val_bpc"] < metrics[0]["val_bpc"] < np.log2(20)
-    )  # better than uniform, and improving
+    # a curve: 20 evenly spaced points of the run, and each epoch's end
+    curve = {round(3 * k / 20, 4) for k in range(1, 21)}
+    assert [m["epoch"] for m in metrics] == sorted(curve | {1.0, 2.0, 3.0})
+    # improving, and at the end better than uniform
+    assert metrics[-1]["val_bpc"] < min(metrics[0]["val_bpc"], np.log2(20))
     assert result.best_val_bits_per_char == pytest.approx(
         min(m["val_bpc"] for m in metrics), abs=1e-4
     )

@@ -21,6 +21,7 @@ from lstmgen.data.sources import read_documents
 from lstmgen.describe import info as describe_run
 from lstmgen.errors import LstmgenError, TrainingInterrupted, say
 from lstmgen.flags import Command, Group, with_options
+from lstmgen.plot import plot_command
 
 try:  # newer typer carries its own copy of click
     from typer import TyperException as CommandLineError
@@ -271,6 +272,19 @@ def info(
         return
     for key, value in info_rows(data):
         print(f"{key:>14}  {value}")
+
+
+@app.command(cls=Command)
+def plot(
+    runs: Annotated[
+        list[Path], typer.Argument(help="Run directories to draw side by side.", show_default=False)
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="The PNG file to write.")] = Path(
+        "curves.png"
+    ),
+) -> None:
+    """Draw held-out and training bits/char of runs against time and tokens (a PNG)."""
+    print(plot_command(runs, out))
 
 
 def plural(count: float, word: str) -> str:

@@ -61,8 +61,8 @@ def info(run_dir: str | Path) -> dict:
 
 
 def last_evaluation(path: Path, up_to: int | None = None) -> dict | None:
-    """The last evaluation row of metrics.jsonl (step, val_loss, val_bpc, ...) at or before
-    step `up_to`, or None."""
+    """The last evaluation of the whole held-out split in metrics.jsonl (step, val_loss,
+    val_bpc, ...) at or before step `up_to`, or None; curve points on a sample are skipped."""
     try:
         lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
     except OSError:
@@ -73,6 +73,8 @@ def last_evaluation(path: Path, up_to: int | None = None) -> dict | None:
         except json.JSONDecodeError:
             continue
         if not (isinstance(row, dict) and "val_loss" in row and isinstance(row.get("step"), int)):
+            continue
+        if row.get("val_sample"):
             continue
         if up_to is None or row["step"] <= up_to:
             return row

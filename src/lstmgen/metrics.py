@@ -18,27 +18,32 @@ def evaluate_tokens(
     streams: int = 16,
     warmup: int = 256,
     chunk: int = 256,
+    limit: int | None = None,
 ) -> tuple[float, int]:
     """Total nats and count of predicted tokens over `tokens`, every position after the first
     scored once.
 
     The sequence is cut into `streams` ranges evaluated side by side; each range is
     preceded by up to `warmup` unscored tokens before it, so no prediction starts
-    from a cold state except the very first ones of the text.
+    from a cold state except the very first ones of the text. With `limit` below the
+    sequence's length, each range scores only its first limit/streams predictions: a
+    sample spread evenly over the text.
     """
     n_pred = len(tokens) - 1
     if n_pred < 1:
         return 0.0, 0
     device = next(model.parameters()).device
     streams = max(1, min(streams, n_pred // max(warmup, 1)))
-    span = math.ceil(n_pred / streams)
+    stride = math.ceil(n_pred / streams)
+    span = stride if limit is None or limit >= n_pred else max(1, limit // streams)
     width = warmup + span
     inputs = np.zeros((streams, width), dtype=np.int64)
     targets = np.zeros((streams, width), dtype=np.int64)
     scored = np.zeros((streams, width), dtype=bool)
     for i in range(streams):
         # predictions of tokens[start+1 .. stop]
-        start, stop = i * span, min((i + 1) * span, n_pred)
+        start = i * stride
+        stop = min(start + span, (i + 1) * stride, n_pred)
         begin = max(0, start - warmup)  # unscored context before the range
         length = stop - begin  # padding, if any, comes after the scored range: it cannot affect it
         inputs[i, :length] = tokens[begin:stop]

@@ -118,7 +118,11 @@ def _train(
         return text  # type: ignore[return-value]
 
     reporter = RunReporter(
-        out, sampler=sampler, quiet=quiet, tokens_per_char=config.tokens_per_char
+        out,
+        sampler=sampler,
+        quiet=quiet,
+        tokens_per_char=config.tokens_per_char,
+        tensorboard=train_config.tensorboard,
     )
     if train_config.lr_finder and "lr_finder" not in config.records:  # or stopped during the test
         config = _find_lr(model, store, config, out, reporter)

@@ -12,6 +12,8 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn
 
 from lstmgen.config import bits_per_char
+from lstmgen.errors import LstmgenError
+from lstmgen.plot import plot_runs
 from lstmgen.training.trainer import Trainer
 
 SAMPLE_TEMPERATURES = (0.2, 0.5, 0.8, 1.0)
@@ -34,10 +36,13 @@ class RunReporter:
         quiet: bool = False,
         console: Console | None = None,
         tokens_per_char: float = 1.0,
+        tensorboard: bool = False,
     ):
         self.run_dir, self.sampler, self.quiet = run_dir, sampler, quiet
         # of the held-out text: converts nats/token to bits/char
         self.tokens_per_char = tokens_per_char
+        self.curves = CurvesFile(run_dir)
+        self.tensorboard = TensorBoardLog(run_dir / "tensorboard") if tensorboard else None
         self.console = console or Console(stderr=True, highlight=False)
         self.bar: Progress | None = None
         self.task = None
@@ -100,27 +105,42 @@ class RunReporter:
         )
         self.bar.update(self.task, completed=min(done, 1.0), description=description, stats=stats)
 
-    def on_eval(self, trainer: Trainer, val_nats: float, improved: bool) -> None:
+    def on_eval(
+        self, trainer: Trainer, val_nats: float, improved: bool, sample_tokens: int | None = None
+    ) -> None:
         p = trainer.progress
+        # a sample's bits/char takes the held-out split's tokens per character (exact for chars)
+        tokens_per_char = self.tokens_per_char
         record = {
             "step": p.step,
             "epoch": round(p.epoch + p.batch / max(trainer.steps_per_epoch, 1), 4),
             "tokens": p.tokens,
             "elapsed_s": round(p.elapsed_s, 2),
             "train_loss": None if self.loss_ema is None else round(self.loss_ema, 5),
+            "train_bpc": None
+            if self.loss_ema is None
+            else round(bits_per_char(self.loss_ema, self.tokens_per_char), 5),
             "val_loss": round(val_nats, 5),
-            "val_bpc": round(bits_per_char(val_nats, self.tokens_per_char), 5),
+            "val_bpc": round(bits_per_char(val_nats, tokens_per_char), 5),
             "val_perplexity": round(math.exp(min(val_nats, 700)), 3),  # per token
+            "val_tokens": sample_tokens or len(trainer.val_tokens),
             "tokens_per_s": round(self.tokens_per_second, 1),
             "lr": trainer.optimizer.param_groups[0]["lr"],
         }
+        if sample_tokens is not None:
+            record["val_sample"] = True  # a sample of the held-out text: a curve point only
         with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
+        if self.tensorboard is not None:
+            self.tensorboard.add(record)
+        self.curves.draw(p.elapsed_s)
         mark = "  (best)" if improved else ""
-        train = "" if record["train_loss"] is None else f"train {record['train_loss']}  "
+        train = "" if record["train_bpc"] is None else f"train {record['train_bpc']:.4f} bpc  "
+        held_out = f"val {val_nats:.4f} nats/token = {record['val_bpc']:.4f} bpc"
+        if sample_tokens is not None:
+            held_out = f"val ({sample_tokens:,} held-out tokens) {record['val_bpc']:.4f} bpc"
         self.print(
-            f"step {p.step:,}  epoch {record['epoch']:.2f}  {train}"
-            f"val {val_nats:.4f} nats/token = {record['val_bpc']:.4f} bpc  "
+            f"step {p.step:,}  epoch {record['epoch']:.2f}  {train}{held_out}  "
             f"{self.tokens_per_second:,.0f} tok/s  {format_seconds(p.elapsed_s)}{mark}"
         )
 
@@ -150,6 +170,56 @@ class RunReporter:
         if self.bar is not None:
             self.bar.stop()
             self.bar = None
+        self.curves.draw(trainer.progress.elapsed_s, always=True)
+        if self.tensorboard is not None:
+            self.tensorboard.close()
+
+
+class CurvesFile:
+    """curves.png in the run directory, redrawn at evaluations while drawing it has taken at
+    most DRAWING_SHARE of the run's time (matplotlib's first import alone is ~0.5 s), and at
+    the end of every session."""
+
+    DRAWING_SHARE = 0.01
+
+    def __init__(self, run_dir: Path):
+        self.run_dir, self.spent_s = run_dir, 0.0
+
+    def draw(self, elapsed_s: float, *, always: bool = False) -> None:
+        if not always and self.spent_s > self.DRAWING_SHARE * elapsed_s:
+            return
+        started = time.perf_counter()
+        try:
+            plot_runs([self.run_dir], self.run_dir / "curves.png")
+        except OSError:
+            pass  # a picture is not worth stopping training for (a full disk says so elsewhere)
+        self.spent_s += time.perf_counter() - started
+
+
+class TensorBoardLog:
+    """--tensorboard: each evaluation's numbers as TensorBoard scalars in RUN/tensorboard."""
+
+    def __init__(self, folder: Path):
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            raise LstmgenError(
+                "--tensorboard needs the tensorboard package: pip install tensorboard"
+            ) from None
+        self.writer = SummaryWriter(str(folder))
+
+    def add(self, record: dict) -> None:
+        step = record["step"]
+        held_out = "val_sample_bpc" if record.get("val_sample") else "val_bpc"
+        self.writer.add_scalar(f"bits_per_char/{held_out}", record["val_bpc"], step)
+        if record["train_bpc"] is not None:
+            self.writer.add_scalar("bits_per_char/train_bpc", record["train_bpc"], step)
+        self.writer.add_scalar("speed/tokens_per_s", record["tokens_per_s"], step)
+        self.writer.add_scalar("schedule/lr", record["lr"], step)
+        self.writer.flush()
+
+    def close(self) -> None:
+        self.writer.close()
 
 
 def truncate_metrics(path: Path, step: int) -> int:

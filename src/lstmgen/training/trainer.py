@@ -93,7 +93,18 @@ class Progress:
     rollbacks: int = 0  # roll-backs since training last got past a checkpoint
     loss_ema: float | None = None  # running training loss, against which a jump is judged
     jumps: int = 0  # consecutive steps skipped because their loss jumped
+    curve_tokens: int | None = None  # held-out tokens a curve point evaluates (see curve_tokens)
 
+
+# Without --eval-every, a run is evaluated at CURVE_POINTS evenly spaced points of its length
+# (time or steps, whichever ends it), so every run draws a curve. Each point may cost at most
+# CURVE_SHARE / CURVE_POINTS of the run's time: where the whole held-out split is dearer, a
+# point evaluates curve_tokens spread over it (marked "val_sample" in metrics.jsonl), and only
+# whole evaluations (epoch ends, the end, points that afford it) pick the best checkpoint.
+CURVE_POINTS = 20
+CURVE_SHARE = 0.05
+EVAL_SPEED_UP = 2  # evaluating a token costs at most half of training on it (no backward)
+MIN_CURVE_TOKENS = 4096
 
 JUMPS_BEFORE_ROLLBACK = 3  # a single high-loss batch is skipped; three in a row mean divergence
 
@@ -272,11 +283,30 @@ class Trainer:
             return "early stop"
         return None
 
-    def evaluate(self) -> float:
-        """Held-out loss in nats per token; records it and tracks the best."""
-        nats, count = evaluate_tokens(self.model, self.val_tokens)
+    def curve_tokens(self) -> int:
+        """Held-out tokens a curve point evaluates: all of them where that fits the point's
+        share of the run's time, else a sample sized from the training speed so far (fixed at
+        the first point, so every point of a run measures the same text)."""
+        p, whole = self.progress, len(self.val_tokens)
+        if p.curve_tokens is None:
+            done = self._fraction_done()
+            total_s = self.max_time_s or (p.elapsed_s / done if done > 0 else p.elapsed_s)
+            rate = EVAL_SPEED_UP * p.tokens / max(p.elapsed_s, 1e-9)
+            affordable = int(rate * CURVE_SHARE * total_s / CURVE_POINTS)
+            p.curve_tokens = min(whole, max(MIN_CURVE_TOKENS, affordable))
+        return min(p.curve_tokens, whole)
+
+    def evaluate(self, *, curve_point: bool = False) -> float:
+        """Held-out loss in nats per token. A whole evaluation is recorded as the last one and
+        may be the best; a curve point on a sample of the held-out text is only reported."""
+        limit = self.curve_tokens() if curve_point else None
+        nats, count = evaluate_tokens(self.model, self.val_tokens, limit=limit)
         loss = nats / max(count, 1)
         p = self.progress
+        if count < len(self.val_tokens) - 1:
+            self.hooks.on_eval(self, loss, False, sample_tokens=count)
+            return loss
+        self.last_whole_eval_step = p.step
         p.last_val_nats = loss
         improved = p.best_val_nats is None or loss < p.best_val_nats
         if improved:
@@ -288,6 +318,10 @@ class Trainer:
             self.save(self, best=True)
         return loss
 
+    def _next_curve_point(self) -> float:
+        """The fraction of the run at which the next curve point falls."""
+        return (math.floor(self._fraction_done() * CURVE_POINTS + 1e-9) + 1) / CURVE_POINTS
+
     def fit(self) -> str:
         """Train until epochs / max_steps / max_time / patience / a signal says stop; return why."""
         p = self.progress
@@ -295,8 +329,9 @@ class Trainer:
         clock = time.perf_counter() - p.elapsed_s
         last_save = p.elapsed_s
         interval = self.eval_every_s
-        # on a fixed grid
+        # on a fixed grid: of time with --eval-every, else of the run's fraction done
         next_eval = (math.floor(p.elapsed_s / interval) + 1) * interval if interval else math.inf
+        self.next_curve_point = math.inf if interval else self._next_curve_point()
         reason = self._finished()
         self.reason = reason or "finished"
         self.hooks.on_start(self)
@@ -314,7 +349,8 @@ class Trainer:
 
     def _loop(self, *, stop_reason, clock, next_eval, last_save, interval) -> None:
         p, c, model = self.progress, self.config, self.model
-        reason, first_step, last_eval_step = stop_reason, p.step, None
+        reason, first_step = stop_reason, p.step
+        self.last_whole_eval_step = None
         autocast = autocast_for(self.device)
         self._snapshot()
         with StopFlag() as stop:
@@ -353,7 +389,6 @@ class Trainer:
                     if p.batch == len(batches):
                         p.epoch, p.batch = p.epoch + 1, 0
                         self.evaluate()
-                        last_eval_step = p.step
                         self.hooks.on_epoch_end(self)
                         # saved as it is checked below
                         last_save = p.elapsed_s = time.perf_counter() - clock
@@ -361,10 +396,14 @@ class Trainer:
                         self._snapshot()
                     elif p.elapsed_s >= next_eval:
                         self.evaluate()
-                        last_eval_step = p.step
+                        p.elapsed_s = time.perf_counter() - clock
+                    elif self._fraction_done() >= self.next_curve_point and not self._finished():
+                        self.evaluate(curve_point=True)  # the end is evaluated whole below
                         p.elapsed_s = time.perf_counter() - clock
                     if p.elapsed_s >= next_eval:
                         next_eval = (math.floor(p.elapsed_s / interval) + 1) * interval
+                    if self._fraction_done() >= self.next_curve_point:
+                        self.next_curve_point = self._next_curve_point()
                     if stop.signal_name:
                         reason = f"interrupted ({stop.signal_name})"
                     elif self.save_every_s and p.elapsed_s - last_save >= self.save_every_s:
@@ -378,7 +417,7 @@ class Trainer:
             if (
                 moved
                 and p.batch != 0
-                and last_eval_step != p.step
+                and self.last_whole_eval_step != p.step
                 and not reason.startswith("interrupted")
             ):
                 self.evaluate()  # the run ends mid-epoch: measure where it ended

@@ -1,0 +1,102 @@
+"""Learning curves: bits per character against time and tokens, drawn from metrics.jsonl.
+
+Used for the curves.png each run keeps up to date, and by `lstmgen plot` to compare runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from lstmgen.errors import LstmgenError
+
+TIME_UNITS = (("seconds", 1), ("minutes", 60), ("hours", 3600))
+
+
+def read_curve(run_dir: Path) -> list[dict]:
+    """The evaluation rows of a run's metrics.jsonl, in order (damaged lines skipped)."""
+    rows = []
+    try:
+        lines = (run_dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return rows
+    for line in lines:
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(row, dict) and "val_bpc" in row and "elapsed_s" in row:
+            rows.append(row)
+    return rows
+
+
+def plot_runs(run_dirs: list[Path], out: Path, *, labels: list[str] | None = None) -> None:
+    """Draw held-out (solid) and training (dashed) bits/char of each run against training
+    time and tokens seen, side by side, into the PNG file `out`."""
+    curves = [(Path(d), read_curve(Path(d))) for d in run_dirs]
+    labels = labels or [d.name or str(d) for d, _ in curves]
+
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no screen needed
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+
+    longest = max((rows[-1]["elapsed_s"] for _, rows in curves if rows), default=0)
+    unit, seconds = next((u, s) for u, s in TIME_UNITS if longest <= 120 * s or u == "hours")
+    figure = Figure(figsize=(11, 4.2), layout="constrained")
+    by_time, by_tokens = figure.subplots(1, 2, sharey=True)
+    for (_, rows), label in zip(curves, labels, strict=False):
+        if not rows:
+            continue
+        color = None
+        for axis, x_key, scale in ((by_time, "elapsed_s", seconds), (by_tokens, "tokens", 1e6)):
+            x = [r[x_key] / scale for r in rows]
+            (line,) = axis.plot(
+                x, [r["val_bpc"] for r in rows], marker="o", markersize=3, color=color, label=label
+            )
+            color = line.get_color()
+            sampled = [
+                (xi, r["val_bpc"]) for xi, r in zip(x, rows, strict=False) if r.get("val_sample")
+            ]
+            if sampled:
+                axis.plot(*zip(*sampled, strict=False), "o", markersize=5, mfc="white", color=color)
+            trained = [
+                (xi, r["train_bpc"]) for xi, r in zip(x, rows, strict=False) if r.get("train_bpc")
+            ]
+            if trained:
+                axis.plot(*zip(*trained, strict=False), "--", color=color, alpha=0.6)
+    by_time.set_xlabel(f"training time ({unit})")
+    by_tokens.set_xlabel("training tokens (millions)")
+    by_time.set_ylabel("bits per character")
+    for axis in (by_time, by_tokens):
+        axis.grid(alpha=0.3)
+    by_time.legend(fontsize="small")
+    styles = [
+        Line2D([], [], color="grey", marker="o", markersize=3, label="held-out"),
+        Line2D([], [], color="grey", marker="o", mfc="white", ls="", label="held-out, a sample"),
+        Line2D([], [], color="grey", ls="--", alpha=0.6, label="training"),
+    ]
+    by_tokens.legend(handles=styles, fontsize="small")
+    tmp = out.with_name(out.name + ".tmp")  # readers never see half a picture
+    figure.savefig(tmp, format="png", dpi=90)
+    os.replace(tmp, out)
+
+
+def plot_command(run_dirs: list[Path], out: Path) -> Path:
+    """`lstmgen plot`: check the runs, draw them, return the file written."""
+    for run_dir in run_dirs:
+        if not (run_dir / "config.json").is_file():
+            raise LstmgenError(f"{run_dir} is not a run directory (no config.json)")
+        if not read_curve(run_dir):
+            raise LstmgenError(
+                f"{run_dir} has no evaluations yet; train it further "
+                f"(lstmgen train --resume {run_dir}) before plotting it"
+            )
+    if out.suffix.lower() != ".png":
+        raise LstmgenError(f"--out {out}: plots are PNG files; give a name ending in .png")
+    if not out.parent.is_dir():
+        raise LstmgenError(f"--out {out}: the folder {out.parent} does not exist")
+    plot_runs(run_dirs, out)
+    return out
