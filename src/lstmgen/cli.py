@@ -277,7 +277,10 @@ def info(
 @app.command(cls=Command)
 def plot(
     runs: Annotated[
-        list[Path], typer.Argument(help="Run directories to draw side by side.", show_default=False)
+        list[Path],
+        typer.Argument(
+            help="Run directories to draw side by side.", metavar="RUN", show_default=False
+        ),
     ],
     out: Annotated[Path, typer.Option("--out", "-o", help="The PNG file to write.")] = Path(
         "curves.png"

@@ -149,7 +149,7 @@ def _train(
                 f"dropped {damaged} damaged line{'s' if damaged > 1 else ''} of "
                 f"{out / 'metrics.jsonl'} (cut short by a crash); its other rows are kept"
             )
-        reached = trainer._finished()
+        reached = trainer.finished()
         if reached is not None:
             result = _result(out, trainer, reached, config.tokens_per_char)
             reporter.print(_already_reached(out, trainer, reached), always=True)

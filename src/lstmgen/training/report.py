@@ -90,7 +90,7 @@ class RunReporter:
             self.window_tokens, self.window_start = 0, now
         if self.bar is None:
             return
-        done = trainer._fraction_done()
+        done = trainer.fraction_done()
         left = p.elapsed_s / done - p.elapsed_s if done > 0 else 0.0
         val = (
             f"val {bits_per_char(p.last_val_nats, self.tokens_per_char):.3f} bpc  "

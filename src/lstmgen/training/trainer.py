@@ -264,14 +264,14 @@ class Trainer:
             epoch=epoch,
         )
 
-    def _fraction_done(self) -> float:
+    def fraction_done(self) -> float:
         p = self.progress
         done = [p.step / self.total_steps] if self.total_steps else []
         if self.max_time_s:
             done.append(p.elapsed_s / self.max_time_s)
         return max(done) if done else 0.0
 
-    def _finished(self) -> str | None:
+    def finished(self) -> str | None:
         p, c = self.progress, self.config
         if c.max_steps and p.step >= c.max_steps:
             return "max steps"
@@ -289,7 +289,7 @@ class Trainer:
         the first point, so every point of a run measures the same text)."""
         p, whole = self.progress, len(self.val_tokens)
         if p.curve_tokens is None:
-            done = self._fraction_done()
+            done = self.fraction_done()
             total_s = self.max_time_s or (p.elapsed_s / done if done > 0 else p.elapsed_s)
             rate = EVAL_SPEED_UP * p.tokens / max(p.elapsed_s, 1e-9)
             affordable = int(rate * CURVE_SHARE * total_s / CURVE_POINTS)
@@ -320,7 +320,7 @@ class Trainer:
 
     def _next_curve_point(self) -> float:
         """The fraction of the run at which the next curve point falls."""
-        return (math.floor(self._fraction_done() * CURVE_POINTS + 1e-9) + 1) / CURVE_POINTS
+        return (math.floor(self.fraction_done() * CURVE_POINTS + 1e-9) + 1) / CURVE_POINTS
 
     def fit(self) -> str:
         """Train until epochs / max_steps / max_time / patience / a signal says stop; return why."""
@@ -332,7 +332,7 @@ class Trainer:
         # on a fixed grid: of time with --eval-every, else of the run's fraction done
         next_eval = (math.floor(p.elapsed_s / interval) + 1) * interval if interval else math.inf
         self.next_curve_point = math.inf if interval else self._next_curve_point()
-        reason = self._finished()
+        reason = self.finished()
         self.reason = reason or "finished"
         self.hooks.on_start(self)
         try:
@@ -365,7 +365,7 @@ class Trainer:
                         x.to(self.device, non_blocking=True),
                         y.to(self.device, non_blocking=True),
                     )
-                    lr = lr_at(c, p.step, self._fraction_done(), self.total_steps) * p.lr_scale
+                    lr = lr_at(c, p.step, self.fraction_done(), self.total_steps) * p.lr_scale
                     for group in self.optimizer.param_groups:
                         group["lr"] = lr
                     with autocast:
@@ -397,12 +397,12 @@ class Trainer:
                     elif p.elapsed_s >= next_eval:
                         self.evaluate()
                         p.elapsed_s = time.perf_counter() - clock
-                    elif self._fraction_done() >= self.next_curve_point and not self._finished():
+                    elif self.fraction_done() >= self.next_curve_point and not self.finished():
                         self.evaluate(curve_point=True)  # the end is evaluated whole below
                         p.elapsed_s = time.perf_counter() - clock
                     if p.elapsed_s >= next_eval:
                         next_eval = (math.floor(p.elapsed_s / interval) + 1) * interval
-                    if self._fraction_done() >= self.next_curve_point:
+                    if self.fraction_done() >= self.next_curve_point:
                         self.next_curve_point = self._next_curve_point()
                     if stop.signal_name:
                         reason = f"interrupted ({stop.signal_name})"
@@ -410,7 +410,7 @@ class Trainer:
                         self.save(self)
                         self._snapshot()
                         last_save = p.elapsed_s
-                    reason = reason or self._finished()
+                    reason = reason or self.finished()
                     if p.batch == 0:  # the epoch ended: the next reads its own batches (offset)
                         break
             moved = p.step > first_step
