@@ -11,6 +11,7 @@ __all__ = [
     "load",
     "prepare",
     "train",
+    "tune",
     "__version__",
 ]
 
@@ -25,6 +26,10 @@ def __getattr__(name: str):
         from lstmgen.describe import info
 
         return info
+    if name == "tune":
+        from lstmgen.tuning import tune
+
+        return tune
     if name in ("Model", "TrainResult", "load", "train"):
         from lstmgen import api
 

@@ -19,7 +19,7 @@ from lstmgen.console import interact, unescape, write_jsonl, write_text
 from lstmgen.data.prepare import prepare as prepare_store
 from lstmgen.data.sources import read_documents
 from lstmgen.describe import info as describe_run
-from lstmgen.errors import LstmgenError, TrainingInterrupted, say
+from lstmgen.errors import Interrupted, LstmgenError, say
 from lstmgen.flags import Command, Group, with_options
 from lstmgen.plot import plot_command
 
@@ -154,6 +154,16 @@ def train(
         bool, typer.Option("--quiet", "-q", help="Print only errors and the final line.")
     ] = False,
     threads: Threads = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            help="Start from the level, model and training settings of a run's config.json or "
+            "a tune's best.json; options given here override them.",
+            rich_help_panel=DATA,
+            show_default=False,
+        ),
+    ] = None,
     options: dict | None = None,
 ) -> None:
     """Train a model on text; checkpoints, metrics and samples go to the run directory."""
@@ -162,13 +172,105 @@ def train(
     if resume is not None:
         if out is not None and Path(out) != resume:
             raise LstmgenError("give either --resume RUN or --out RUN, not both")
+        if config is not None:
+            raise LstmgenError("--config starts a new run; a resumed run keeps its own settings")
         api().train(specs, out=resume, resume=True, quiet=quiet, **options)
         return
     if out is None:
         raise LstmgenError(
             "missing --out: name the run directory to create, e.g. --out runs/mytext"
         )
-    api().train(specs, out=out, overwrite=overwrite, quiet=quiet, **options)
+    api().train(specs, out=out, overwrite=overwrite, quiet=quiet, config=config, **options)
+
+
+TUNING = "Search"
+
+
+@app.command(cls=Command)
+@with_options(DataConfig)
+def tune(
+    sources: Sources = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Tune directory to create.", rich_help_panel=TUNING),
+    ] = None,
+    resume: Annotated[
+        Path | None,
+        typer.Option(
+            help="Continue the search in this tune directory (its finished trials are kept).",
+            rich_help_panel=TUNING,
+        ),
+    ] = None,
+    trial_time: Annotated[
+        str | None,
+        typer.Option(help="Training time of each trial, e.g. 60s.", rich_help_panel=TUNING),
+    ] = None,
+    trial_steps: Annotated[
+        int | None,
+        typer.Option(
+            help="Optimizer steps of each trial (instead of --trial-time; reproducible).",
+            rich_help_panel=TUNING,
+        ),
+    ] = None,
+    trials: Annotated[
+        int | None,
+        typer.Option(
+            help="Trials to finish (pruned ones count) [default: 20 without --timeout].",
+            rich_help_panel=TUNING,
+            show_default=False,
+        ),
+    ] = None,
+    timeout: Annotated[
+        str | None,
+        typer.Option(
+            help="Stop starting trials after this much time over all sessions, e.g. 2h.",
+            rich_help_panel=TUNING,
+        ),
+    ] = None,
+    space: Annotated[
+        Path | None,
+        typer.Option(
+            help="A TOML file of ranges to search instead of the default space.",
+            rich_help_panel=TUNING,
+        ),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the search.", rich_help_panel=TUNING)] = 0,
+    sqlite: Sqlite = None,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Print only errors and the best trial.")
+    ] = False,
+    threads: Threads = None,
+    options: dict | None = None,
+) -> None:
+    """Search for the settings that reach the lowest held-out bits/char on your text."""
+    from lstmgen.tuning import tune as search
+
+    api().use_threads(threads)
+    specs = [*(sources or []), *([str(sqlite)] if sqlite is not None else [])] or None
+    if resume is not None:
+        if specs or options or out not in (None, resume) or trial_time or trial_steps or space:
+            raise LstmgenError(
+                "--resume continues a search as it was set up; only --trials and --timeout "
+                "may be given with it"
+            )
+        best = search(out=resume, resume=True, trials=trials, timeout=timeout, quiet=quiet)
+    else:
+        if out is None:
+            raise LstmgenError("missing --out: name the tune directory, e.g. --out tunes/mytext")
+        best = search(
+            specs,
+            out=out,
+            trial_time=trial_time,
+            trial_steps=trial_steps,
+            trials=trials,
+            timeout=timeout,
+            space=space,
+            seed=seed,
+            quiet=quiet,
+            **options,
+        )
+    if quiet:
+        say(f"best: trial {best['trial']}, {best['bits_per_char']:.4f} bits/char")
 
 
 @app.command(cls=Command)
@@ -381,7 +483,7 @@ def main(argv: list[str] | None = None) -> None:
     except LstmgenError as e:
         say(f"lstmgen: error: {e}")
         code = 2
-    except TrainingInterrupted as e:
+    except Interrupted as e:
         say(f"lstmgen: {e}")
         code, interrupted_after_saving = 130, True
     except (KeyboardInterrupt, typer.Abort):

@@ -12,7 +12,12 @@ class LstmgenError(Exception):
     """
 
 
-class TrainingInterrupted(Exception):
+class Interrupted(Exception):
+    """Ctrl-C or SIGTERM stopped the work after its state was saved; the message says how to
+    go on (exit code 130)."""
+
+
+class TrainingInterrupted(Interrupted):
     """Training stopped on Ctrl-C or SIGTERM after saving a checkpoint; `result` says where."""
 
     def __init__(self, result):

@@ -51,6 +51,19 @@ def bits_per_char(nats_per_token: float, tokens_per_char: float = 1.0) -> float:
 
 
 SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
+# What --config does not take from another run: how long and where that run trained.
+NOT_REUSED = {
+    "epochs",
+    "max_time",
+    "max_steps",
+    "patience",
+    "eval_every",
+    "save_every",
+    "device",
+    "tensorboard",
+    "lr_finder",
+    "embeddings",
+}
 
 
 @dataclass
@@ -188,6 +201,31 @@ class RunConfig:
                 f"this one reads {RUN_FORMAT}); upgrade lstmgen"
             )
         return cls.from_json(data, name=str(path))
+
+    # ----- --config: another run's settings ------------------------------------------------------
+    @classmethod
+    def settings_in(cls, path: Path) -> dict:
+        """The option keywords of a config.json (any run's, or a tune's best.json) to train a
+        new run with: the level, the model and the training settings, less how long the run
+        goes and where (NOT_REUSED), which are the new run's own."""
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise LstmgenError(
+                f"--config {path} does not exist; give a run's config.json (or a tune's best.json)"
+            ) from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise LstmgenError(f"--config {path} cannot be read as JSON ({e})") from None
+        if not isinstance(data, dict) or not isinstance(data.get("model"), dict):
+            raise LstmgenError(
+                f"--config {path} is not an lstmgen config.json (no model section); give a "
+                "run's config.json or a tune's best.json"
+            )
+        config = cls.from_json(data, name=str(path))
+        settings = {**config.model.to_dict(), **config.train.to_dict(), "level": config.level}
+        names = ModelConfig.option_names() | TrainConfig.option_names() | {"level"}
+        return {k: v for k, v in settings.items() if k in names - NOT_REUSED}
 
     # ----- resuming -----------------------------------------------------------------------------
     def resumed(self, options: dict, progress: dict) -> RunConfig:

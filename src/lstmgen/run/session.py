@@ -81,13 +81,24 @@ def train(
     resuming: bool,
     quiet: bool,
     lr_changed: bool = False,
+    on_evaluation=None,
 ) -> TrainResult:
     """Train the run in `out` as its config says; from its last checkpoint when resuming.
 
     The run's lock is held throughout: a second lstmgen training it gets a one-line error.
+    on_evaluation(row) sees each metrics.jsonl evaluation row; a text it returns stops the
+    run there (checkpointed, as at any limit) and becomes its stopped_because.
     """
     with locked(out):
-        return _train(out, config, prepared, resuming=resuming, quiet=quiet, lr_changed=lr_changed)
+        return _train(
+            out,
+            config,
+            prepared,
+            resuming=resuming,
+            quiet=quiet,
+            lr_changed=lr_changed,
+            on_evaluation=on_evaluation,
+        )
 
 
 def _train(
@@ -98,6 +109,7 @@ def _train(
     resuming: bool,
     quiet: bool,
     lr_changed: bool,
+    on_evaluation=None,
 ) -> TrainResult:
     train_config = config.train
     device = resolve_device(train_config.device)
@@ -123,6 +135,7 @@ def _train(
         quiet=quiet,
         tokens_per_char=config.tokens_per_char,
         tensorboard=train_config.tensorboard,
+        on_evaluation=on_evaluation,
     )
     if train_config.lr_finder and "lr_finder" not in config.records:  # or stopped during the test
         config = _find_lr(model, store, config, out, reporter)

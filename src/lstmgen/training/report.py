@@ -37,11 +37,13 @@ class RunReporter:
         console: Console | None = None,
         tokens_per_char: float = 1.0,
         tensorboard: bool = False,
+        on_evaluation=None,
     ):
         self.run_dir, self.sampler, self.quiet = run_dir, sampler, quiet
         # of the held-out text: converts nats/token to bits/char
         self.tokens_per_char = tokens_per_char
         self.curves = CurvesFile(run_dir)
+        self.on_evaluation = on_evaluation  # row -> a reason to stop, or None
         self.tensorboard = TensorBoardLog(run_dir / "tensorboard") if tensorboard else None
         self.console = console or Console(stderr=True, highlight=False)
         self.bar: Progress | None = None
@@ -134,6 +136,8 @@ class RunReporter:
         if self.tensorboard is not None:
             self.tensorboard.add(record)
         self.curves.draw(p.elapsed_s)
+        if self.on_evaluation is not None:
+            trainer.stop_reason = self.on_evaluation(record) or trainer.stop_reason
         mark = "  (best)" if improved else ""
         train = "" if record["train_bpc"] is None else f"train {record['train_bpc']:.4f} bpc  "
         held_out = f"val {val_nats:.4f} nats/token = {record['val_bpc']:.4f} bpc"

@@ -144,6 +144,7 @@ class Trainer:
         self.progress = Progress()
         self.good: dict | None = None  # the last checkpoint's state, kept in memory (see _snapshot)
         self.state = None  # the recurrent state carried between batches
+        self.stop_reason: str | None = None  # set by a hook to end the run at the next step
         self.max_time_s, self.eval_every_s = config.max_time_s, config.eval_every_s
         self.save_every_s = config.save_every_s
         self.steps_per_epoch = len(self._epoch_batches(0))
@@ -273,6 +274,8 @@ class Trainer:
 
     def finished(self) -> str | None:
         p, c = self.progress, self.config
+        if self.stop_reason:
+            return self.stop_reason
         if c.max_steps and p.step >= c.max_steps:
             return "max steps"
         if c.effective_epochs and p.epoch >= c.effective_epochs:
