@@ -82,23 +82,31 @@ class StreamOptions(BaseModel):
     include_usage: bool = False
 
 
+def at_least(low: float, high: float | None = None) -> dict:
+    """Bounds shown in the schema; the app checks them itself (400, with the CLI's message)."""
+    bounds = {"minimum": low} | ({"maximum": high} if high is not None else {})
+    return {"json_schema_extra": bounds}
+
+
 class CompletionRequest(BaseModel):
     """POST /v1/completions; fields other servers take but lstmgen does not are ignored."""
 
     model_config = ConfigDict(extra="ignore")
     model: str | None = Field(None, description="A served run's name; optional with one run.")
     prompt: str | list[str] = Field("", description="Text to continue, or a list of them.")
-    max_tokens: int = Field(16, description="Tokens to generate per choice (0 or more).")
-    temperature: float = Field(1.0, description="0 = greedy; higher = more surprising.")
+    max_tokens: int = Field(16, description="Tokens to generate per choice.", **at_least(0))
+    temperature: float = Field(
+        1.0, description="0 = greedy; higher = more surprising.", **at_least(0)
+    )
     top_p: float = Field(1.0, description="Sample from the smallest set holding this (0, 1].")
     top_k: int | None = Field(None, description="Sample among the k most likely (0 or -1: all).")
-    n: int = Field(1, description=f"Choices per prompt (at most {MAX_N}).")
+    n: int = Field(1, description="Choices per prompt.", **at_least(1, MAX_N))
     stop: str | list[str] | None = Field(None, description="End a choice where this appears.")
-    seed: int | None = Field(None, description="Same seed and settings, same text.")
+    seed: int | None = Field(None, description="Same seed and settings, same text.", **at_least(0))
     stream: bool = Field(False, description="Send text as server-sent events as it is made.")
     stream_options: StreamOptions | None = None
     repetition_penalty: float = Field(1.0, description="Above 1: recent tokens less likely.")
-    min_tokens: int = Field(0, description="No stop string ends a choice before this many.")
+    min_tokens: int = Field(0, description="No stop ends a choice before this many.", **at_least(0))
 
 
 class Choice(BaseModel):
@@ -198,15 +206,16 @@ def create_app(
         description="OpenAI-compatible completions from lstmgen runs.",
         lifespan=lifespan,
     )
+    app.state.workers = workers  # one per model, started with the app
     app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
     bearer = HTTPBearer(auto_error=False)
 
     def authorised(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
-        if config.api_key is None:
-            return
         given = credentials.credentials if credentials else ""
         if not secrets.compare_digest(given.encode(), config.api_key.encode()):
             raise ApiError(401, "missing or wrong API key: send 'Authorization: Bearer KEY'")
+
+    keyed = [Depends(authorised)] if config.api_key is not None else []  # in the schema: if set
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, error: ApiError) -> JSONResponse:
@@ -234,13 +243,13 @@ def create_app(
     async def health() -> dict:
         return {"status": "ok"}
 
-    @app.get("/v1/models", dependencies=[Depends(authorised)], responses=ERRORS)
+    @app.get("/v1/models", dependencies=keyed, responses=ERRORS)
     async def list_models() -> ModelList:
         return ModelList(data=list(cards.values()))
 
     @app.post(
         "/v1/completions",
-        dependencies=[Depends(authorised)],
+        dependencies=keyed,
         responses={**ERRORS, 200: {"content": {"text/event-stream": {}}}},
     )
     async def completions(body: CompletionRequest, request: Request) -> Completion:
@@ -294,6 +303,8 @@ def check(body: CompletionRequest, config: ServeConfig) -> list[str]:
         raise ApiError(
             400, f"a prompt of {longest} characters; at most {MAX_PROMPT_CHARS}", "prompt"
         )
+    if body.max_tokens < 0:
+        raise ApiError(400, f"max_tokens {body.max_tokens} must be 0 or more", "max_tokens")
     if body.max_tokens > config.max_tokens:
         raise ApiError(
             400,
@@ -317,7 +328,7 @@ def sample_config(body: CompletionRequest) -> SampleConfig:
     top_k = None if body.top_k in (None, 0, -1) else body.top_k
     try:
         return SampleConfig(
-            length=max(body.max_tokens, 0),
+            length=body.max_tokens,
             min_length=body.min_tokens,
             temperature=body.temperature,
             top_k=top_k,
@@ -333,8 +344,6 @@ def sample_config(body: CompletionRequest) -> SampleConfig:
             lambda m: FIELD_OF_FLAG.get(m[1], m[1].replace("-", "_")),
             str(error),
         )
-        if body.max_tokens < 0:
-            message = f"max_tokens {body.max_tokens} must be 0 or more"
         raise ApiError(400, message, message.split()[0]) from None
 
 

@@ -51,6 +51,7 @@ class BatchWorker:
         self.waiting: deque[Job] = deque()
         self.wake = threading.Condition()
         self.stopping = False
+        self.most = 0  # the largest batch stepped so far
         self.thread = threading.Thread(target=self._run, name="lstmgen-batch", daemon=True)
         self.thread.start()
 
@@ -96,6 +97,7 @@ class BatchWorker:
                 gone = {job for job in self.batch.owners() if job.cancelled}
                 if gone:
                     self.batch.drop(gone)
+                self.most = max(self.most, len(self.batch))
                 self._deliver(self.batch.step())
             except Exception as error:  # a bug: tell the waiting clients, keep serving others
                 say(traceback.format_exc())
