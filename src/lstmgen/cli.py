@@ -104,6 +104,16 @@ Threads = Annotated[
 ]
 
 
+ServeThreads = Annotated[
+    int | None,
+    typer.Option(
+        help="CPU threads the batch computes with. \\[default: 1, leaving a core to the HTTP "
+        "side; LSTMGEN_THREADS sets it too]",
+        show_default=False,
+    ),
+]
+
+
 # ----- commands -------------------------------------------------------------------------------
 @app.command(cls=Command)
 @with_options(DataConfig)
@@ -275,7 +285,7 @@ def serve(
     ],
     checkpoint: Checkpoint = "best",
     device: Device = "auto",
-    threads: Threads = None,
+    threads: ServeThreads = None,
     options: dict | None = None,
 ) -> None:
     """Serve runs over HTTP: an OpenAI-compatible completions API and a web page to try them."""

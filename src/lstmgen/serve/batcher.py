@@ -19,6 +19,8 @@ from lstmgen.config import SampleConfig
 from lstmgen.errors import say
 from lstmgen.inference import Model
 from lstmgen.sampling.batch import Piece, RunningBatch
+from lstmgen.threads import requested as requested_threads
+from lstmgen.threads import use as use_threads
 
 
 class Overloaded(Exception):
@@ -77,6 +79,7 @@ class BatchWorker:
         self.thread.join()
 
     def _run(self) -> None:
+        use_threads(requested_threads() or 1)  # the event loop and the clients need a core
         while True:
             with self.wake:
                 while not (self.waiting or len(self.batch) or self.stopping):
