@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 import traceback
 from collections import deque
 
@@ -80,6 +81,8 @@ class BatchWorker:
 
     def _run(self) -> None:
         use_threads(requested_threads() or 1)  # the event loop and the clients need a core
+        held: list[Piece] = []  # pieces not yet handed over
+        sent = time.perf_counter()
         while True:
             with self.wake:
                 while not (self.waiting or len(self.batch) or self.stopping):
@@ -101,11 +104,22 @@ class BatchWorker:
                 if gone:
                     self.batch.drop(gone)
                 self.most = max(self.most, len(self.batch))
-                self._deliver(self.batch.step())
+                made = self.batch.step()
+                held += made
+                # Wake the event loop every 10 ms, not every step (~0.1 ms): an SSE event per
+                # token per client cost more than the token (BENCHMARKS.md, serve).
+                if (
+                    time.perf_counter() - sent >= 0.01
+                    or not len(self.batch)
+                    or any(p.end for p in made)
+                ):
+                    self._deliver(held)
+                    held, sent = [], time.perf_counter()
             except Exception as error:  # a bug: tell the waiting clients, keep serving others
                 say(traceback.format_exc())
                 owners = self.batch.owners()
                 self.batch.drop(owners)
+                held = []
                 for job in owners:
                     job.loop.call_soon_threadsafe(job.queue.put_nowait, error)
 
