@@ -14,7 +14,15 @@ from typing import Annotated
 import typer
 
 from lstmgen._version import __version__
-from lstmgen.config import DataConfig, ModelConfig, ReadOptions, SampleConfig, TrainConfig
+from lstmgen.config import (
+    API_KEY_ENV,
+    DataConfig,
+    ModelConfig,
+    ReadOptions,
+    SampleConfig,
+    ServeConfig,
+    TrainConfig,
+)
 from lstmgen.console import interact, unescape, write_jsonl, write_text
 from lstmgen.data.prepare import prepare as prepare_store
 from lstmgen.data.sources import read_documents
@@ -92,6 +100,16 @@ Threads = Annotated[
     typer.Option(
         help="CPU threads to compute with. \\[default: chosen by measuring one thread against all "
         "cores as it runs; LSTMGEN_THREADS sets it too]",
+        show_default=False,
+    ),
+]
+
+
+ServeThreads = Annotated[
+    int | None,
+    typer.Option(
+        help="CPU threads the batch computes with. \\[default: 1, leaving a core to the HTTP "
+        "side; LSTMGEN_THREADS sets it too]",
         show_default=False,
     ),
 ]
@@ -360,6 +378,29 @@ def evaluate(
             "characters) scored as one <unk> each: what they spell costs no bits, so bits/char "
             "is flattered by that much"
         )
+
+
+@app.command(cls=Command)
+@with_options(ServeConfig)
+def serve(
+    runs: Annotated[
+        list[Path], typer.Argument(help="Run directories to serve.", show_default=False)
+    ],
+    checkpoint: Checkpoint = "best",
+    device: Device = "auto",
+    threads: ServeThreads = None,
+    options: dict | None = None,
+) -> None:
+    """Serve runs over HTTP: an OpenAI-compatible completions API and a web page to try them."""
+    settings = ServeConfig(**{"api_key": os.environ.get(API_KEY_ENV) or None, **options})
+    try:  # FastAPI and uvicorn are an extra; imported here, so --help never loads them
+        from lstmgen.serve import serve as run_server
+    except ImportError as error:
+        raise LstmgenError(
+            f"lstmgen serve needs {error.name}: pip install 'lstmgen[serve]'"
+        ) from None
+    api().use_threads(threads)
+    run_server(runs, settings, device=device, checkpoint=checkpoint)
 
 
 @app.command(cls=Command)

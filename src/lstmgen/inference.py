@@ -78,9 +78,11 @@ class Model:
             )
         return ids
 
-    def _prime_ids(self, prime: str) -> torch.Tensor:
+    def prime_ids(self, prime: str, *, quiet: bool = False) -> torch.Tensor:
+        """The prime's token ids (T,); no prime: a line break. quiet: no unknown-token warning."""
         if prime:
-            return torch.from_numpy(self.encode(prime, what="the prime"))
+            ids = self.tokenizer.encode(prime) if quiet else self.encode(prime, what="the prime")
+            return torch.from_numpy(ids)
         # No prime: start as if after a line break (or the most common character).
         start = self.tokenizer.encode("\n")[:1]
         if len(start) == 0 or start[0] == self.tokenizer.unknown_id:
@@ -97,7 +99,7 @@ class Model:
         iterator's `tokens[i]` counts the tokens sample i has taken so far.
         """
         config = SampleConfig.build(settings, **more)
-        prime_ids = self._prime_ids(prime)
+        prime_ids = self.prime_ids(prime)
         context = prime_ids.tolist() if prime else []  # the first word's spacing follows the prime
 
         def events(counted) -> Iterator[Event]:

@@ -22,11 +22,14 @@ from lstmgen.config.data import LEVELS, CleanOptions, DataConfig, ReadOptions
 from lstmgen.config.model import ADDED_LATER, ModelConfig
 from lstmgen.config.options import flag_of, option, parse_duration, random_seed
 from lstmgen.config.sampling import SampleConfig
+from lstmgen.config.serve import API_KEY_ENV, ServeConfig
 from lstmgen.config.training import RESUMABLE, TrainConfig
 from lstmgen.errors import LstmgenError
 from lstmgen.files import recover, write_json
 
 __all__ = [
+    "API_KEY_ENV",
+    "ServeConfig",
     "LEVELS",
     "RUN_FORMAT",
     "CleanOptions",

@@ -78,12 +78,10 @@ def choose(logits: np.ndarray, config: SampleConfig, uniforms: np.ndarray) -> np
     """Adjusted logits (B, V) and one uniform in [0, 1) per row → token ids (B,)."""
     if config.temperature == 0:
         return logits.argmax(axis=-1)
-    if len(logits) == 1:  # one stream: the same draw in fewer, cheaper calls
+    if len(logits) == 1:  # one stream: the same draw (same float64 threshold) in cheaper calls
         row = logits[0]
         cumulative = np.exp(row - row.max()).cumsum()
-        return np.array(
-            [cumulative.searchsorted(float(uniforms[0]) * float(cumulative[-1]), side="right")]
-        )
+        return np.array([np.count_nonzero(cumulative <= uniforms[0] * cumulative[-1])])
     weights = np.exp(logits - logits.max(axis=-1, keepdims=True))
     cumulative = np.cumsum(weights, axis=-1)
     # The first token whose cumulative weight exceeds u * total (never a token of weight 0).
@@ -271,6 +269,22 @@ def sample_text(
     )
 
 
+def text_of(token: int, decoder, matcher: StopMatcher | None, last: bool) -> tuple[str, str | None]:
+    """A sample's new text for its next token, and why it ends there ("stop", "length") or None."""
+    text, end = decoder.feed(token), None
+    if last:
+        text += decoder.flush()
+    if matcher is not None:
+        text, stopped = matcher.feed(text)
+        if stopped:
+            end = "stop"
+        elif last:
+            text += matcher.flush()
+    if end is None and last:
+        end = "length"
+    return text, end
+
+
 def _events(sampler: TokenSampler, new_decoder, config: SampleConfig) -> Iterator[Event]:
     n = config.num_samples
     matchers = [
@@ -284,18 +298,7 @@ def _events(sampler: TokenSampler, new_decoder, config: SampleConfig) -> Iterato
         ended = []
         pairs = zip(sampler.samples.tolist(), ids.tolist(), strict=True)
         for row, (sample, token) in enumerate(pairs):
-            text, end = decoders[sample].feed(token), None
-            if made == config.length:
-                text += decoders[sample].flush()
-            matcher = matchers[sample]
-            if matcher is not None:
-                text, stopped = matcher.feed(text)
-                if stopped:
-                    end = "stop"
-                elif made == config.length:
-                    text += matcher.flush()
-            if end is None and made == config.length:
-                end = "length"
+            text, end = text_of(token, decoders[sample], matchers[sample], made == config.length)
             if text or end:
                 yield Event(sample, text, end)
             if end:

@@ -18,6 +18,12 @@ It gives the same probabilities as the `nn.LSTM` forward up to float rounding
 (tests check 1e-5). GPUs, GRU cells and batches of 32 streams or more (where
 the work is large matrix products that PyTorch does as fast) use `TorchStepper`,
 which calls the model's own `step`.
+
+Both let streams leave (`keep`) and join (`join`) between steps, for a server's running batch.
+A row's numbers then must not depend on which rows it is computed with: OpenBLAS multiplies one
+row (a matrix-vector product) and a vocabulary that is not a multiple of 16 columns in another
+order than a block of rows, so `exact_rows=True` pads to at least 2 rows and 16k columns;
+each row's logits are then the same bits at every batch size (tests/test_batch.py).
 """
 
 from __future__ import annotations
@@ -48,6 +54,13 @@ class TorchStepper:
         else:
             self.state = self.state.index_select(1, index)
 
+    def join(self, state: State) -> None:
+        """Add streams (their states (L, n, H)) after the current ones."""
+        if isinstance(self.state, tuple):
+            self.state = tuple(torch.cat([a, b], 1) for a, b in zip(self.state, state, strict=True))
+        else:
+            self.state = torch.cat([self.state, state], 1)
+
 
 def _reorder(w: np.ndarray, hidden: int) -> np.ndarray:
     """Columns in PyTorch's gate order (i, f, g, o) → (i, f, o, g), sigmoid columns negated."""
@@ -58,8 +71,15 @@ def _reorder(w: np.ndarray, hidden: int) -> np.ndarray:
 class NumpyLSTMStepper:
     """The fast CPU path for LSTM models (see the module docstring)."""
 
-    def __init__(self, model: LSTMLanguageModel, state: tuple[torch.Tensor, torch.Tensor]):
+    def __init__(
+        self,
+        model: LSTMLanguageModel,
+        state: tuple[torch.Tensor, torch.Tensor],
+        *,
+        exact_rows: bool = False,
+    ):
         rnn, H = model.rnn, model.config.hidden
+        self.min_rows = 2 if exact_rows else 1
         self.layers, self.hidden = model.config.layers, H
         # remove_duplicate=False: with tied weights head.weight is the embedding, and must still
         # be found.
@@ -90,12 +110,19 @@ class NumpyLSTMStepper:
             for l in range(1, self.layers)
         ]
         head = np.concatenate([weights["head.weight"].T, weights["head.bias"][None]])  # (H + 1, V)
+        self.vocab = head.shape[1]
+        if exact_rows:  # zero columns up to a multiple of 16 (see the module docstring)
+            head = np.pad(head, ((0, 0), (0, -self.vocab % 16)))
         self.head = np.ascontiguousarray(head, dtype=np.float32)
         assert rnn.bias and not rnn.bidirectional and getattr(rnn, "proj_size", 0) == 0
         h, c = (s.detach().float().cpu().numpy() for s in state)  # (L, B, H)
+        self.streams = 0
         self._allocate(h, c)
 
     def _allocate(self, h: np.ndarray, c: np.ndarray) -> None:
+        self.streams = h.shape[1]
+        if self.streams < self.min_rows:  # padding rows, never read
+            h, c = (np.pad(a, ((0, 0), (0, self.min_rows - self.streams), (0, 0))) for a in (h, c))
         L, B, H = h.shape
         # Each layer's buffer holds [input from below | own h | 1]; layer 0's only [own h | 1].
         self.buf = [np.ones((B, H + 1), np.float32)] + [
@@ -106,7 +133,7 @@ class NumpyLSTMStepper:
             self.own[l][...] = h[l]
             if l + 1 < L:
                 self.buf[l + 1][:, :H] = h[l]
-        self.c = np.ascontiguousarray(c)
+        self.c = np.array(c, dtype=np.float32)  # a copy: the caller's state stays as it was
         g = self.gates = np.empty((B, 4 * H), np.float32)
         self.rows = np.empty((B, 4 * H), np.float32)
         self.tmp = np.empty((B, H), np.float32)
@@ -130,6 +157,8 @@ class NumpyLSTMStepper:
         """ids (B,) → next-token logits (B, V). The returned array is reused by the next call."""
         g, tmp = self.gates, self.tmp
         sig, cand, i, f, o = self.views
+        if len(ids) < len(g):
+            ids = np.pad(ids, (0, len(g) - len(ids)))
         for l, (x, w, c, h, above) in enumerate(self.plan):
             np.matmul(x, w, out=g)
             if l == 0:
@@ -147,20 +176,32 @@ class NumpyLSTMStepper:
             np.multiply(o, tmp, out=h)  # h = o * tanh(c)
             if above is not None:
                 above[...] = h
-        return np.matmul(self.top, self.head, out=self.logits)
+        logits = np.matmul(self.top, self.head, out=self.logits)
+        return logits[: self.streams, : self.vocab]
 
     def keep(self, rows: np.ndarray) -> None:
         """Continue only the streams at these row positions."""
         h = np.stack([own[rows] for own in self.own])
         self._allocate(h, self.c[:, rows])
 
+    def join(self, state: tuple[torch.Tensor, torch.Tensor]) -> None:
+        """Add streams (their states (L, n, H)) after the current ones."""
+        live = np.arange(self.streams)
+        h = np.stack([own[live] for own in self.own])
+        new_h, new_c = (s.detach().float().cpu().numpy() for s in state)
+        self._allocate(np.concatenate([h, new_h], 1), np.concatenate([self.c[:, live], new_c], 1))
 
-def make_stepper(model: LSTMLanguageModel, state: State) -> TorchStepper | NumpyLSTMStepper:
-    """The fastest path this model and device allow."""
+
+def make_stepper(
+    model: LSTMLanguageModel, state: State, *, exact_rows: bool = False
+) -> TorchStepper | NumpyLSTMStepper:
+    """The fastest path this model and device allow; with exact_rows (a batch whose rows come
+    and go), the numpy path at every batch size, padded so that rows do not affect each other."""
     on_cpu = next(model.parameters()).device.type == "cpu"
     streams = (state[0] if isinstance(state, tuple) else state).shape[1]
     # From about 32 streams on, the work is big matrix products, where PyTorch's are as fast or
     # faster.
-    if on_cpu and model.config.cell == "lstm" and isinstance(state, tuple) and streams < 32:
-        return NumpyLSTMStepper(model, state)
+    numpy_fits = on_cpu and model.config.cell == "lstm" and isinstance(state, tuple)
+    if numpy_fits and (exact_rows or streams < 32):
+        return NumpyLSTMStepper(model, state, exact_rows=exact_rows)
     return TorchStepper(model, state)

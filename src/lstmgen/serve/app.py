@@ -1,0 +1,454 @@
+"""The HTTP service: OpenAI-style completions (JSON or server-sent events), models, the page.
+
+`create_app(runs, ...)` loads the runs and returns a FastAPI (ASGI) app; `lstmgen serve` runs
+it with uvicorn. Request and response shapes follow the OpenAI completions API as llama.cpp's
+server and vLLM implement it; errors come in their envelope, {"error": {message, type, param,
+code}}, with 4xx statuses for anything a client sends.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import time
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Literal
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException
+
+from lstmgen.config import SampleConfig, ServeConfig
+from lstmgen.describe import info
+from lstmgen.errors import LstmgenError
+from lstmgen.inference import Model, load
+from lstmgen.serve.batcher import BatchWorker, Job, Overloaded
+
+STATIC = Path(__file__).parent / "static"
+MAX_BODY_BYTES = 1_000_000
+MAX_PROMPT_CHARS = 32_768
+MAX_PROMPTS = 16
+MAX_N = 16
+# The CLI's flag in a SampleConfig message → the request's field.
+FIELD_OF_FLAG = {"length": "max_tokens", "min-length": "min_tokens", "num-samples": "n"}
+
+
+class ApiError(Exception):
+    """A client's mistake, answered as {"error": {...}} with this status."""
+
+    TYPES = {
+        400: "invalid_request_error",
+        401: "authentication_error",
+        404: "not_found_error",
+        413: "invalid_request_error",
+        422: "invalid_request_error",
+        503: "unavailable_error",
+    }
+
+    def __init__(self, status: int, message: str, param: str | None = None):
+        super().__init__(message)
+        self.status, self.message, self.param = status, message, param
+
+
+def error_response(status: int, message: str, param: str | None = None) -> JSONResponse:
+    body = {
+        "error": {
+            "message": message,
+            "type": ApiError.TYPES.get(status, "server_error"),
+            "param": param,
+            "code": status,
+        }
+    }
+    return AsciiJSON(body, status_code=status)
+
+
+class AsciiJSON(JSONResponse):
+    """JSON with ASCII escapes: a client's lone surrogate echoed in a message cannot break it."""
+
+    def render(self, content) -> bytes:
+        return json.dumps(content).encode()
+
+
+# ----- request and response shapes ------------------------------------------------------------
+class StreamOptions(BaseModel):
+    include_usage: bool = False
+
+
+def at_least(low: float, high: float | None = None) -> dict:
+    """Bounds shown in the schema; the app checks them itself (400, with the CLI's message)."""
+    bounds = {"minimum": low} | ({"maximum": high} if high is not None else {})
+    return {"json_schema_extra": bounds}
+
+
+class CompletionRequest(BaseModel):
+    """POST /v1/completions; fields other servers take but lstmgen does not are ignored."""
+
+    model_config = ConfigDict(extra="ignore")
+    model: str | None = Field(None, description="A served run's name; optional with one run.")
+    prompt: str | list[str] = Field("", description="Text to continue, or a list of them.")
+    max_tokens: int = Field(16, description="Tokens to generate per choice.", **at_least(0))
+    temperature: float = Field(
+        1.0, description="0 = greedy; higher = more surprising.", **at_least(0)
+    )
+    top_p: float = Field(1.0, description="Sample from the smallest set holding this (0, 1].")
+    top_k: int | None = Field(None, description="Sample among the k most likely (0 or -1: all).")
+    n: int = Field(1, description="Choices per prompt.", **at_least(1, MAX_N))
+    stop: str | list[str] | None = Field(None, description="End a choice where this appears.")
+    seed: int | None = Field(None, description="Same seed and settings, same text.", **at_least(0))
+    stream: bool = Field(False, description="Send text as server-sent events as it is made.")
+    stream_options: StreamOptions | None = None
+    repetition_penalty: float = Field(1.0, description="Above 1: recent tokens less likely.")
+    min_tokens: int = Field(0, description="No stop ends a choice before this many.", **at_least(0))
+
+
+class Choice(BaseModel):
+    index: int
+    text: str
+    finish_reason: Literal["stop", "length"] | None
+    logprobs: None = None
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class Completion(BaseModel):
+    id: str
+    object: Literal["text_completion"] = "text_completion"
+    created: int
+    model: str
+    choices: list[Choice]
+    usage: Usage | None = None
+
+
+class ModelCard(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str = "lstmgen"
+    level: str
+    parameters: int
+    best_val_bits_per_char: float | None
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]
+
+
+class ErrorBody(BaseModel):
+    message: str
+    type: str
+    param: str | None
+    code: int
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody
+
+
+ERRORS = {status: {"model": ErrorResponse} for status in (400, 401, 404, 413, 422, 503)}
+
+
+# ----- the app --------------------------------------------------------------------------------
+def create_app(
+    runs: Sequence[str | Path],
+    settings: ServeConfig | None = None,
+    *,
+    device: str = "auto",
+    checkpoint: str = "best",
+    **options,
+) -> FastAPI:
+    """An ASGI app serving these runs (each by its folder's name); options are ServeConfig's
+    fields (api_key, max_batch, max_tokens, ...). Models load now: a bad run fails here."""
+    config = settings or ServeConfig(**options)
+    models: dict[str, Model] = {}
+    cards: dict[str, ModelCard] = {}
+    for run in runs:
+        name = Path(run).resolve().name
+        if name in models:
+            raise LstmgenError(f"two runs are named {name!r}; serve runs from folders of own names")
+        models[name] = load(run, checkpoint=checkpoint, device=device)
+        about = info(run)
+        cards[name] = ModelCard(
+            id=name,
+            created=int(Path(run).stat().st_mtime),
+            level=about["level"],
+            parameters=about["parameters"],
+            best_val_bits_per_char=about["best_val_bits_per_char"],
+        )
+    if not models:
+        raise LstmgenError("name at least one run directory to serve")
+    workers: dict[str, BatchWorker] = {}
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        for name, model in models.items():
+            workers[name] = BatchWorker(
+                model, max_batch=config.max_batch, max_waiting=4 * config.max_batch
+            )
+        yield
+        for worker in workers.values():
+            worker.stop()
+
+    app = FastAPI(
+        title="lstmgen",
+        description="OpenAI-compatible completions from lstmgen runs.",
+        lifespan=lifespan,
+    )
+    app.state.workers = workers  # one per model, started with the app
+    app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
+    bearer = HTTPBearer(auto_error=False)
+
+    def authorised(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
+        given = credentials.credentials if credentials else ""
+        if not secrets.compare_digest(given.encode(), config.api_key.encode()):
+            raise ApiError(401, "missing or wrong API key: send 'Authorization: Bearer KEY'")
+
+    keyed = [Depends(authorised)] if config.api_key is not None else []  # in the schema: if set
+
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, error: ApiError) -> JSONResponse:
+        return error_response(error.status, error.message, error.param)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, error: HTTPException) -> JSONResponse:
+        return error_response(error.status_code, str(error.detail))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, error: RequestValidationError) -> JSONResponse:
+        first = error.errors()[0]
+        if first["type"] == "json_invalid":
+            return error_response(400, f"the body is not valid JSON ({first['msg']})")
+        where = ".".join(str(part) for part in first["loc"][1:]) or "body"
+        return error_response(422, f"{where}: {first['msg']}", where)
+
+    @app.get("/", include_in_schema=False)
+    async def page() -> FileResponse:
+        return FileResponse(STATIC / "index.html")
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/health")
+    async def health() -> dict:
+        return {"status": "ok"}
+
+    @app.get("/v1/models", dependencies=keyed, responses=ERRORS)
+    async def list_models() -> ModelList:
+        return ModelList(data=list(cards.values()))
+
+    @app.post(
+        "/v1/completions",
+        dependencies=keyed,
+        responses={**ERRORS, 200: {"content": {"text/event-stream": {}}}},
+    )
+    async def completions(body: CompletionRequest, request: Request) -> Completion:
+        name = model_name(body.model, models)
+        model, prompts = models[name], check(body, config)
+        settings = sample_config(body)
+        parts = []
+        for prompt in prompts:
+            ids = model.prime_ids(prompt, quiet=True)
+            context = ids.tolist() if prompt else []  # the first word's spacing follows it
+            decoders = [model.tokenizer.stream_decoder(context) for _ in range(body.n)]
+            parts.append((ids, settings, decoders))
+        job = Job(parts)
+        answer = Answer(name, body.n, len(prompts), sum(len(ids) for ids, _, _ in parts))
+        if body.max_tokens > 0:
+            try:
+                workers[name].submit(job)
+            except Overloaded as error:
+                raise ApiError(503, str(error)) from None
+        if body.stream:
+            usage = body.stream_options is not None and body.stream_options.include_usage
+            return StreamingResponse(
+                answer.events(job, body.max_tokens == 0, usage), media_type="text/event-stream"
+            )
+        return await answer.whole(job, body.max_tokens == 0, request)
+
+    return app
+
+
+def model_name(asked: str | None, models: dict) -> str:
+    if asked is None:
+        if len(models) == 1:
+            return next(iter(models))
+        raise ApiError(400, f"name a model: one of {', '.join(models)}", "model")
+    if asked not in models:
+        raise ApiError(
+            404, f"model {asked!r} is not served here; ask for one of {', '.join(models)}", "model"
+        )
+    return asked
+
+
+def check(body: CompletionRequest, config: ServeConfig) -> list[str]:
+    """The request's prompts, after the server's limits (400 when over one)."""
+    prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
+    if not prompts:
+        raise ApiError(400, "prompt is an empty list; give a string or a list of strings", "prompt")
+    if len(prompts) > MAX_PROMPTS:
+        raise ApiError(400, f"{len(prompts)} prompts; at most {MAX_PROMPTS} a request", "prompt")
+    longest = max(len(p) for p in prompts)
+    if longest > MAX_PROMPT_CHARS:
+        raise ApiError(
+            400, f"a prompt of {longest} characters; at most {MAX_PROMPT_CHARS}", "prompt"
+        )
+    if body.max_tokens < 0:
+        raise ApiError(400, f"max_tokens {body.max_tokens} must be 0 or more", "max_tokens")
+    if body.max_tokens > config.max_tokens:
+        raise ApiError(
+            400,
+            f"max_tokens {body.max_tokens} is more than this server allows ({config.max_tokens})",
+            "max_tokens",
+        )
+    if not 1 <= body.n <= MAX_N:
+        raise ApiError(400, f"n {body.n} must be between 1 and {MAX_N}", "n")
+    if body.n * len(prompts) > config.max_batch:
+        raise ApiError(
+            400,
+            f"{body.n * len(prompts)} choices (prompts × n); this server batches at most "
+            f"{config.max_batch}",
+            "n",
+        )
+    return prompts
+
+
+def sample_config(body: CompletionRequest) -> SampleConfig:
+    """The request's settings, checked as the command line's are (400 with the field's name)."""
+    top_k = None if body.top_k in (None, 0, -1) else body.top_k
+    try:
+        return SampleConfig(
+            length=body.max_tokens,
+            min_length=body.min_tokens,
+            temperature=body.temperature,
+            top_k=top_k,
+            top_p=body.top_p,
+            repetition_penalty=body.repetition_penalty,
+            stop=[] if body.stop is None else body.stop,
+            seed=body.seed,
+            num_samples=body.n,
+        )
+    except LstmgenError as error:
+        message = re.sub(
+            r"--([a-z-]+)",
+            lambda m: FIELD_OF_FLAG.get(m[1], m[1].replace("-", "_")),
+            str(error),
+        )
+        raise ApiError(400, message, message.split()[0]) from None
+
+
+class Answer:
+    """The reply to one request: choices in OpenAI's order (prompt by prompt, n each)."""
+
+    def __init__(self, model: str, n: int, prompts: int, prompt_tokens: int):
+        self.id, self.created = f"cmpl-{uuid.uuid4().hex}", int(time.time())
+        self.model, self.n, self.choices = model, n, n * prompts
+        self.prompt_tokens = prompt_tokens
+        self.tokens = [0] * self.choices
+
+    def usage(self) -> Usage:
+        made = sum(self.tokens)
+        return Usage(
+            prompt_tokens=self.prompt_tokens,
+            completion_tokens=made,
+            total_tokens=self.prompt_tokens + made,
+        )
+
+    async def pieces(self, job: Job, empty: bool) -> AsyncIterator[dict[int, list]]:
+        """{choice: [text, finish_reason]} of all the pieces made since the last one."""
+        if empty:  # max_tokens 0
+            yield {i: ["", "length"] for i in range(self.choices)}
+            return
+        ended = 0
+        try:
+            while ended < self.choices:
+                items = [await job.queue.get()]
+                while not job.queue.empty():
+                    items.append(job.queue.get_nowait())
+                merged: dict[int, list] = {}
+                for item in items:
+                    if isinstance(item, Exception):
+                        raise item
+                    for piece in item:
+                        choice = piece.sample.index
+                        self.tokens[choice] = piece.sample.made
+                        entry = merged.setdefault(choice, ["", None])
+                        entry[0] += piece.text
+                        entry[1] = piece.end
+                        ended += piece.end is not None
+                yield merged
+        finally:
+            job.cancelled = True  # a client gone: its samples leave at the next step
+
+    async def whole(self, job: Job, empty: bool, request: Request) -> Completion:
+        texts, ends = [""] * self.choices, ["length"] * self.choices
+        async for merged in self.pieces(job, empty):
+            for choice, (text, end) in merged.items():
+                texts[choice] += text
+                ends[choice] = end or ends[choice]
+        choices = [
+            Choice(index=i, text=text, finish_reason=end)  # type: ignore[arg-type]
+            for i, (text, end) in enumerate(zip(texts, ends, strict=True))
+        ]
+        return Completion(
+            id=self.id, created=self.created, model=self.model, choices=choices, usage=self.usage()
+        )
+
+    async def events(self, job: Job, empty: bool, usage: bool) -> AsyncIterator[str]:
+        """Server-sent events: one per step with new text, then usage if asked, then [DONE]."""
+        head = {"id": self.id, "object": "text_completion", "created": self.created}
+        async for merged in self.pieces(job, empty):
+            choices = [
+                {"index": i, "text": text, "finish_reason": end, "logprobs": None}
+                for i, (text, end) in sorted(merged.items())
+            ]
+            yield sse({**head, "model": self.model, "choices": choices})
+        if usage:
+            yield sse(
+                {**head, "model": self.model, "choices": [], "usage": self.usage().model_dump()}
+            )
+        yield "data: [DONE]\n\n"
+
+
+def sse(data: dict) -> str:
+    return f"data: {json.dumps(data)}\n\n"
+
+
+class BodyLimit:
+    """ASGI middleware: a request body over `limit` bytes is answered 413 before it is read."""
+
+    def __init__(self, app, limit: int):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = dict(scope["headers"])
+        declared = headers.get(b"content-length", b"0")
+        if declared.isdigit() and int(declared) > self.limit:
+            return await too_large(self.limit)(scope, receive, send)
+        seen = 0
+
+        async def counted():
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.limit:
+                raise HTTPException(413, f"the request body is over {self.limit:,} bytes")
+            return message
+
+        return await self.app(scope, counted, send)
+
+
+def too_large(limit: int) -> JSONResponse:
+    return error_response(413, f"the request body is over {limit:,} bytes")

@@ -1,0 +1,139 @@
+"""One model's running batch, stepped in a thread off the event loop.
+
+Requests (`Job`s) wait in a queue and join the batch between steps while it has room
+(`max_batch` samples); each step's pieces of text go back to the event loop in one call, where
+every job's asyncio queue receives its own. A job whose client went away is cancelled and its
+samples leave at the next step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import traceback
+from collections import deque
+
+import torch
+
+from lstmgen.config import SampleConfig
+from lstmgen.errors import say
+from lstmgen.inference import Model
+from lstmgen.sampling.batch import Piece, RunningBatch
+from lstmgen.threads import requested as requested_threads
+from lstmgen.threads import use as use_threads
+
+
+class Overloaded(Exception):
+    """Too many samples are waiting already (or the server is stopping): try again later."""
+
+
+class Job:
+    """One request: its prompts' samples, and the queue their pieces arrive in.
+
+    Each item of `queue` is a list of Pieces (one step's worth), or an Exception.
+    """
+
+    def __init__(self, parts: list[tuple[torch.Tensor, SampleConfig, list]]):
+        self.parts = parts  # (prime ids, settings, one decoder per sample) per prompt
+        self.samples = sum(config.num_samples for _, config, _ in parts)
+        self.loop = asyncio.get_running_loop()
+        self.queue: asyncio.Queue = asyncio.Queue()
+        self.cancelled = False
+
+
+class BatchWorker:
+    """Steps one model's running batch in a thread while there are samples to make."""
+
+    def __init__(self, model: Model, *, max_batch: int, max_waiting: int):
+        tokenizer = model.tokenizer
+        self.batch = RunningBatch(
+            model.module, banned=tokenizer.never_generated, rules=getattr(tokenizer, "rules", None)
+        )
+        self.max_batch, self.max_waiting = max_batch, max_waiting
+        self.waiting: deque[Job] = deque()
+        self.wake = threading.Condition()
+        self.stopping = False
+        self.most = 0  # the largest batch stepped so far
+        self.thread = threading.Thread(target=self._run, name="lstmgen-batch", daemon=True)
+        self.thread.start()
+
+    def submit(self, job: Job) -> None:
+        """Queue a job; Overloaded when too many samples wait already or the server stops."""
+        with self.wake:
+            if self.stopping:
+                raise Overloaded("the server is shutting down")
+            waiting = sum(j.samples for j in self.waiting)
+            if waiting + job.samples > self.max_waiting:
+                raise Overloaded(
+                    f"the server is busy ({waiting} samples are waiting for a place in the "
+                    "batch); try again shortly"
+                )
+            self.waiting.append(job)
+            self.wake.notify()
+
+    def stop(self) -> None:
+        """Finish the jobs in hand, then end the thread."""
+        with self.wake:
+            self.stopping = True
+            self.wake.notify()
+        self.thread.join()
+
+    def _run(self) -> None:
+        use_threads(requested_threads() or 1)  # the event loop and the clients need a core
+        held: list[Piece] = []  # pieces not yet handed over
+        sent = time.perf_counter()
+        while True:
+            with self.wake:
+                while not (self.waiting or len(self.batch) or self.stopping):
+                    self.wake.wait()
+                if self.stopping and not (self.waiting or len(self.batch)):
+                    return
+                joining: list[Job] = []
+                room = self.max_batch - len(self.batch)
+                while self.waiting and self.waiting[0].samples <= room:
+                    joining.append(self.waiting.popleft())
+                    room -= joining[-1].samples
+            for job in joining:  # primed here, outside the lock: submit() need not wait
+                first = 0
+                for prime_ids, config, decoders in job.parts if not job.cancelled else []:
+                    self.batch.add(job, prime_ids, config, decoders, first)
+                    first += len(decoders)
+            try:
+                gone = {job for job in self.batch.owners() if job.cancelled}
+                if gone:
+                    self.batch.drop(gone)
+                self.most = max(self.most, len(self.batch))
+                made = self.batch.step()
+                held += made
+                # Wake the event loop every 10 ms, not every step (~0.1 ms): an SSE event per
+                # token per client cost more than the token (BENCHMARKS.md, serve).
+                if (
+                    time.perf_counter() - sent >= 0.01
+                    or not len(self.batch)
+                    or any(p.end for p in made)
+                ):
+                    self._deliver(held)
+                    held, sent = [], time.perf_counter()
+            except Exception as error:  # a bug: tell the waiting clients, keep serving others
+                say(traceback.format_exc())
+                owners = self.batch.owners()
+                self.batch.drop(owners)
+                held = []
+                for job in owners:
+                    job.loop.call_soon_threadsafe(job.queue.put_nowait, error)
+
+    @staticmethod
+    def _deliver(pieces: list[Piece]) -> None:
+        """Hand one step's pieces to their jobs: one call into the event loop for all of them."""
+        if not pieces:
+            return
+        by_job: dict[Job, list[Piece]] = {}
+        for piece in pieces:
+            by_job.setdefault(piece.sample.owner, []).append(piece)  # type: ignore[arg-type]
+
+        def put() -> None:
+            for job, mine in by_job.items():
+                job.queue.put_nowait(mine)
+
+        next(iter(by_job)).loop.call_soon_threadsafe(put)

@@ -1,0 +1,72 @@
+// The playground: stream /v1/completions into the page, with chars/s. No libraries.
+const $ = (id) => document.getElementById(id);
+let controller = null;
+
+function headers() {
+  const h = { "Content-Type": "application/json" };
+  if ($("key").value) h.Authorization = "Bearer " + $("key").value;
+  return h;
+}
+
+async function loadModels() {
+  const reply = await fetch("/v1/models", { headers: headers() });
+  if (!reply.ok) { $("status").textContent = (await reply.json()).error.message; return; }
+  $("model").replaceChildren(...(await reply.json()).data.map((m) => {
+    const bits = m.best_val_bits_per_char ? `, ${m.best_val_bits_per_char.toFixed(2)} bits/char` : "";
+    return new Option(`${m.id} (${m.level}${bits})`, m.id);
+  }));
+}
+
+async function generate(event) {
+  event.preventDefault();
+  const number = (id) => Number($(id).value);
+  const body = {
+    model: $("model").value, prompt: $("prime").value, stream: true,
+    temperature: number("temperature"), top_p: number("top_p"),
+    top_k: number("top_k"), max_tokens: number("max_tokens"),
+  };
+  $("shown-prime").textContent = body.prompt;
+  $("text").textContent = "";
+  $("generate").disabled = true; $("stop").disabled = false;
+  controller = new AbortController();
+  const started = performance.now();
+  let chars = 0, finish = "";
+  try {
+    const reply = await fetch("/v1/completions", {
+      method: "POST", headers: headers(), body: JSON.stringify(body), signal: controller.signal,
+    });
+    if (!reply.ok) throw new Error((await reply.json()).error.message);
+    const reader = reply.body.pipeThrough(new TextDecoderStream()).getReader();
+    let buffer = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buffer += value;
+      const events = buffer.split("\n\n");
+      buffer = events.pop();
+      for (const event of events) {
+        const data = event.replace(/^data: /, "");
+        if (data === "[DONE]") continue;
+        for (const choice of JSON.parse(data).choices) {
+          $("text").textContent += choice.text;
+          chars += [...choice.text].length;
+          if (choice.finish_reason) finish = ` (${choice.finish_reason})`;
+        }
+      }
+      const seconds = (performance.now() - started) / 1000;
+      $("status").textContent = `${chars} chars, ${(chars / seconds).toFixed(0)} chars/s${finish}`;
+    }
+  } catch (error) {
+    $("status").textContent = error.name === "AbortError" ? `stopped after ${chars} chars` : error.message;
+  } finally {
+    $("generate").disabled = false; $("stop").disabled = true;
+  }
+}
+
+$("form").addEventListener("submit", generate);
+$("stop").addEventListener("click", () => controller && controller.abort());
+$("prime").addEventListener("keydown", (e) => {  // Ctrl+Enter generates, as in many editors
+  if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) $("form").requestSubmit();
+});
+$("key").addEventListener("change", loadModels);
+loadModels();

@@ -1,0 +1,349 @@
+"""lstmgen serve: OpenAI client, raw HTTP and SSE, every error, batching, schemathesis, the page.
+
+One live server (uvicorn in a thread, on a free loopback port) serves the shared tiny run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+import schemathesis
+import torch
+import uvicorn
+from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from schemathesis.specs.openapi.checks import positive_data_acceptance
+
+import lstmgen
+from lstmgen.config import ModelConfig
+from lstmgen.model import LSTMLanguageModel
+from lstmgen.sampling.stepper import NumpyLSTMStepper
+from lstmgen.serve import create_app
+
+openai = pytest.importorskip("openai")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def served(trained_run):
+    """(base URL, app) of a live server with small limits, stopped after the session."""
+    app = create_app([trained_run], max_batch=16, max_tokens=300)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}", app
+    server.should_exit = True
+    thread.join(10)
+
+
+@pytest.fixture(scope="session")
+def url(served) -> str:
+    return served[0]
+
+
+@pytest.fixture
+def client(url):
+    return openai.OpenAI(base_url=f"{url}/v1", api_key="unused")
+
+
+# ----- the OpenAI client ----------------------------------------------------------------------
+def test_openai_client_completion(client, trained_run):
+    model = client.models.list().data[0]
+    assert model.id == trained_run.name
+    done = client.completions.create(model=model.id, prompt="The cat", max_tokens=30, seed=1)
+    assert done.object == "text_completion" and len(done.choices) == 1
+    assert len(done.choices[0].text) == 30 and done.choices[0].finish_reason == "length"
+    assert done.usage.completion_tokens == 30 and done.usage.prompt_tokens == len("The cat")
+    again = client.completions.create(model=model.id, prompt="The cat", max_tokens=30, seed=1)
+    assert again.choices[0].text == done.choices[0].text
+    other = client.completions.create(model=model.id, prompt="The cat", max_tokens=30, seed=2)
+    assert other.choices[0].text != done.choices[0].text
+
+
+def test_openai_client_streams_n_choices_with_stop(client, trained_run):
+    texts, ends = ["", "", ""], [None, None, None]
+    for chunk in client.completions.create(
+        model=trained_run.name, prompt=["The dog", "A"], max_tokens=60, n=3, stop=".",
+        seed=4, stream=True,
+    ):  # fmt: skip
+        for choice in chunk.choices:
+            if choice.index < 3:
+                texts[choice.index] += choice.text
+                ends[choice.index] = choice.finish_reason or ends[choice.index]
+    whole = client.completions.create(
+        model=trained_run.name, prompt=["The dog", "A"], max_tokens=60, n=3, stop=".", seed=4
+    )
+    assert [c.index for c in whole.choices] == list(range(6))
+    assert [c.text for c in whole.choices[:3]] == texts
+    assert all("." not in t for t in texts) and "stop" in ends
+    # each prompt's choices are that prompt's samples 0..n-1: the same as the API's
+    model = lstmgen.load(trained_run)
+    expected = model.generate("A", length=60, num_samples=3, stop=["."], seed=4, temperature=1.0)
+    assert [c.text for c in whole.choices[3:]] == expected
+
+
+# ----- raw HTTP -------------------------------------------------------------------------------
+def test_sse_framing_usage_and_done(url):
+    body = {"prompt": "The", "max_tokens": 20, "stream": True, "seed": 3}
+    body["stream_options"] = {"include_usage": True}
+    with httpx.stream("POST", f"{url}/v1/completions", json=body) as reply:
+        assert reply.headers["content-type"].startswith("text/event-stream")
+        raw = "".join(reply.iter_text())
+    events = raw.split("\n\n")
+    assert events[-1] == "" and events[-2] == "data: [DONE]"
+    chunks = [json.loads(e.removeprefix("data: ")) for e in events[:-2]]
+    assert all(e.startswith("data: ") for e in events[:-1])
+    assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["completion_tokens"] == 20
+    pieces = [c["choices"][0] for c in chunks[:-1]]
+    assert pieces[-1]["finish_reason"] == "length"
+    assert all(p["finish_reason"] is None for p in pieces[:-1])
+    plain = httpx.post(f"{url}/v1/completions", json={**body, "stream": False}).json()
+    assert "".join(p["text"] for p in pieces) == plain["choices"][0]["text"]
+
+
+def test_health_unseen_characters_and_zero_tokens(url):
+    assert httpx.get(f"{url}/health").json() == {"status": "ok"}
+    odd = httpx.post(f"{url}/v1/completions", json={"prompt": "日本語 ☃ é", "max_tokens": 5})
+    assert odd.status_code == 200 and len(odd.json()["choices"][0]["text"]) == 5
+    zero = httpx.post(f"{url}/v1/completions", json={"prompt": "a", "max_tokens": 0, "n": 2})
+    assert [(c["text"], c["finish_reason"]) for c in zero.json()["choices"]] == [("", "length")] * 2
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "says"),
+    [
+        ({"prompt": "a", "top_p": 1.5}, 400, "top_p 1.5 must be in (0, 1]"),
+        ({"prompt": "a", "temperature": -1}, 400, "temperature -1.0 must be 0 (greedy)"),
+        ({"prompt": "a", "max_tokens": 10, "min_tokens": 20}, 400, "min_tokens 20 must be"),
+        ({"prompt": "a", "max_tokens": -1}, 400, "max_tokens -1 must be 0 or more"),
+        ({"prompt": "a", "max_tokens": 301}, 400, "more than this server allows (300)"),
+        ({"prompt": "a", "n": 17}, 400, "n 17 must be between 1 and 16"),
+        ({"prompt": "a", "stop": [""]}, 400, "stop needs a non-empty string"),
+        ({"prompt": []}, 400, "prompt is an empty list"),
+        ({"prompt": "a" * 40_000}, 400, "at most 32768"),
+        ({"model": "nope"}, 404, "model 'nope' is not served here"),
+        ({"max_tokens": "many"}, 422, "max_tokens: Input should be a valid integer"),
+        ({"prompt": 3}, 422, "prompt"),
+    ],
+)
+def test_errors_come_in_the_envelope(url, body, status, says):
+    reply = httpx.post(f"{url}/v1/completions", json=body)
+    assert reply.status_code == status
+    error = reply.json()["error"]
+    assert says in error["message"] and error["code"] == status
+    assert set(error) == {"message", "type", "param", "code"}
+
+
+def test_bad_json_unknown_route_and_big_body(url):
+    bad = httpx.post(
+        f"{url}/v1/completions",
+        content=b'{"prompt": ',
+        headers={"content-type": "application/json"},
+    )
+    assert bad.status_code == 400 and "not valid JSON" in bad.json()["error"]["message"]
+    assert httpx.get(f"{url}/v2/nothing").json()["error"]["type"] == "not_found_error"
+    big = httpx.post(f"{url}/v1/completions", json={"prompt": "a" * 1_100_000})
+    assert big.status_code == 413 and "over 1,000,000 bytes" in big.json()["error"]["message"]
+
+    def chunked():  # no content-length: counted as it arrives
+        for _ in range(12):
+            yield b" " * 100_000
+
+    streamed = httpx.post(f"{url}/v1/completions", content=chunked())
+    assert streamed.status_code == 413
+
+
+def test_api_key_and_overload(trained_run):
+    app = create_app([trained_run], api_key="sesame", max_batch=2)
+    with TestClient(app) as http:
+        assert http.get("/health").status_code == 200  # open, for load balancers
+        missing = http.get("/v1/models")
+        assert (
+            missing.status_code == 401 and missing.json()["error"]["type"] == "authentication_error"
+        )
+        wrong = http.get("/v1/models", headers={"Authorization": "Bearer nope"})
+        assert wrong.status_code == 401
+        key = {"Authorization": "Bearer sesame"}
+        assert http.get("/v1/models", headers=key).status_code == 200
+        assert http.post("/v1/completions", json={"n": 3}, headers=key).status_code == 400
+        for worker in app.state.workers.values():
+            worker.stop()  # as when shutting down: new work is refused, clearly
+        busy = http.post("/v1/completions", json={"prompt": "a"}, headers=key)
+        assert busy.status_code == 503 and "shutting down" in busy.json()["error"]["message"]
+
+
+# ----- batching -------------------------------------------------------------------------------
+def test_concurrent_seeded_requests_match_one_by_one(served):
+    url, app = served
+    bodies = [
+        {"prompt": p, "max_tokens": 80, "seed": s, "temperature": t, "top_k": k}
+        | ({"repetition_penalty": 1.3} if s % 3 == 0 else {})
+        for s, (p, t, k) in enumerate(
+            [("The", 1.0, 0), ("A cat", 0.8, 5), ("", 1.0, 0), ("Dog", 0.0, 0)] * 2
+        )
+    ]
+
+    async def ask_all(together: bool) -> list[str]:
+        async with httpx.AsyncClient(base_url=url, timeout=60) as http:
+
+            async def ask(body):
+                return (await http.post("/v1/completions", json=body)).json()["choices"][0]["text"]
+
+            if together:
+                return list(await asyncio.gather(*(ask(b) for b in bodies)))
+            return [await ask(b) for b in bodies]
+
+    worker = next(iter(app.state.workers.values()))
+    alone = asyncio.run(ask_all(False))
+    worker.most = 0
+    together = asyncio.run(ask_all(True))
+    assert worker.most > 1, "the requests were not batched"
+    assert together == alone
+    assert len(set(alone)) > 4
+
+
+def test_exact_rows_give_the_same_bits_at_every_batch_size():
+    torch.manual_seed(0)
+    model = LSTMLanguageModel(ModelConfig(vocab_size=37, hidden=48, layers=2, embedding=16))
+    state = tuple(torch.randn(2, 9, 48) for _ in range(2))
+    ids = np.arange(1, 10)
+    full = NumpyLSTMStepper(model, state, exact_rows=True).step(ids).copy()
+    for size in (1, 2, 5):
+        part = NumpyLSTMStepper(model, tuple(s[:, :size] for s in state), exact_rows=True)
+        assert np.array_equal(part.step(ids[:size]), full[:size])
+    joined = NumpyLSTMStepper(model, tuple(s[:, :4] for s in state), exact_rows=True)
+    joined.join(tuple(s[:, 4:] for s in state))
+    assert np.array_equal(joined.step(ids), full)
+
+
+# ----- schemathesis: the server keeps its own OpenAPI schema ----------------------------------
+def test_openapi_schema_holds(url):
+    schema = schemathesis.openapi.from_url(f"{url}/openapi.json")
+    operations = [result.ok() for result in schema.get_all_operations()]
+    assert {op.path for op in operations} >= {"/health", "/v1/models", "/v1/completions"}
+    for operation in operations:
+
+        @given(case=operation.as_strategy())
+        @settings(
+            max_examples=25,
+            deadline=None,
+            suppress_health_check=list(HealthCheck),
+            database=None,
+            derandomize=True,
+        )
+        def no_5xx_and_as_documented(case):
+            if isinstance(case.body, dict) and isinstance(case.body.get("max_tokens"), int):
+                case.body["max_tokens"] = min(case.body["max_tokens"], 300)  # keep it quick
+            # Limits across fields (min_tokens <= max_tokens <= the server's) are not in the
+            # schema: a schema-valid request may be refused, with a 400 and a clear message.
+            case.call_and_validate(excluded_checks=[positive_data_acceptance])
+
+        no_5xx_and_as_documented()
+
+
+# ----- the page in a real browser -------------------------------------------------------------
+def test_page_streams_text_in_a_browser(url, tmp_path):
+    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    if not (chromium and driver):
+        pytest.skip("no chromium and chromedriver here (CI installs them: .ci/run)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage"):
+        options.add_argument(flag)
+    options.add_argument("--window-size=1000,800")
+    browser = webdriver.Chrome(service=Service(driver), options=options)
+    try:
+        browser.get(url + "/")
+        wait = WebDriverWait(browser, 30)
+        wait.until(lambda b: b.find_elements(By.CSS_SELECTOR, "#model option"))
+        prime = browser.find_element(By.ID, "prime")
+        prime.send_keys("The cat ")
+        length = browser.find_element(By.ID, "max_tokens")
+        length.clear()
+        length.send_keys("200")
+        browser.find_element(By.ID, "generate").click()
+        wait.until(lambda b: len(b.find_element(By.ID, "text").text) >= 150)
+        wait.until(lambda b: "chars/s" in b.find_element(By.ID, "status").text)
+        browser.save_screenshot(str(tmp_path / "serve-page.png"))
+        if os.environ.get("LSTMGEN_PAGE_SCREENSHOT"):  # e.g. docs/serve-page.png for the README
+            browser.save_screenshot(os.environ["LSTMGEN_PAGE_SCREENSHOT"])
+        assert browser.find_element(By.ID, "shown-prime").text.strip() == "The cat"
+    finally:
+        browser.quit()
+
+
+# ----- the command ----------------------------------------------------------------------------
+def test_help_and_import_load_neither_torch_nor_fastapi():
+    code = (
+        "import sys, lstmgen\n"
+        "from lstmgen.cli import main\n"
+        "for args in (['--help'], ['serve', '--help']):\n"
+        "    try:\n"
+        "        main(args)\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "print(sorted(m for m in ('torch', 'fastapi', 'uvicorn') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert "--max-batch" in done.stdout and "LSTMGEN_API_KEY" in done.stdout
+    assert done.stdout.strip().endswith("[]")
+
+
+def test_serve_bad_run_is_one_line(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "lstmgen", "serve", str(tmp_path / "missing")],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 2 and len(done.stderr.splitlines()) == 1
+    assert done.stderr.startswith("lstmgen: error:")
+
+
+def test_sigterm_finishes_streams_in_flight_and_exits_0(trained_run):
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "lstmgen", "serve", str(trained_run), "--port", str(port)],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert "page: http://127.0.0.1:" in server.stderr.readline() + server.stderr.readline()
+        body = {"prompt": "The", "max_tokens": 300, "stream": True}
+        with httpx.stream("POST", f"http://127.0.0.1:{port}/v1/completions", json=body) as reply:
+            chunks = reply.iter_text()
+            first = next(chunks)
+            server.send_signal(signal.SIGTERM)
+            raw = first + "".join(chunks)
+        assert raw.endswith("data: [DONE]\n\n")
+        assert server.wait(30) == 0
+        assert "server stopped" in server.stderr.read()
+    finally:
+        server.kill()
+        server.wait()
