@@ -23,6 +23,13 @@ def test_greedy_is_deterministic_and_equals_top_k_1(trained_run):
     assert len(greedy) == 60
 
 
+def test_a_vanishing_temperature_is_greedy_not_nan(trained_run):
+    model = lstmgen.load(trained_run)
+    with np.errstate(all="raise"):  # no overflow into inf and NaN weights
+        tiny = model.generate("The ", length=60, temperature=1e-144, seed=2)
+    assert tiny == model.generate("The ", length=60, temperature=0)
+
+
 def test_same_seed_same_text_and_batch(trained_run):
     model = lstmgen.load(trained_run)
     a = model.generate("The cat", length=80, temperature=1.0, seed=3)

@@ -8,6 +8,8 @@ from dataclasses import dataclass, fields, replace
 from lstmgen.config.options import SAMPLING, Section, option
 from lstmgen.errors import LstmgenError
 
+GREEDY_BELOW = 1e-3  # there a lead of 0.01 in the logits is already e^10 : 1 for the likeliest
+
 
 @dataclass
 class SampleConfig(Section):
@@ -40,6 +42,12 @@ class SampleConfig(Section):
     )
     seed: int | None = option(help="Same seed and settings, same text.", panel=SAMPLING)
     num_samples: int = option(1, "Samples to generate (as one batch).", panel=SAMPLING)
+
+    @property
+    def greedy(self) -> bool:
+        """Always the likeliest token: temperature 0, or one so small that sampling is the same
+        (below GREEDY_BELOW, dividing logits by it would overflow float32)."""
+        return self.temperature < GREEDY_BELOW
 
     def __post_init__(self) -> None:
         if isinstance(self.stop, str):

@@ -51,7 +51,7 @@ def adjust_logits(
         p = config.repetition_penalty
         penalised = np.where(logits > 0, logits / p, logits * p)
         logits = np.where(recent > 0, penalised, logits)
-    if config.temperature > 0:
+    if not config.greedy:
         logits *= 1.0 / config.temperature
     vocab = logits.shape[-1]
     if config.top_k is not None and config.top_k < vocab:
@@ -76,7 +76,7 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 def choose(logits: np.ndarray, config: SampleConfig, uniforms: np.ndarray) -> np.ndarray:
     """Adjusted logits (B, V) and one uniform in [0, 1) per row → token ids (B,)."""
-    if config.temperature == 0:
+    if config.greedy:
         return logits.argmax(axis=-1)
     if len(logits) == 1:  # one stream: the same draw (same float64 threshold) in cheaper calls
         row = logits[0]
