@@ -1,6 +1,7 @@
 """Sizing the model to --max-time (sizing.py)."""
 
 import json
+import statistics
 
 import pytest
 import torch
@@ -209,3 +210,34 @@ def test_sizing_stops_climbing_after_its_share_of_the_budget(monkeypatch):
     )
     # 3 s of the 100-s budget: after the third size timed, 3 s have passed.
     assert (chosen.hidden, chosen.limited_by) == (sizing.LADDER[2], "sizing time")
+
+
+def test_sizing_speed_reads_one_threads_cpu_time_so_load_does_not_shrink_the_model():
+    alone = {1: [0.010, 0.011, 0.010], 2: [0.008, 0.009, 0.008]}
+    assert sizing.sizing_speed(alone, [0.010, 0.010, 0.011], 512) == pytest.approx(512 / 0.008)
+    # beside a busy process: both counts take twice as long on the clock, the CPU time is as alone
+    loaded = {n: [2 * t for t in times] for n, times in alone.items()}
+    assert sizing.sizing_speed(loaded, [0.010, 0.010, 0.011], 512) == pytest.approx(512 / 0.010)
+    assert sizing.sizing_speed(loaded, [], 512) == pytest.approx(512 / 0.016)  # e.g. on a GPU
+
+
+def test_a_one_thread_step_is_timed_in_cpu_time_too(monkeypatch):
+    """The clock runs three times too fast (as if the step shared its core): the speed
+    measured is the CPU time's, not the clock's."""
+    real = sizing.time.perf_counter
+    start = real()
+    monkeypatch.setattr(sizing.time, "perf_counter", lambda: start + 3 * (real() - start))
+    monkeypatch.setattr(sizing.threads, "requested", lambda: 1)
+    seen = {}
+    combine = sizing.sizing_speed
+
+    def record(wall_s, cpu_s, tokens):
+        seen.update(wall=wall_s[1], cpu=cpu_s)
+        return combine(wall_s, cpu_s, tokens)
+
+    monkeypatch.setattr(sizing, "sizing_speed", record)
+    config = ModelConfig(vocab_size=33, hidden=64)
+    speed, _ = sizing.measure_speed(config, 4, 16, torch.device("cpu"))
+    assert len(seen["cpu"]) == len(seen["wall"]) >= 5
+    assert statistics.median(seen["cpu"]) < statistics.median(seen["wall"]) / 2
+    assert speed == pytest.approx(4 * 16 / statistics.median(seen["cpu"]))

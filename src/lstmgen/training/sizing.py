@@ -53,13 +53,14 @@ def measure_speed(
 ) -> tuple[float, int]:
     """Training tokens/s of a model of this config (forward, backward, step), and its parameter
     count: the median step time, under the faster of one thread and all cores (as training
-    will choose), so a burst of load on the machine does not decide the size."""
+    will choose), so a burst of load on the machine does not decide the size; and with one
+    thread, at least what the step's CPU time gives (see sizing_speed)."""
     model = LSTMLanguageModel(config).to(device).train()
     optimizer = make_optimizer(model, 1e-3, 0.0)
     x = torch.randint(0, config.vocab_size, (batch_size, seq_len), device=device)
 
     def step() -> float:
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.thread_time()
         with autocast_for(device):
             _, loss, _ = model(x, None, x)
         model.objective(loss).backward()
@@ -67,14 +68,18 @@ def measure_speed(
         optimizer.zero_grad(set_to_none=True)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
+        cpu_s.append(time.thread_time() - cpu_started)
         return time.perf_counter() - started
 
+    cpu_s: list[float] = []
     fixed = threads.requested()
     candidates = [fixed] if fixed or device.type != "cpu" else sorted({1, threads.cores()})
     times: dict[int, list[float]] = {n: [] for n in candidates}
     for n in candidates:  # warm-up: allocations, kernel choice, the thread pool
         threads.use(n)
         step()
+    cpu_s.clear()
+    one_thread_cpu: list[float] = []
     start = time.perf_counter()
     # At least 5 steps under each count (a median of 5 shrugs off a burst of load), at most 25.
     while min(map(len, times.values())) < 5 or (
@@ -83,8 +88,21 @@ def measure_speed(
         for n in candidates:  # in turns, so a change of load falls on both alike
             threads.use(n)
             times[n].append(step())
-    fastest = min(statistics.median(t) for t in times.values())
-    return batch_size * seq_len / fastest, model.num_parameters()
+            if n == 1 and device.type == "cpu":
+                one_thread_cpu.append(cpu_s[-1])
+    return sizing_speed(times, one_thread_cpu, batch_size * seq_len), model.num_parameters()
+
+
+def sizing_speed(wall_s: dict[int, list[float]], one_thread_cpu_s: list[float], tokens: int):
+    """Tokens/s to size by: the faster thread count's median step time on the clock, or, if
+    faster, one thread's median step in CPU time. Another process on the machine stretches a
+    step on the clock but hardly its CPU time (one thread computes in the calling thread), so
+    the size follows the machine, not the load of the moment (issue 17: a busy-loop beside
+    the sizing made it pick 2×128 where it picks 2×192 alone)."""
+    fastest = min(statistics.median(t) for t in wall_s.values())
+    if one_thread_cpu_s:
+        fastest = min(fastest, statistics.median(one_thread_cpu_s))
+    return tokens / fastest
 
 
 def size_for_budget(
