@@ -136,3 +136,22 @@ def test_a_bad_config_json_is_one_line_naming_the_file_and_field(tmp_path, chang
     with pytest.raises(LstmgenError) as error:
         RunConfig.read(tmp_path / "run")
     assert message in str(error.value) and "\n" not in str(error.value)
+
+
+def test_config_from_another_run_leaves_out_what_this_run_decides(tmp_path):
+    import json
+
+    from lstmgen.config import ModelConfig, RunConfig, TrainConfig
+
+    config = RunConfig(model=ModelConfig(hidden=48, embedding=32), train=TrainConfig(lr=0.02))
+    data = {**config.to_json(), "sizing": {"hidden": 48, "limited_by": "time"}}
+    data["train"]["max_time"], data["model"]["freeze_embeddings"] = "60s", True
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(data), encoding="utf-8")
+    plain = RunConfig.settings_in(path, given={})
+    assert plain["lr"] == 0.02 and plain["embedding"] == 32
+    # sized for the other run's budget, a limit of its own, and vectors it does not have
+    assert not {"hidden", "max_time", "freeze_embeddings"} & set(plain)
+    assert "lr" not in RunConfig.settings_in(tmp_path, given={"lr_finder": True})  # its folder
+    with_vectors = RunConfig.settings_in(path, given={"embeddings": "glove.txt"})
+    assert "embedding" not in with_vectors and with_vectors["freeze_embeddings"] is True

@@ -84,6 +84,7 @@ def test_plot_compares_runs(trained_run, tmp_path, capsys):
         ("not a run", "is not a run directory (no config.json)"),
         ("no evaluations", "has no evaluations yet; train it further"),
         ("not png", "plots are PNG files; give a name ending in .png"),
+        ("a folder", "is a folder; give a file name ending in .png"),
     ],
 )
 def test_plot_refuses_bad_input_in_one_line(trained_run, tmp_path, capsys, case, message):
@@ -94,8 +95,10 @@ def test_plot_refuses_bad_input_in_one_line(trained_run, tmp_path, capsys, case,
         run = tmp_path / "copy"
         run.mkdir()
         (run / "config.json").write_text((trained_run / "config.json").read_text())
-    else:
+    elif case == "not png":
         out = tmp_path / "x.jpg"
+    else:
+        out.mkdir()
     code, _, err = run_cli(["plot", run, "--out", out], capsys)
     assert code == 2 and message in err and err.count("\n") == 1, err
 
@@ -115,3 +118,19 @@ def test_tensorboard_gets_each_evaluation(tmp_path):
     assert len(logged) == len(expected) == 20
     assert [s for s, _ in logged] == [s for s, _ in expected]
     assert [v for _, v in logged] == pytest.approx([v for _, v in expected], abs=1e-5)
+
+
+def test_an_evaluation_hook_stops_the_run(tmp_path):
+    corpus = tmp_path / "c.txt"
+    corpus.write_text(make_text(20_000), encoding="utf-8")
+    seen = []
+
+    def hook(row):
+        seen.append(row["step"])
+        return len(seen) == 3  # any true value stops; a text would say why
+
+    result = lstmgen.train(
+        [corpus], out=tmp_path / "run", max_steps=100, on_evaluation=hook, quiet=True, **TINY
+    )
+    assert result.stopped_because == "stopped by a hook" and result.steps == seen[2] == 15
+    assert lstmgen.info(tmp_path / "run")["steps"] == 15  # checkpointed where it stopped

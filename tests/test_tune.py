@@ -123,6 +123,8 @@ def test_config_reproduces_a_trials_settings(setup, tmp_path, capsys):
     )
     assert code == 0, err
     old, new = (json.loads((d / "config.json").read_text()) for d in (trial, tmp_path / "again"))
+    assert old["train"].pop("curve_tokens") == 16_384  # the tune's one sample for the pruner
+    assert new["train"].pop("curve_tokens") is None
     assert new["model"] == old["model"] and new["train"] == old["train"]
     a, b = (load_file(str(d / "model.safetensors")) for d in (trial, tmp_path / "again"))
     assert all((a[k] == b[k]).all() for k in a)  # the same settings and steps: the same weights
@@ -136,6 +138,8 @@ def test_config_reproduces_a_trials_settings(setup, tmp_path, capsys):
         ("[lr]\nlow = 0\nhigh = 0.1\nlog = true\n", "[lr] log = true needs low > 0"),
         ("[lr]\nlow = 0.1\nchoices = [1]\n", "[lr] needs exactly one of low/high"),
         ("[lr\n", "is not valid TOML"),
+        ('[hidden]\nchoices = ["big"]\n', "[hidden] 'big' is not a whole number"),
+        ("[batch_size]\nlow = 8.0\nhigh = 16.0\n", "[batch_size] needs whole numbers low < high"),
     ],
 )
 def test_a_bad_space_is_one_line(setup, tmp_path, capsys, space, message):
@@ -166,3 +170,26 @@ def test_a_bad_budget_is_one_line(setup, tmp_path, capsys, flags, message):
 def test_resume_of_a_folder_that_is_no_tune_is_one_line(tmp_path, capsys):
     code, _, err = run_cli(["tune", "--resume", tmp_path], capsys)
     assert code == 2 and "is not a tune directory" in err and err.count("\n") == 1, err
+
+
+def test_three_failed_trials_in_a_row_stop_the_search_in_one_line(setup, tmp_path, capsys):
+    corpus, _ = setup
+    (tmp_path / "s.toml").write_text("[dropout]\nvalue = 1.0\n", encoding="utf-8")
+    args = ["tune", corpus, "--out", tmp_path / "t", "--trial-steps", "5", "--trials", "2"]
+    code, _, err = run_cli([*args, "--space", tmp_path / "s.toml"], capsys)
+    last = err.strip().splitlines()[-1]
+    assert code == 2 and "3 trials in a row failed" in last and "--dropout 1.0" in last, err
+    assert [state for _, state, _, _ in trials_of(tmp_path / "t")] == ["FAIL"] * 3
+
+
+def test_a_hidden_range_is_searched_as_whole_numbers(setup, tmp_path):
+    corpus, _ = setup
+    space = tmp_path / "s.toml"
+    space.write_text(SPACE.replace("choices = [16, 24]", "low = 16\nhigh = 24"), encoding="utf-8")
+    best = tune([corpus], out=tmp_path / "t", trial_steps=5, trials=2, space=space, quiet=True)
+    assert isinstance(best["params"]["hidden"], int) and 16 <= best["params"]["hidden"] <= 24
+
+
+def test_the_seed_of_a_search_is_fixed_at_its_start(setup, tmp_path, capsys):
+    code, _, err = run_cli(["tune", "--resume", tmp_path, "--seed", "3"], capsys)
+    assert code == 2 and "only --trials and --timeout" in err, err

@@ -54,7 +54,7 @@ def train(
     if config is not None:
         if resume:
             raise LstmgenError("--config starts a new run; a resumed run keeps its own settings")
-        settings = RunConfig.settings_in(Path(config))
+        settings = RunConfig.settings_in(Path(config), given=options)
         specs = [sources] if isinstance(sources, (str, Path)) else list(sources or [])
         if len(specs) == 1 and is_token_store(Path(specs[0])):
             settings.pop("level")  # a prepared store has its level already

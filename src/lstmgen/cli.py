@@ -233,7 +233,7 @@ def tune(
     trials: Annotated[
         int | None,
         typer.Option(
-            help="Trials to finish (pruned ones count) [default: 20 without --timeout].",
+            help="Trials to finish (pruned ones count) \\[default: 20 without --timeout].",
             rich_help_panel=TUNING,
             show_default=False,
         ),
@@ -252,7 +252,10 @@ def tune(
             rich_help_panel=TUNING,
         ),
     ] = None,
-    seed: Annotated[int, typer.Option(help="Seed of the search.", rich_help_panel=TUNING)] = 0,
+    seed: Annotated[
+        int | None,
+        typer.Option(help="Seed of the search \\[default: 0].", rich_help_panel=TUNING),
+    ] = None,
     sqlite: Sqlite = None,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="Print only errors and the best trial.")
@@ -266,7 +269,8 @@ def tune(
     api().use_threads(threads)
     specs = [*(sources or []), *([str(sqlite)] if sqlite is not None else [])] or None
     if resume is not None:
-        if specs or options or out not in (None, resume) or trial_time or trial_steps or space:
+        fixed = (trial_time, trial_steps, space, seed)
+        if specs or options or out not in (None, resume) or any(v is not None for v in fixed):
             raise LstmgenError(
                 "--resume continues a search as it was set up; only --trials and --timeout "
                 "may be given with it"
@@ -283,7 +287,7 @@ def tune(
             trials=trials,
             timeout=timeout,
             space=space,
-            seed=seed,
+            seed=seed or 0,
             quiet=quiet,
             **options,
         )

@@ -98,5 +98,13 @@ def plot_command(run_dirs: list[Path], out: Path) -> Path:
         raise LstmgenError(f"--out {out}: plots are PNG files; give a name ending in .png")
     if not out.parent.is_dir():
         raise LstmgenError(f"--out {out}: the folder {out.parent} does not exist")
-    plot_runs(run_dirs, out)
+    if out.is_dir():
+        raise LstmgenError(f"--out {out} is a folder; give a file name ending in .png")
+    try:
+        plot_runs(run_dirs, out)
+    except OSError as e:
+        out.with_name(out.name + ".tmp").unlink(missing_ok=True)
+        raise LstmgenError(
+            f"--out {out} cannot be written ({e.strerror}); choose another"
+        ) from None
     return out

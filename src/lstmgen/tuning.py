@@ -14,11 +14,12 @@ import json
 import math
 import shutil
 import time
+import typing
 import warnings
 from pathlib import Path
 
 from lstmgen.api import prepare, train
-from lstmgen.config import ModelConfig, TrainConfig, parse_duration
+from lstmgen.config import ModelConfig, TrainConfig, fits, parse_duration, type_name
 from lstmgen.errors import Interrupted, LstmgenError, TrainingInterrupted, say
 
 try:
@@ -53,7 +54,10 @@ TUNABLE = (ModelConfig.option_names() | TrainConfig.option_names()) - {
     "seed",
 }
 SHORT = {"activation_reg": "AR", "temporal_reg": "TAR", "batch_size": "batch", "seq_len": "seq"}
+HINTS = {**typing.get_type_hints(ModelConfig), **typing.get_type_hints(TrainConfig)}
 POINTS = 20  # evaluations per trial (the trainer's curve points): the pruner's steps
+CURVE_TOKENS = 16_384  # held-out tokens of every trial's curve points (fewer if it has fewer)
+FAILURES_IN_A_ROW = 3  # then the space is more likely wrong than the trials unlucky
 STATE_FILE = "tune.json"
 
 
@@ -82,6 +86,7 @@ def check_range(name: str, spec, path) -> None:
         raise LstmgenError(
             f"{where} is not an option that can be tuned; tunable: {', '.join(sorted(TUNABLE))}"
         )
+    hint = HINTS[name]
     if not isinstance(spec, dict):
         raise LstmgenError(f"{where} must be a table: low/high, choices or value")
     kinds = {"choices", "value", "low"} & set(spec)
@@ -93,11 +98,17 @@ def check_range(name: str, spec, path) -> None:
         )
     if "choices" in spec and not (isinstance(spec["choices"], list) and spec["choices"]):
         raise LstmgenError(f"{where} choices must be a non-empty list")
+    values = spec["choices"] if "choices" in spec else [spec["value"]] if "value" in spec else []
+    for value in values:
+        if not (fits(value, hint) or (name == "hidden" and value == "auto")):
+            raise LstmgenError(f"{where} {value!r} is not a {type_name(hint)}")
     if "low" in spec:
         low, high = spec.get("low"), spec.get("high")
-        numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (low, high))
-        if not numbers or not low < high:
-            raise LstmgenError(f"{where} needs numbers low < high (got {low!r}, {high!r})")
+        numeric = hint in (int, float, int | None, float | None)
+        if not (numeric and fits(low, hint) and fits(high, hint) and low < high):
+            raise LstmgenError(
+                f"{where} needs {type_name(hint)}s low < high (got {low!r}, {high!r})"
+            )
         if spec.get("log") and low <= 0:
             raise LstmgenError(f"{where} log = true needs low > 0 (got {low})")
 
@@ -110,13 +121,15 @@ def suggest(trial, space: dict[str, dict]) -> dict:
             params[name] = spec["value"]
         elif "choices" in spec:
             params[name] = trial.suggest_categorical(name, spec["choices"])
-        elif isinstance(spec["low"], int) and isinstance(spec["high"], int):
-            params[name] = trial.suggest_int(name, spec["low"], spec["high"], log=spec.get("log"))
+        elif HINTS[name] in (int, int | None):
+            params[name] = trial.suggest_int(
+                name, spec["low"], spec["high"], log=bool(spec.get("log"))
+            )
         else:
             params[name] = trial.suggest_float(
                 name, spec["low"], spec["high"], log=bool(spec.get("log"))
             )
-    return {k: v for k, v in params.items() if v != "auto"}
+    return params
 
 
 def defaults_in(space: dict[str, dict]) -> dict:
@@ -129,7 +142,7 @@ def defaults_in(space: dict[str, dict]) -> dict:
             "choices" in spec
             and value in spec["choices"]
             or "low" in spec
-            and value is not None
+            and fits(value, float)
             and spec["low"] <= value <= spec["high"]
         ):
             first[name] = value
@@ -211,7 +224,11 @@ def _create(sources, out, trial_time, trial_steps, trials, timeout, space, seed,
         "sources": [str(s) for s in ([sources] if isinstance(sources, (str, Path)) else sources)],
     }
     out.mkdir(parents=True)
-    prepare(sources, out=out / "data", quiet=True, **data_options)
+    try:
+        prepare(sources, out=out / "data", quiet=True, **data_options)
+    except BaseException:
+        shutil.rmtree(out, ignore_errors=True)  # nothing half-made: the same command can run again
+        raise
     (out / STATE_FILE).write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
     return settings
 
@@ -268,8 +285,10 @@ def _open_study(optuna, out: Path, settings: dict, pruner):
     for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         # its process was killed: the trial ends as failed, and a new one takes its place
         study._storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
-    if not study.trials:
-        study.enqueue_trial(defaults_in(settings["space"]))
+    states = {t.state for t in study.get_trials(deepcopy=False)}
+    done = {optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED}
+    if not states & (done | {optuna.trial.TrialState.WAITING}):
+        study.enqueue_trial(defaults_in(settings["space"]))  # today's defaults come first
     return study
 
 
@@ -282,8 +301,13 @@ def _search(optuna, study, out: Path, settings: dict, quiet: bool) -> None:
     budget = {"max_time": settings["trial_time"]} if settings["trial_time"] else {}
     if settings["trial_steps"]:
         budget = {"max_steps": settings["trial_steps"]}
+    # every trial's curve points score the same held-out sample, so the pruner compares
+    # trials on one text
+    budget["curve_tokens"] = CURVE_TOKENS
     limit_s = parse_duration(settings["timeout"]) if settings["timeout"] else math.inf
     spent = sum(_seconds(t) for t in _counted(optuna, study))
+    failures = 0
+    _warm_up()
     while True:
         counted = _counted(optuna, study)
         if settings["trials"] is not None and len(counted) >= settings["trials"]:
@@ -292,6 +316,7 @@ def _search(optuna, study, out: Path, settings: dict, quiet: bool) -> None:
             return
         trial = study.ask()
         params = suggest(trial, settings["space"])
+        options = {k: v for k, v in params.items() if v != "auto"}  # auto: sized to the time
         run = out / "trials" / f"{trial.number:04d}"
         shutil.rmtree(run, ignore_errors=True)  # a killed trial's leftovers
         started = time.perf_counter()
@@ -303,7 +328,7 @@ def _search(optuna, study, out: Path, settings: dict, quiet: bool) -> None:
                     quiet=True,
                     on_evaluation=_pruning(optuna, trial, settings),
                     **budget,
-                    **params,
+                    **options,
                 )
         except TrainingInterrupted:
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
@@ -314,9 +339,16 @@ def _search(optuna, study, out: Path, settings: dict, quiet: bool) -> None:
         except LstmgenError as e:
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
             say(f"trial {trial.number} failed: {e}")
+            failures += 1
+            if failures >= FAILURES_IN_A_ROW:
+                raise LstmgenError(
+                    f"{failures} trials in a row failed (the last: {e}); check the space "
+                    f"(--space), then continue with: lstmgen tune --resume {out}"
+                ) from None
             continue
         finally:
             spent += time.perf_counter() - started
+        failures = 0
         shown = ", ".join(f"{k} {_short(v)}" for k, v in params.items())
         if result.stopped_because == "pruned":
             study.tell(trial, state=optuna.trial.TrialState.PRUNED)
@@ -327,6 +359,16 @@ def _search(optuna, study, out: Path, settings: dict, quiet: bool) -> None:
             line = f"{value:.4f} bits/char"
         if not quiet:
             print(f"trial {trial.number}: {line}  ({shown})", flush=True)
+
+
+def _warm_up() -> None:
+    """Pay the process's first-use costs (the first backward pass, the first curves.png)
+    before trial 0, so that they do not come out of the first trial's --trial-time."""
+    import matplotlib.pyplot  # noqa: F401
+    import torch
+
+    layer = torch.nn.LSTM(8, 8)
+    layer(torch.zeros(4, 2, 8))[0].sum().backward()
 
 
 def _pruning(optuna, trial, settings: dict):
@@ -432,8 +474,8 @@ def _print_table(study, optuna) -> None:
     for column in ("trial", "state", "bits/char", *names):
         table.add_column(SHORT.get(column, column), justify="right")
 
-    def key(t):
-        return (t.value is None, t.value or 0.0)
+    def key(t):  # finished trials by their score, then the pruned and failed ones
+        return (t.state != optuna.trial.TrialState.COMPLETE, t.value or 0.0)
 
     for t in sorted(study.get_trials(deepcopy=False), key=key):
         value = "" if t.value is None else f"{t.value:.4f}"

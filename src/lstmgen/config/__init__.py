@@ -40,9 +40,11 @@ __all__ = [
     "SampleConfig",
     "TrainConfig",
     "bits_per_char",
+    "fits",
     "option",
     "parse_duration",
     "random_seed",
+    "type_name",
 ]
 
 RUN_FORMAT = 1
@@ -61,6 +63,7 @@ NOT_REUSED = {
     "max_steps",
     "patience",
     "eval_every",
+    "curve_tokens",
     "save_every",
     "device",
     "tensorboard",
@@ -207,11 +210,15 @@ class RunConfig:
 
     # ----- --config: another run's settings ------------------------------------------------------
     @classmethod
-    def settings_in(cls, path: Path) -> dict:
+    def settings_in(cls, path: Path, given: dict) -> dict:
         """The option keywords of a config.json (any run's, or a tune's best.json) to train a
         new run with: the level, the model and the training settings, less how long the run
-        goes and where (NOT_REUSED), which are the new run's own."""
+        goes and where (NOT_REUSED), which are the new run's own, and less what the options
+        `given` beside it decide otherwise: a size --max-time chose is chosen again for this
+        run's budget; --lr-finder replaces the lr; --embeddings brings its own size."""
         path = Path(path)
+        if path.is_dir():
+            path = path / "config.json"
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
@@ -228,7 +235,16 @@ class RunConfig:
         config = cls.from_json(data, name=str(path))
         settings = {**config.model.to_dict(), **config.train.to_dict(), "level": config.level}
         names = ModelConfig.option_names() | TrainConfig.option_names() | {"level"}
-        return {k: v for k, v in settings.items() if k in names - NOT_REUSED}
+        dropped = set(NOT_REUSED)
+        if config.records.get("sizing"):
+            dropped.add("hidden")
+        if given.get("lr_finder"):
+            dropped.add("lr")
+        if given.get("embeddings"):
+            dropped.add("embedding")
+        else:
+            dropped.add("freeze_embeddings")
+        return {k: v for k, v in settings.items() if k in names - dropped}
 
     # ----- resuming -----------------------------------------------------------------------------
     def resumed(self, options: dict, progress: dict) -> RunConfig:
@@ -261,10 +277,10 @@ def _section_from_json(section: type, values: dict, key: str, name: str):
     """One section of config.json; a value of the wrong type or out of range names its field."""
     hints = typing.get_type_hints(section)
     for field_name, value in values.items():
-        if field_name in hints and not _fits(value, hints[field_name]):
+        if field_name in hints and not fits(value, hints[field_name]):
             raise LstmgenError(
                 f"{name}: {key}.{field_name} is {value!r}, which is not a "
-                f"{_type_name(hints[field_name])}; restore it or train again"
+                f"{type_name(hints[field_name])}; restore it or train again"
             )
     try:
         return section.from_dict(values)
@@ -276,11 +292,11 @@ def _section_from_json(section: type, values: dict, key: str, name: str):
         ) from None
 
 
-def _fits(value, hint) -> bool:
+def fits(value, hint) -> bool:
     """Whether a JSON value fits a field's type (int for float is fine; bool for int is not)."""
     origin = typing.get_origin(hint)
     if origin in (typing.Union, types.UnionType):
-        return any(_fits(value, arg) for arg in typing.get_args(hint))
+        return any(fits(value, arg) for arg in typing.get_args(hint))
     if hint is type(None):
         return value is None
     if hint is bool:
@@ -298,7 +314,7 @@ def _fits(value, hint) -> bool:
     return True
 
 
-def _type_name(hint) -> str:
+def type_name(hint) -> str:
     names = {bool: "true/false", int: "whole number", float: "number", str: "string"}
     args = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]
     origin = typing.get_origin(args[0])

@@ -38,6 +38,11 @@ class TrainConfig(Section):
         default_text="20 points per run, on part of the held-out text where the whole costs "
         "over 1/400 of the run each",
     )
+    curve_tokens: int | None = option(
+        help="Held-out tokens each curve point scores (a sample spread over the held-out text).",
+        panel=TRAINING,
+        default_text="what 1/400 of the run's time affords, at least 4,096",
+    )
     save_every: str | None = option(
         "15m", "Also checkpoint this often within long epochs.", panel=TRAINING
     )
@@ -81,7 +86,7 @@ class TrainConfig(Section):
             raise LstmgenError(f"--warmup-steps {self.warmup_steps} must be 0 or more")
         if not 0 <= self.seed < 2**63:
             raise LstmgenError(f"--seed {self.seed} must be between 0 and 2**63 - 1")
-        for name in ("epochs", "max_steps"):
+        for name in ("epochs", "max_steps", "curve_tokens"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise LstmgenError(f"{flag_of(name)} must be at least 1 (got {value})")
@@ -124,6 +129,7 @@ RESUMABLE = {
     "max_steps",
     "patience",
     "eval_every",
+    "curve_tokens",
     "tensorboard",
     "save_every",
     "device",

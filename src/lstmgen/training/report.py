@@ -13,7 +13,7 @@ from rich.progress import BarColumn, Progress, TextColumn
 
 from lstmgen.config import bits_per_char
 from lstmgen.errors import LstmgenError
-from lstmgen.plot import plot_runs
+from lstmgen.plot import plot_runs, read_curve
 from lstmgen.training.trainer import Trainer
 
 SAMPLE_TEMPERATURES = (0.2, 0.5, 0.8, 1.0)
@@ -137,7 +137,9 @@ class RunReporter:
             self.tensorboard.add(record)
         self.curves.draw(p.elapsed_s)
         if self.on_evaluation is not None:
-            trainer.stop_reason = self.on_evaluation(record) or trainer.stop_reason
+            reason = self.on_evaluation(record)
+            if reason:  # a text says why; any other true value just stops
+                trainer.stop_reason = reason if isinstance(reason, str) else "stopped by a hook"
         mark = "  (best)" if improved else ""
         train = "" if record["train_bpc"] is None else f"train {record['train_bpc']:.4f} bpc  "
         held_out = f"val {val_nats:.4f} nats/token = {record['val_bpc']:.4f} bpc"
@@ -185,19 +187,23 @@ class CurvesFile:
     the end of every session."""
 
     DRAWING_SHARE = 0.01
+    FIRST_DRAW_S = 1.0  # importing matplotlib and the first figure, before it is measured
 
     def __init__(self, run_dir: Path):
-        self.run_dir, self.spent_s = run_dir, 0.0
+        self.run_dir, self.spent_s, self.last_s = run_dir, 0.0, self.FIRST_DRAW_S
 
     def draw(self, elapsed_s: float, *, always: bool = False) -> None:
-        if not always and self.spent_s > self.DRAWING_SHARE * elapsed_s:
+        if not always and self.spent_s + self.last_s > self.DRAWING_SHARE * elapsed_s:
             return
+        if not read_curve(self.run_dir):
+            return  # no evaluation yet: nothing to draw
         started = time.perf_counter()
         try:
             plot_runs([self.run_dir], self.run_dir / "curves.png")
         except OSError:
             pass  # a picture is not worth stopping training for (a full disk says so elsewhere)
-        self.spent_s += time.perf_counter() - started
+        self.last_s = time.perf_counter() - started
+        self.spent_s += self.last_s
 
 
 class TensorBoardLog:

@@ -145,6 +145,7 @@ class Trainer:
         self.good: dict | None = None  # the last checkpoint's state, kept in memory (see _snapshot)
         self.state = None  # the recurrent state carried between batches
         self.stop_reason: str | None = None  # set by a hook to end the run at the next step
+        self.next_curve_point = math.inf  # the fraction of the run of the next curve point
         self.max_time_s, self.eval_every_s = config.max_time_s, config.eval_every_s
         self.save_every_s = config.save_every_s
         self.steps_per_epoch = len(self._epoch_batches(0))
@@ -251,6 +252,8 @@ class Trainer:
             f"{problem} at step {at:,}: rolled back to step {p.step:,} "
             f"and halved the learning rate (now {p.lr_scale:g} × the schedule)"
         )
+        if self.next_curve_point != math.inf:  # the undone steps' curve points come again
+            self.next_curve_point = self._next_curve_point()
         on_rollback = getattr(self.hooks, "on_rollback", None)
         if on_rollback is not None:
             on_rollback(self, message)
@@ -291,6 +294,8 @@ class Trainer:
         share of the run's time, else a sample sized from the training speed so far (fixed at
         the first point, so every point of a run measures the same text)."""
         p, whole = self.progress, len(self.val_tokens)
+        if self.config.curve_tokens:
+            return min(self.config.curve_tokens, whole)
         if p.curve_tokens is None:
             done = self.fraction_done()
             total_s = self.max_time_s or (p.elapsed_s / done if done > 0 else p.elapsed_s)
@@ -314,7 +319,7 @@ class Trainer:
         improved = p.best_val_nats is None or loss < p.best_val_nats
         if improved:
             p.best_val_nats, p.best_step, p.evals_since_best = loss, p.step, 0
-        else:
+        elif not curve_point:  # --patience counts epoch ends and --eval-every, on any corpus
             p.evals_since_best += 1
         self.hooks.on_eval(self, loss, improved)
         if improved:
@@ -421,6 +426,7 @@ class Trainer:
                 moved
                 and p.batch != 0
                 and self.last_whole_eval_step != p.step
+                and not self.stop_reason  # a hook stopped it (a pruned trial): no use for it
                 and not reason.startswith("interrupted")
             ):
                 self.evaluate()  # the run ends mid-epoch: measure where it ended
