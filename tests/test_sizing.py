@@ -192,10 +192,10 @@ def test_sizing_stops_climbing_after_its_share_of_the_budget(monkeypatch):
     monkeypatch.setattr(sizing, "SIZING_SHARE", 0.03)
     monkeypatch.setattr(sizing, "measure_speed", fake_speed(1e15))  # every size fits the time
 
-    class Clock:  # each reading is one second later: timing a size "takes" a second
+    class Clock:  # each reading is one second later: timing a size "takes" a second of CPU
         now = 0.0
 
-        def perf_counter(self):
+        def thread_time(self):
             self.now += 1.0
             return self.now
 

@@ -117,9 +117,10 @@ def size_for_budget(
     """The largest hidden size of LADDER that the budget can train and the data can fill.
 
     Timing stops climbing once it has taken SIZING_SHARE of the budget (a 10-s run must not
-    spend 12 s choosing its size).
+    spend 12 s choosing its size), counted in this thread's CPU time: a busy machine makes
+    sizing take longer, not choose a smaller model.
     """
-    chosen, started = None, time.perf_counter()
+    chosen, started = None, time.thread_time()
     # inits here draw nothing from the run's streams
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         for hidden in LADDER:
@@ -134,7 +135,7 @@ def size_for_budget(
             else:
                 # fits; try the next size, if timing it still fits the budget's share
                 chosen = Sizing(hidden, parameters, speed, tokens, "ladder")
-                if time.perf_counter() - started < SIZING_SHARE * budget_s:
+                if time.thread_time() - started < SIZING_SHARE * budget_s:
                     continue
                 chosen.limited_by = "sizing time"
                 break
