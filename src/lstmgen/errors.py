@@ -12,6 +12,16 @@ class LstmgenError(Exception):
     """
 
 
+class PeerStopped(LstmgenError):
+    """Another training process (under torchrun) died or stopped answering; the last
+    checkpoint is whole."""
+
+
+class SaidByRankZero(LstmgenError):
+    """The error that training process 0 met and printed; the other processes stop with it
+    and print nothing."""
+
+
 class Interrupted(Exception):
     """Ctrl-C or SIGTERM stopped the work after its state was saved; the message says how to
     go on (exit code 130)."""
