@@ -75,6 +75,9 @@ class Peers:
         """Rank 0's make() on every rank; a LstmgenError it raises stops every rank."""
         return make()
 
+    def failing(self, error: RuntimeError) -> None:
+        """Told of an error on its way out of the training loop."""
+
     def close(self) -> None:
         pass
 
@@ -145,6 +148,11 @@ class ProcessGroup(Peers):
             raise SaidByRankZero(outcome[0]["error"])
         return outcome[0]["value"]
 
+    def failing(self, error: RuntimeError) -> None:
+        if is_peer_failure(error):
+            # torchrun sends SIGTERM to the ranks left: let this one end and say why first
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
     def close(self) -> None:
         dist.destroy_process_group()
 
@@ -166,8 +174,7 @@ def joined(run_dir: Path) -> Iterator[Peers]:
     except RuntimeError as e:  # gloo and NCCL report a lost peer as RuntimeError
         if not is_peer_failure(e):
             raise
-        # torchrun sends SIGTERM to the ranks left: let this one say why it stops first
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        peers.failing(e)
         other = f" (rank {1 - peers.rank})" if peers.size == 2 else ""
         raise PeerStopped(
             f"another training process stopped{other}; the last checkpoint is whole: "

@@ -384,6 +384,9 @@ class Trainer:
                 last_save=last_save,
                 interval=interval,
             )
+        except RuntimeError as e:
+            self.peers.failing(e)
+            raise
         finally:
             self.hooks.on_end(self, self.reason)
         return self.reason
