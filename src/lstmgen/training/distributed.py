@@ -58,10 +58,13 @@ class Peers:
         """The value averaged over the ranks (one number per step: the loss)."""
         return float(value)
 
-    def agree(self, elapsed_s: float, stop: bool) -> tuple[float, bool]:
-        """Rank 0's clock, and whether any rank was asked to stop: every rank then takes the
-        same decisions (evaluate, checkpoint, stop) at the same step."""
-        return elapsed_s, stop
+    def clock(self, elapsed_s: float) -> float:
+        """Rank 0's clock, for every rank: all take the same timed decisions at one step."""
+        return elapsed_s
+
+    def any(self, flag: bool) -> bool:
+        """Whether any rank says so (was asked to stop by a signal)."""
+        return flag
 
     def total(self, *values: float) -> list[float]:
         """Each value summed over the ranks (in float64)."""
@@ -114,15 +117,11 @@ class ProcessGroup(Peers):
         dist.all_reduce(summed)
         return float(summed) / self.size
 
-    def agree(self, elapsed_s: float, stop: bool) -> tuple[float, bool]:
-        # one sum: rank 0's clock (the others add 0) and the count of ranks asked to stop
-        numbers = torch.tensor(
-            [elapsed_s if self.is_main else 0.0, float(stop)],
-            dtype=torch.float64,
-            device=self._device,
-        )
-        dist.all_reduce(numbers)
-        return float(numbers[0]), bool(numbers[1] > 0)
+    def clock(self, elapsed_s: float) -> float:
+        return self.total(elapsed_s if self.is_main else 0.0)[0]  # the others add 0
+
+    def any(self, flag: bool) -> bool:
+        return self.total(float(flag))[0] > 0
 
     def total(self, *values: float) -> list[float]:
         numbers = torch.tensor(values, dtype=torch.float64, device=self._device)

@@ -391,13 +391,10 @@ class Trainer:
             self.hooks.on_end(self, self.reason)
         return self.reason
 
-    def _now(self, clock: float, stop: StopFlag) -> float:
-        """The run's elapsed time, and whether to stop for a signal: as rank 0 sees it, on
-        every process (so that all take the same decisions at the same step)."""
-        elapsed_s, self.signalled = self.peers.agree(
-            time.perf_counter() - clock, stop.signal_name is not None
-        )
-        return elapsed_s
+    def _now(self, clock: float) -> float:
+        """The run's elapsed time as rank 0 sees it, on every process (so that all take the
+        same decisions at the same step: evaluate, checkpoint, stop at a time limit)."""
+        return self.peers.clock(time.perf_counter() - clock)
 
     def _loop(self, *, stop_reason, clock, next_eval, last_save, interval) -> None:
         p, c, model = self.progress, self.config, self.step_model
@@ -406,7 +403,6 @@ class Trainer:
         autocast = autocast_for(self.device)
         pin = self.device.type == "cuda"  # page-locked batches copy to the GPU asynchronously
         self._snapshot()
-        self.signalled = False
         with StopFlag() as stop:
             while reason is None:
                 batches = self._epoch_batches(p.epoch)
@@ -439,7 +435,7 @@ class Trainer:
                     p.step += 1
                     p.batch += 1
                     p.tokens += x.numel() * self.peers.size
-                    p.elapsed_s = self._now(clock, stop)
+                    p.elapsed_s = self._now(clock)
                     self.threads.step_ends(p.elapsed_s)
                     self.hooks.on_step(self, loss.detach(), lr)
                     if p.batch == len(batches):
@@ -447,20 +443,20 @@ class Trainer:
                         self.evaluate()
                         self.hooks.on_epoch_end(self)
                         # saved as it is checked below
-                        last_save = p.elapsed_s = self._now(clock, stop)
+                        last_save = p.elapsed_s = self._now(clock)
                         self.save(self)
                         self._snapshot()
                     elif p.elapsed_s >= next_eval:
                         self.evaluate()
-                        p.elapsed_s = self._now(clock, stop)
+                        p.elapsed_s = self._now(clock)
                     elif self.fraction_done() >= self.next_curve_point and not self.finished():
                         self.evaluate(curve_point=True)  # the end is evaluated whole below
-                        p.elapsed_s = self._now(clock, stop)
+                        p.elapsed_s = self._now(clock)
                     if p.elapsed_s >= next_eval:
                         next_eval = (math.floor(p.elapsed_s / interval) + 1) * interval
                     if self.fraction_done() >= self.next_curve_point:
                         self.next_curve_point = self._next_curve_point()
-                    if self.signalled:  # here, or on another process
+                    if self.peers.any(stop.signal_name is not None):  # here, or elsewhere
                         reason = f"interrupted ({stop.signal_name or 'another process'})"
                     elif self.save_every_s and p.elapsed_s - last_save >= self.save_every_s:
                         self.save(self)
