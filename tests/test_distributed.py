@@ -88,6 +88,20 @@ def train_steps(rank: int, port: int, folder: str) -> None:
         held_out = trainer.evaluate()
         if rank == 0:
             torch.save({"held_out": held_out, "state": states[-1]}, f"{folder}/results.pt")
+        # a hook of rank 0's asks to stop (as lstmgen.train's on_evaluation may): all stop
+        trainer.hooks = StopAtAnEvaluation(rank)
+        trainer.config = replace(CONFIG, max_steps=10 * STEPS)
+        reason = trainer.fit()
+        Path(f"{folder}/stopped-{rank}.txt").write_text(f"{trainer.progress.step} {reason}")
+
+
+class StopAtAnEvaluation(QuietHooks):
+    def __init__(self, rank: int):
+        self.rank = rank
+
+    def on_eval(self, trainer, val_nats, improved, **_):
+        if self.rank == 0 and trainer.progress.step > STEPS + 2:
+            trainer.stop_reason = "enough"
 
 
 @pytest.fixture(scope="module")
@@ -155,6 +169,15 @@ def test_the_checkpoint_holds_every_process_state(two_processes):
     assert h0.shape == h1.shape == (1, CONFIG.batch_size, MODEL.hidden)
     assert not torch.equal(h0, h1)  # each carried its own streams
     assert torch.equal(state["rnn_state"][0], h0)  # rank 0's also where one process reads it
+
+
+def test_a_stop_asked_on_rank_0_stops_every_process_at_the_same_step(two_processes):
+    steps, reasons = zip(
+        *((two_processes / f"stopped-{r}.txt").read_text().split(" ", 1) for r in (0, 1)),
+        strict=True,
+    )
+    assert steps[0] == steps[1] and STEPS + 2 < int(steps[0]) < 10 * STEPS
+    assert reasons == ("enough", "stopped by training process 0")
 
 
 def test_the_processes_streams_are_disjoint_and_cover_the_global_batch():

@@ -62,9 +62,9 @@ class Peers:
         """Rank 0's clock, for every rank: all take the same timed decisions at one step."""
         return elapsed_s
 
-    def any(self, flag: bool) -> bool:
-        """Whether any rank says so (was asked to stop by a signal)."""
-        return flag
+    def any(self, *flags: bool) -> list[bool]:
+        """For each flag, whether any rank raised it (one collective for all of them)."""
+        return list(flags)
 
     def total(self, *values: float) -> list[float]:
         """Each value summed over the ranks (in float64)."""
@@ -120,8 +120,8 @@ class ProcessGroup(Peers):
     def clock(self, elapsed_s: float) -> float:
         return self.total(elapsed_s if self.is_main else 0.0)[0]  # the others add 0
 
-    def any(self, flag: bool) -> bool:
-        return self.total(float(flag))[0] > 0
+    def any(self, *flags: bool) -> list[bool]:
+        return [count > 0 for count in self.total(*map(float, flags))]
 
     def total(self, *values: float) -> list[float]:
         numbers = torch.tensor(values, dtype=torch.float64, device=self._device)

@@ -456,7 +456,13 @@ class Trainer:
                         next_eval = (math.floor(p.elapsed_s / interval) + 1) * interval
                     if self.fraction_done() >= self.next_curve_point:
                         self.next_curve_point = self._next_curve_point()
-                    if self.peers.any(stop.signal_name is not None):  # here, or elsewhere
+                    # a signal, or a hook's request to stop (rank 0's), here or on another process
+                    signalled, asked = self.peers.any(
+                        stop.signal_name is not None, self.stop_reason is not None
+                    )
+                    if asked and self.stop_reason is None:
+                        self.stop_reason = "stopped by training process 0"
+                    if signalled:
                         reason = f"interrupted ({stop.signal_name or 'another process'})"
                     elif self.save_every_s and p.elapsed_s - last_save >= self.save_every_s:
                         self.save(self)
