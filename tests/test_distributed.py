@@ -296,7 +296,7 @@ def test_killed_then_interrupted_then_resumed_ends_as_the_uninterrupted_run(
     # resumed, then Ctrl-C: every process stops at the same step, rank 0 saves, exit 130
     done = launcher(["--resume", run], stop=f"0:{EPOCH + 20}:ctrl-c")
     assert done.returncode == 130, done.stderr
-    assert done.stderr.count("Resume with: lstmgen train --resume") == 1, done.stderr
+    assert done.stderr.count(f"Resume with: lstmgen train --resume {run} --nproc 2") == 1
     assert "Traceback" not in done.stderr
     saved = lstmgen.info(run)["steps"]
     assert saved == EPOCH + 21  # the step during which the signal came, finished

@@ -30,10 +30,11 @@ class Interrupted(Exception):
 class TrainingInterrupted(Interrupted):
     """Training stopped on Ctrl-C or SIGTERM after saving a checkpoint; `result` says where."""
 
-    def __init__(self, result):
+    def __init__(self, result, *, processes: int = 1):
+        nproc = f" --nproc {processes}" if processes > 1 else ""
         super().__init__(
             f"training interrupted; saved at step {result.steps}. "
-            f"Resume with: lstmgen train --resume {result.run_dir}"
+            f"Resume with: lstmgen train --resume {result.run_dir}{nproc}"
         )
         self.result = result
 

@@ -230,7 +230,7 @@ def _train(
         ) from None
     result = _result(out, trainer, reason, config.tokens_per_char)
     if reason.startswith("interrupted"):
-        raise TrainingInterrupted(result)
+        raise TrainingInterrupted(result, processes=peers.size)
     reporter.print(
         f"stopped ({reason}) after {result.steps:,} steps; {_held_out(result, trainer)}. "
         f"Generate with: lstmgen generate {out}",

@@ -102,7 +102,17 @@ class ProcessGroup(Peers):
         self._device = torch.device("cpu")
 
     def device(self, device: torch.device) -> torch.device:
+        if device.type == "mps":
+            raise LstmgenError(
+                "training on several processes needs CUDA GPUs or the CPU; use --device cpu"
+            )
         if device.type == "cuda":  # one GPU per process: the one of its local rank
+            gpus = torch.cuda.device_count()
+            if self.local_rank >= gpus:
+                raise LstmgenError(
+                    f"training process {self.rank} has no GPU of its own: this machine has "
+                    f"{gpus}; start at most {gpus} processes per machine (--nproc {gpus})"
+                )
             torch.cuda.set_device(self.local_rank)
             device = torch.device("cuda", self.local_rank)
         self._device = device if device.type == "cuda" else torch.device("cpu")
@@ -187,7 +197,9 @@ def is_peer_failure(error: BaseException) -> bool:
     if isinstance(error, dist.DistError):
         return True
     text = str(error)
-    return any(mark in text for mark in ("gloo", "Gloo", "NCCL", "Connection", "timed out"))
+    return any(
+        mark in text for mark in ("gloo", "Gloo", "NCCL", "Connection", "Timed out", "timed out")
+    )
 
 
 def _die_with_the_launcher() -> None:
