@@ -20,6 +20,7 @@ from lstmgen.run import TrainResult, create
 from lstmgen.run import resume as resumed_config
 from lstmgen.run import train as train_run
 from lstmgen.threads import ask as use_threads
+from lstmgen.training.distributed import joined
 
 __all__ = ["Model", "TrainResult", "info", "load", "prepare", "train"]
 
@@ -48,6 +49,7 @@ def train(
     settings the new run starts from; `options` given here override them.
     `on_evaluation(row)`: called with each evaluation's metrics row; returning a text stops
     the run there (the text becomes stopped_because).
+    Under torchrun, every process calls this alike; rank 0 prepares, writes and prints.
     """
     out = Path(out)
     use_threads(threads)
@@ -59,29 +61,37 @@ def train(
         if len(specs) == 1 and is_token_store(Path(specs[0])):
             settings.pop("level")  # a prepared store has its level already
         options = {**settings, **options}
-    if resume:
-        if sources:
-            raise LstmgenError(
-                "--resume continues a run on its own data; do not name sources with it"
-            )
-        config, lr_changed = resumed_config(out, options)
-        return train_run(
-            out,
-            config,
-            resuming=True,
-            quiet=quiet,
-            lr_changed=lr_changed,
-            on_evaluation=on_evaluation,
-        )
-    run_config = RunConfig.from_options(options)
-    if sources is None or (not isinstance(sources, (str, Path)) and not list(sources)):
+    if resume and sources:
+        raise LstmgenError("--resume continues a run on its own data; do not name sources with it")
+    run_config = None if resume else RunConfig.from_options(options)
+    if not resume and (
+        sources is None or (not isinstance(sources, (str, Path)) and not list(sources))
+    ):
         raise LstmgenError(
             "no input given; name text files, folders, '-' for stdin, or python-docs"
         )
-    run_config, prepared = create(sources, out, run_config, overwrite=overwrite, quiet=quiet)
-    return train_run(
-        out, run_config, prepared, resuming=False, quiet=quiet, on_evaluation=on_evaluation
-    )
+    with joined(out) as peers:
+        made: list = []  # what rank 0 made; the other processes read it from the run directory
+
+        def start() -> dict:
+            """Rank 0's part: read the run to resume, or create it (prepare, size)."""
+            if resume:
+                made.extend(resumed_config(out, options))  # config, lr_changed
+            else:
+                made.extend(create(sources, out, run_config, overwrite=overwrite, quiet=quiet))
+            return {"config": made[0].to_json(), "lr_changed": resume and made[1]}
+
+        shared = peers.share(start)  # the other processes wait for rank 0 here
+        return train_run(
+            out,
+            made[0] if made else RunConfig.from_json(shared["config"]),
+            made[1] if made and not resume else None,  # the prepared data, read once
+            resuming=resume,
+            quiet=quiet,
+            lr_changed=shared["lr_changed"],
+            on_evaluation=on_evaluation,
+            peers=peers,
+        )
 
 
 def info(run_dir: str | Path) -> dict:

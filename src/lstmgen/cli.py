@@ -27,7 +27,7 @@ from lstmgen.console import interact, unescape, write_jsonl, write_text
 from lstmgen.data.prepare import prepare as prepare_store
 from lstmgen.data.sources import read_documents
 from lstmgen.describe import info as describe_run
-from lstmgen.errors import Interrupted, LstmgenError, say
+from lstmgen.errors import Interrupted, LstmgenError, SaidByRankZero, say
 from lstmgen.flags import Command, Group, with_options
 from lstmgen.plot import plot_command
 
@@ -47,6 +47,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 DATA, OUTPUT = "Data", "Output"
+_ARGS: list[str] = []  # the command line main() runs: `train --nproc` relaunches it
 
 
 def _version(value: bool) -> None:
@@ -182,9 +183,22 @@ def train(
             show_default=False,
         ),
     ] = None,
+    nproc: Annotated[
+        int | None,
+        typer.Option(
+            help="Train as this many processes on this machine (one per GPU on a GPU machine): "
+            "starts torchrun with this same command. Each reads --batch-size streams.",
+            rich_help_panel="Training",
+            show_default=False,
+        ),
+    ] = None,
     options: dict | None = None,
 ) -> None:
     """Train a model on text; checkpoints, metrics and samples go to the run directory."""
+    if nproc is not None and nproc < 1:
+        raise LstmgenError(f"--nproc {nproc} must be at least 1")
+    if nproc is not None and nproc > 1:
+        _launch_processes(nproc, resume is None, options)
     api().use_threads(threads)
     specs = [*(sources or []), *([str(sqlite)] if sqlite is not None else [])] or None
     if resume is not None:
@@ -200,6 +214,26 @@ def train(
         )
     api().train(specs, out=out, overwrite=overwrite, quiet=quiet, config=config, **options)
 
+
+def _launch_processes(nproc: int, new_run: bool, options: dict) -> None:
+    """`train --nproc N`: check the options here (one error line, not N), then run the same
+    command under torchrun and end with its exit code."""
+    from lstmgen.config import RunConfig
+    from lstmgen.run.launch import launch, without_nproc
+
+    if new_run:
+        RunConfig.from_options(options)
+    if options.get("lr_finder"):
+        raise LstmgenError(
+            "--lr-finder runs in one process: find the rate without --nproc first, "
+            "then train with --lr RATE"
+        )
+    global _LAUNCHED
+    _LAUNCHED = True
+    raise typer.Exit(launch(without_nproc(_ARGS), nproc))
+
+
+_LAUNCHED = False  # the exit code came from training processes, which said what happened
 
 TUNING = "Search"
 
@@ -516,6 +550,9 @@ def main(argv: list[str] | None = None) -> None:
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(encoding="utf-8", errors="replace")
     args = sys.argv[1:] if argv is None else argv
+    _ARGS[:] = args
+    # under torchrun, the training processes other than rank 0 leave the talking to it
+    secondary = os.environ.get("RANK", "0") != "0"
     interrupted_after_saving = False
     try:
         code = app(args=args or ["--help"], prog_name="lstmgen", standalone_mode=False)
@@ -526,16 +563,19 @@ def main(argv: list[str] | None = None) -> None:
         say(f"lstmgen: error: {message} (see '{command} --help')")
         code = 2
     except LstmgenError as e:
-        say(f"lstmgen: error: {e}")
+        if not isinstance(e, SaidByRankZero):
+            say(f"lstmgen: error: {e}")
         code = 2
     except Interrupted as e:
-        say(f"lstmgen: {e}")
+        if not secondary:
+            say(f"lstmgen: {e}")
         code, interrupted_after_saving = 130, True
     except (KeyboardInterrupt, typer.Abort):
         code = 130
     except BrokenPipeError:  # e.g. `lstmgen generate ... | head`
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         code = 0
+    interrupted_after_saving = interrupted_after_saving or _LAUNCHED or secondary
     if code == 130 and not interrupted_after_saving:  # typer turns Ctrl-C into exit code 130
         say("lstmgen: interrupted")
     sys.exit(code if isinstance(code, int) else 0)

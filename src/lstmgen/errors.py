@@ -12,6 +12,16 @@ class LstmgenError(Exception):
     """
 
 
+class PeerStopped(LstmgenError):
+    """Another training process (under torchrun) died or stopped answering; the last
+    checkpoint is whole."""
+
+
+class SaidByRankZero(LstmgenError):
+    """The error that training process 0 met and printed; the other processes stop with it
+    and print nothing."""
+
+
 class Interrupted(Exception):
     """Ctrl-C or SIGTERM stopped the work after its state was saved; the message says how to
     go on (exit code 130)."""
@@ -20,10 +30,11 @@ class Interrupted(Exception):
 class TrainingInterrupted(Interrupted):
     """Training stopped on Ctrl-C or SIGTERM after saving a checkpoint; `result` says where."""
 
-    def __init__(self, result):
+    def __init__(self, result, *, processes: int = 1):
+        nproc = f" --nproc {processes}" if processes > 1 else ""
         super().__init__(
             f"training interrupted; saved at step {result.steps}. "
-            f"Resume with: lstmgen train --resume {result.run_dir}"
+            f"Resume with: lstmgen train --resume {result.run_dir}{nproc}"
         )
         self.result = result
 

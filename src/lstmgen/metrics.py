@@ -19,6 +19,7 @@ def evaluate_tokens(
     warmup: int = 256,
     chunk: int = 256,
     limit: int | None = None,
+    shard: tuple[int, int] = (0, 1),
 ) -> tuple[float, int]:
     """Total nats and count of predicted tokens over `tokens`, every position after the first
     scored once.
@@ -27,7 +28,8 @@ def evaluate_tokens(
     preceded by up to `warmup` unscored tokens before it, so no prediction starts
     from a cold state except the very first ones of the text. With `limit` below the
     sequence's length, each range scores only its first limit/streams predictions: a
-    sample spread evenly over the text.
+    sample spread evenly over the text. shard=(rank, ranks): this process scores every
+    ranks-th range from rank on; the shards' sums add up to the whole.
     """
     n_pred = len(tokens) - 1
     if n_pred < 1:
@@ -49,6 +51,10 @@ def evaluate_tokens(
         inputs[i, :length] = tokens[begin:stop]
         targets[i, :length] = tokens[begin + 1 : stop + 1]
         scored[i, start - begin : length] = True
+    rank, ranks = shard
+    inputs, targets, scored = inputs[rank::ranks], targets[rank::ranks], scored[rank::ranks]
+    if not len(inputs):  # more processes than ranges: nothing to score here
+        return 0.0, 0
     was_training = model.training
     model.eval()
     x, y, mask = (torch.from_numpy(a).to(device) for a in (inputs, targets, scored))

@@ -46,11 +46,12 @@ def requested(threads: int | None = None) -> int | None:
 
 
 def cores() -> int:
-    """CPU cores this process may run on."""
+    """CPU cores this process may run on: under torchrun, its share of this machine's."""
     try:
-        return len(os.sched_getaffinity(0))
+        available = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+        available = os.cpu_count() or 1
+    return max(1, available // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
 
 
 def use(threads: int) -> None:

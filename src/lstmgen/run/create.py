@@ -24,6 +24,7 @@ from lstmgen.files import staged
 from lstmgen.tokens import load_tokenizer
 from lstmgen.tokens.vectors import read_vectors
 from lstmgen.training.batches import max_batch_size
+from lstmgen.training.distributed import world_size
 from lstmgen.training.sizing import (
     PARAMETERS_PER_TOKEN,
     SIZING_SHARE,
@@ -142,18 +143,22 @@ def _fit_to_data(
     """The config completed from the data: vocabulary, batch size, word vectors, model size."""
     store, tokenizer, train = prepared.store, prepared.tokenizer, config.train
     unit = unit_of(tokenizer)
-    fit = max_batch_size(len(store.train), train.seq_len)
+    processes = world_size()  # under torchrun each process reads --batch-size streams
+    fit = max_batch_size(len(store.train), train.seq_len) // processes
     if fit < 1:
         val_fraction = store.meta.get("val_fraction", config.data.val_fraction)
         raise LstmgenError(
             f"the training text has {len(store.train)} {unit}, too few for one sequence of "
             f"--seq-len {train.seq_len}; give at least {train.seq_len + 2} characters (about "
             f"{(train.seq_len + 2) / (1 - val_fraction):.0f} in all) or lower --seq-len"
+            + (f" (or use fewer than {processes} processes)" if processes > 1 else "")
         )
     if fit < train.batch_size:
         warn(
             f"the training text ({len(store.train)} {unit}) is too small for --batch-size "
-            f"{train.batch_size} at --seq-len {train.seq_len}; using --batch-size {fit}"
+            f"{train.batch_size} at --seq-len {train.seq_len}"
+            + (f" on {processes} processes" if processes > 1 else "")
+            + f"; using --batch-size {fit}"
         )
         train = replace(train, batch_size=fit)
     model = replace(config.model, vocab_size=tokenizer.vocab_size)
@@ -189,6 +194,7 @@ def _size_model(config: RunConfig, train_tokens: int, *, quiet: bool) -> RunConf
         batch_size=train.batch_size,
         seq_len=train.seq_len,
         device=resolve_device(train.device),
+        processes=world_size(),
     )
     why = {
         "time": f"a larger one could not read {TOKENS_PER_PARAMETER:g} tokens per parameter "

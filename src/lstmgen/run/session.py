@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import os
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -26,8 +27,10 @@ from lstmgen.files import FULL, DiskFull, locked, read_progress, write_checkpoin
 from lstmgen.inference import Model, build_model
 from lstmgen.run.create import Prepared, unit_of
 from lstmgen.tokens import load_tokenizer
+from lstmgen.training.batches import max_batch_size
+from lstmgen.training.distributed import Peers
 from lstmgen.training.range_test import range_test
-from lstmgen.training.report import RunReporter, truncate_metrics
+from lstmgen.training.report import QuietHooks, RunReporter, truncate_metrics
 from lstmgen.training.trainer import Progress, Trainer
 
 
@@ -82,14 +85,17 @@ def train(
     quiet: bool,
     lr_changed: bool = False,
     on_evaluation=None,
+    peers: Peers | None = None,
 ) -> TrainResult:
     """Train the run in `out` as its config says; from its last checkpoint when resuming.
 
     The run's lock is held throughout: a second lstmgen training it gets a one-line error.
     on_evaluation(row) sees each metrics.jsonl evaluation row; a text it returns stops the
     run there (checkpointed, as at any limit) and becomes its stopped_because.
+    `peers`: the other training processes under torchrun (rank 0 alone writes and prints).
     """
-    with locked(out):
+    peers = peers or Peers()
+    with locked(out) if peers.is_main else nullcontext():
         return _train(
             out,
             config,
@@ -98,6 +104,7 @@ def train(
             quiet=quiet,
             lr_changed=lr_changed,
             on_evaluation=on_evaluation,
+            peers=peers,
         )
 
 
@@ -110,17 +117,20 @@ def _train(
     quiet: bool,
     lr_changed: bool,
     on_evaluation=None,
+    peers: Peers,
 ) -> TrainResult:
     train_config = config.train
-    device = resolve_device(train_config.device)
+    device = peers.device(resolve_device(train_config.device))
     torch.manual_seed(train_config.seed)
     if prepared is None:
-        prepared = Prepared(load_tokenizer(out / "tokenizer.json"), TokenStore.open(out / "data"))
+        prepared = _open_prepared(out, peers)
     tokenizer, store = prepared.tokenizer, prepared.store
     model = build_model(config, tokenizer)
     if prepared.vectors is not None:
         model.set_embeddings(torch.from_numpy(prepared.vectors))
     model = model.to(device)
+    if peers.rank:  # the same initial weights everywhere, but each process its own dropout
+        torch.manual_seed(train_config.seed + peers.rank)
     sampler_model = Model(model, tokenizer)
 
     def sampler(**settings) -> str:
@@ -129,34 +139,66 @@ def _train(
         model.train(was_training)
         return text  # type: ignore[return-value]
 
-    reporter = RunReporter(
-        out,
-        sampler=sampler,
-        quiet=quiet,
-        tokens_per_char=config.tokens_per_char,
-        tensorboard=train_config.tensorboard,
-        on_evaluation=on_evaluation,
+    reporter = (
+        RunReporter(
+            out,
+            sampler=sampler,
+            quiet=quiet,
+            tokens_per_char=config.tokens_per_char,
+            tensorboard=train_config.tensorboard,
+            on_evaluation=on_evaluation,
+        )
+        if peers.is_main
+        else QuietHooks()
     )
     if train_config.lr_finder and "lr_finder" not in config.records:  # or stopped during the test
+        if peers.size > 1:
+            raise LstmgenError(
+                "--lr-finder runs in one process: find the rate without torchrun first, "
+                "then train with --lr RATE (or resume this run in one process)"
+            )
         config = _find_lr(model, store, config, out, reporter)
 
     def save(trainer: Trainer, best: bool = False) -> None:
-        save_checkpoint(out, config, tokenizer, trainer, best=best)
+        state = None if best else trainer.trainer_state()  # every process's, gathered
+        if peers.is_main:
+            save_checkpoint(out, config, tokenizer, trainer, best=best, state=state)
 
+    streams = train_config.batch_size * peers.size
+    if streams > max_batch_size(len(store.train), train_config.seq_len):
+        raise LstmgenError(
+            f"--batch-size {train_config.batch_size} on {peers.size} processes needs {streams} "
+            f"streams of --seq-len {train_config.seq_len}, more than the training text holds; "
+            "use fewer processes"
+        )
     trainer = Trainer(
-        model, store.train, store.val, config.train, hooks=reporter, save=save, device=device
+        model,
+        store.train,
+        store.val,
+        config.train,
+        hooks=reporter,
+        save=save,
+        device=device,
+        peers=peers,
     )
     checkpoint = out / "model.safetensors"
     if resuming and not checkpoint.exists():
-        truncate_metrics(out / "metrics.jsonl", 0)
+        if peers.is_main:
+            truncate_metrics(out / "metrics.jsonl", 0)
         reporter.print(f"{out} has no checkpoint yet; training starts from the beginning")
     if resuming and checkpoint.exists():
         progress = Progress(**read_progress(checkpoint))
         if lr_changed:  # a new peak rate given on resume replaces the one roll-backs had lowered
             progress.lr_scale, progress.rollbacks = 1.0, 0
         load_weights(model, checkpoint)
-        trainer.load_trainer_state(load_trainer_state(out / "trainer_state.pt"), progress)
-        damaged = truncate_metrics(out / "metrics.jsonl", progress.step)
+        state = load_trainer_state(out / "trainer_state.pt")
+        if not trainer.load_trainer_state(state, progress) and peers.is_main:
+            warn(
+                f"{out} was saved by {int(state.get('world_size', 1))} training process(es) "
+                f"and resumes on {peers.size}: each now reads other streams, so the recurrent "
+                "state starts fresh (resume with as many processes to continue exactly)"
+            )
+        damaged = truncate_metrics(out / "metrics.jsonl", progress.step) if peers.is_main else 0
         if damaged:
             warn(
                 f"dropped {damaged} damaged line{'s' if damaged > 1 else ''} of "
@@ -188,7 +230,7 @@ def _train(
         ) from None
     result = _result(out, trainer, reason, config.tokens_per_char)
     if reason.startswith("interrupted"):
-        raise TrainingInterrupted(result)
+        raise TrainingInterrupted(result, processes=peers.size)
     reporter.print(
         f"stopped ({reason}) after {result.steps:,} steps; {_held_out(result, trainer)}. "
         f"Generate with: lstmgen generate {out}",
@@ -308,10 +350,30 @@ def _find_lr(model, store: TokenStore, config: RunConfig, out: Path, reporter) -
     return config
 
 
+def _open_prepared(out: Path, peers: Peers) -> Prepared:
+    """The run's tokenizer and token store, as saved in its directory."""
+    if not peers.is_main and not (out / "data").is_dir():
+        raise LstmgenError(
+            f"training process {peers.rank} cannot see {out / 'data'}: every machine must see "
+            "the run directory (put it on a filesystem they share)"
+        )
+    return Prepared(load_tokenizer(out / "tokenizer.json"), TokenStore.open(out / "data"))
+
+
 def save_checkpoint(
-    out: Path, config: RunConfig, tokenizer, trainer: Trainer, *, best: bool
+    out: Path,
+    config: RunConfig,
+    tokenizer,
+    trainer: Trainer,
+    *,
+    best: bool,
+    state: dict | None = None,
 ) -> None:
-    """The latest checkpoint (weights, trainer state, config) or best/ (weights, config, tokens)."""
+    """The latest checkpoint (weights, trainer state, config) or best/ (weights, config, tokens).
+
+    `state`: the trainer state to save (gathered from every process); by default the trainer's.
+    """
+    state = state if state is not None or best else trainer.trainer_state()
     progress = dict(vars(trainer.progress))
     config_json = config.to_json()
 
@@ -336,7 +398,7 @@ def save_checkpoint(
             out,
             {
                 "model.safetensors": weights,
-                "trainer_state.pt": lambda path: save_trainer_state(trainer.trainer_state(), path),
+                "trainer_state.pt": lambda path: save_trainer_state(state, path),
                 "config.json": config_file,
             },
         )

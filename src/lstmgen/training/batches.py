@@ -14,23 +14,39 @@ class StreamBatches:
     contiguous streams; batch i holds steps [i*T, (i+1)*T) of every stream, so
     batch i+1 continues exactly where batch i stopped and the hidden state can
     be carried. Every position of the streams is a target once per epoch.
+
+    With several processes (`ranks`), the array is cut into B x ranks streams, the global
+    batch, and process `rank` reads its own B of them: disjoint, together all of them, and
+    the same number of batches on every process.
     """
 
-    def __init__(self, tokens: np.ndarray, batch_size: int, seq_len: int, *, seed: int, epoch: int):
+    def __init__(
+        self,
+        tokens: np.ndarray,
+        batch_size: int,
+        seq_len: int,
+        *,
+        seed: int,
+        epoch: int,
+        rank: int = 0,
+        ranks: int = 1,
+    ):
         self.batch_size, self.seq_len = batch_size, seq_len
-        slack = len(tokens) - 1 - batch_size * seq_len
+        streams = batch_size * ranks  # the global batch
+        slack = len(tokens) - 1 - streams * seq_len
         if slack < 0:
             # callers check with max_batch_size first
             raise ValueError("too few tokens for one batch")
         # offset depends only on (seed, epoch): resumable
         rng = np.random.default_rng([seed, epoch])
         offset = int(rng.integers(0, min(seq_len - 1, slack) + 1))
-        stream_len = (len(tokens) - 1 - offset) // batch_size
+        stream_len = (len(tokens) - 1 - offset) // streams
         self.steps = stream_len // seq_len
-        span = batch_size * stream_len
+        span = streams * stream_len
         # Views into the memmap: (B, stream_len); nothing is copied until a batch is read.
-        self._inputs = tokens[offset : offset + span].reshape(batch_size, stream_len)
-        self._targets = tokens[offset + 1 : offset + 1 + span].reshape(batch_size, stream_len)
+        own = slice(rank * batch_size, (rank + 1) * batch_size)
+        self._inputs = tokens[offset : offset + span].reshape(streams, stream_len)[own]
+        self._targets = tokens[offset + 1 : offset + 1 + span].reshape(streams, stream_len)[own]
 
     def __len__(self) -> int:
         return self.steps

@@ -74,7 +74,8 @@ class RunReporter:
 
     def on_step(self, trainer: Trainer, loss, lr: float) -> None:
         p = trainer.progress
-        self.window_tokens += trainer.config.batch_size * trainer.config.seq_len
+        c = trainer.config
+        self.window_tokens += c.batch_size * c.seq_len * trainer.peers.size  # every process's
         if p.step % 10 and p.step > 1 and self.loss_ema is not None:
             return  # the first step of a session is always measured: a resumed run has no EMA
         value = float(loss)  # a device sync: only every 10th step
@@ -179,6 +180,31 @@ class RunReporter:
         self.curves.draw(trainer.progress.elapsed_s, always=True)
         if self.tensorboard is not None:
             self.tensorboard.close()
+
+
+class QuietHooks:
+    """The hooks of the training processes other than rank 0: they write and print nothing."""
+
+    def print(self, text: str, *, always: bool = False) -> None:
+        pass
+
+    def on_start(self, trainer: Trainer) -> None:
+        pass
+
+    def on_step(self, trainer: Trainer, loss, lr: float) -> None:
+        pass
+
+    def on_eval(self, trainer: Trainer, val_nats: float, improved: bool, **_) -> None:
+        pass
+
+    def on_rollback(self, trainer: Trainer, message: str) -> None:
+        pass
+
+    def on_epoch_end(self, trainer: Trainer) -> None:
+        pass
+
+    def on_end(self, trainer: Trainer, reason: str) -> None:
+        pass
 
 
 class CurvesFile:

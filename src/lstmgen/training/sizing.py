@@ -113,8 +113,12 @@ def size_for_budget(
     batch_size: int,
     seq_len: int,
     device: torch.device,
+    processes: int = 1,
 ) -> Sizing:
     """The largest hidden size of LADDER that the budget can train and the data can fill.
+
+    Under torchrun, rank 0 times one process (on its share of the cores, or its GPU) and the
+    budget counts `processes` such processes reading side by side.
 
     Timing stops climbing once it has taken SIZING_SHARE of the budget (a 10-s run must not
     spend 12 s choosing its size), counted in this thread's CPU time: a busy machine makes
@@ -127,7 +131,7 @@ def size_for_budget(
             speed, parameters = measure_speed(
                 replace(config, hidden=hidden), batch_size, seq_len, device
             )
-            tokens = speed * budget_s * TRAINING_SHARE
+            tokens = speed * processes * budget_s * TRAINING_SHARE
             if tokens < TOKENS_PER_PARAMETER * parameters:
                 limit = "time"
             elif parameters > PARAMETERS_PER_TOKEN * train_tokens:

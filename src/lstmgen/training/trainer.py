@@ -17,6 +17,7 @@ from lstmgen.metrics import evaluate_tokens
 from lstmgen.model import detach_state
 from lstmgen.threads import ThreadChooser
 from lstmgen.training.batches import StreamBatches
+from lstmgen.training.distributed import Peers
 
 
 def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
@@ -130,6 +131,7 @@ class Trainer:
         save,
         device,
         threads: ThreadChooser | None = None,
+        peers: Peers | None = None,
     ):
         self.model, self.config, self.hooks, self.save, self.device = (
             model,
@@ -139,6 +141,8 @@ class Trainer:
             device,
         )
         self.train_tokens, self.val_tokens = train_tokens, val_tokens
+        self.peers = peers or Peers()  # the other training processes under torchrun, if any
+        self.step_model = self.peers.wrap(model)  # DDP under torchrun: gradients are averaged
         self.optimizer = make_optimizer(model, config.lr, config.weight_decay)
         self.threads = threads or ThreadChooser()  # measured, unless --threads says
         self.progress = Progress()
@@ -155,33 +159,59 @@ class Trainer:
         self.total_steps = epochs * self.steps_per_epoch if epochs else config.max_steps
 
     # ----- state for checkpoints -------------------------------------------------------------
-    def trainer_state(self) -> dict:
+    def _own_state(self) -> dict:
+        """This process's recurrent state and random state (CPU tensors)."""
         state = self.state if self.state is not None else ()
         return {
-            "format": torch.tensor(1),
-            "step": torch.tensor(self.progress.step),
-            "optimizer": self.optimizer.state_dict(),
-            "rnn_state": list(state) if isinstance(state, tuple) else [state],
+            "rnn_state": [s.cpu() for s in (state if isinstance(state, tuple) else [state])],
             "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state()
             if self.device.type == "cuda"
             else torch.empty(0),
         }
 
-    def load_trainer_state(self, state: dict, progress: Progress) -> None:
+    def trainer_state(self) -> dict | None:
+        """The checkpoint's trainer state: rank 0's at the top, and under torchrun every
+        rank's in "ranks" (gathered: every rank calls this; None on all but rank 0)."""
+        own = self._own_state()
+        ranks = self.peers.gather(own)
+        if ranks is None:
+            return None
+        state = {
+            "format": torch.tensor(1),
+            "step": torch.tensor(self.progress.step),
+            "optimizer": self.optimizer.state_dict(),
+            **own,
+        }
+        if self.peers.size > 1:
+            state["world_size"] = torch.tensor(self.peers.size)
+            state["ranks"] = ranks
+        return state
+
+    def load_trainer_state(self, state: dict, progress: Progress) -> bool:
+        """Continue from a checkpoint's state; False when it was made by another number of
+        processes (the recurrent state then starts fresh: each process reads other streams)."""
         if int(state["step"]) != progress.step:
             raise LstmgenError(
                 "the run's weights and trainer_state.pt are from different steps; resume is unsafe"
             )
         self.optimizer.load_state_dict(state["optimizer"])
-        rnn_state = [s.to(self.device) for s in state["rnn_state"]]
+        self.progress = progress
+        saved_size = int(state.get("world_size", 1))
+        if saved_size != self.peers.size:
+            self.state = None
+            if progress.batch >= self.steps_per_epoch:  # the new layout's epoch is shorter
+                progress.epoch, progress.batch = progress.epoch + 1, 0
+            return False
+        own = state["ranks"][self.peers.rank] if saved_size > 1 else state
+        rnn_state = [s.to(self.device) for s in own["rnn_state"]]
         self.state = (
             None if not rnn_state else (tuple(rnn_state) if len(rnn_state) == 2 else rnn_state[0])
         )
-        torch.set_rng_state(state["torch_rng"])
-        if self.device.type == "cuda" and state["cuda_rng"].numel():
-            torch.cuda.set_rng_state(state["cuda_rng"])
-        self.progress = progress
+        torch.set_rng_state(own["torch_rng"])
+        if self.device.type == "cuda" and own["cuda_rng"].numel():
+            torch.cuda.set_rng_state(own["cuda_rng"])
+        return True
 
     # ----- divergence: roll back to the last good state and halve the learning rate ---------
     def _snapshot(self) -> None:
@@ -210,7 +240,9 @@ class Trainer:
     def _check_step(self, loss: torch.Tensor, grad_norm: torch.Tensor) -> str | None:
         """ "ok", "skip" (this batch's loss jumped: do not apply it) or why training diverged."""
         p = self.progress
-        value, norm = float(loss.detach()), float(grad_norm)  # one device sync per step
+        # one device sync per step; the loss is the mean over the processes, so that all of
+        # them judge alike (the gradient norm is already the same everywhere)
+        value, norm = self.peers.mean(loss.detach()), float(grad_norm)
         if not math.isfinite(value) or not math.isfinite(norm):
             return f"the loss became {value:.4g} (gradient norm {norm:.4g})"
         if (
@@ -266,6 +298,8 @@ class Trainer:
             self.config.seq_len,
             seed=self.config.seed,
             epoch=epoch,
+            rank=self.peers.rank,
+            ranks=self.peers.size,
         )
 
     def fraction_done(self) -> float:
@@ -308,7 +342,11 @@ class Trainer:
         """Held-out loss in nats per token. A whole evaluation is recorded as the last one and
         may be the best; a curve point on a sample of the held-out text is only reported."""
         limit = self.curve_tokens() if curve_point else None
-        nats, count = evaluate_tokens(self.model, self.val_tokens, limit=limit)
+        nats, count = evaluate_tokens(
+            self.model, self.val_tokens, limit=limit, shard=(self.peers.rank, self.peers.size)
+        )
+        nats, count = self.peers.total(nats, count)  # each process scored its share
+        count = int(count)
         loss = nats / max(count, 1)
         p = self.progress
         if count < len(self.val_tokens) - 1:
@@ -351,15 +389,24 @@ class Trainer:
                 last_save=last_save,
                 interval=interval,
             )
+        except RuntimeError as e:
+            self.peers.failing(e)
+            raise
         finally:
             self.hooks.on_end(self, self.reason)
         return self.reason
 
+    def _now(self, clock: float) -> float:
+        """The run's elapsed time as rank 0 sees it, on every process (so that all take the
+        same decisions at the same step: evaluate, checkpoint, stop at a time limit)."""
+        return self.peers.clock(time.perf_counter() - clock)
+
     def _loop(self, *, stop_reason, clock, next_eval, last_save, interval) -> None:
-        p, c, model = self.progress, self.config, self.model
+        p, c, model = self.progress, self.config, self.step_model
         reason, first_step = stop_reason, p.step
         self.last_whole_eval_step = None
         autocast = autocast_for(self.device)
+        pin = self.device.type == "cuda"  # page-locked batches copy to the GPU asynchronously
         self._snapshot()
         with StopFlag() as stop:
             while reason is None:
@@ -369,6 +416,8 @@ class Trainer:
                 while reason is None:
                     self.threads.step_starts(p.elapsed_s)
                     x, y = batches.get(p.batch)
+                    if pin:
+                        x, y = x.pin_memory(), y.pin_memory()
                     x, y = (
                         x.to(self.device, non_blocking=True),
                         y.to(self.device, non_blocking=True),
@@ -379,7 +428,7 @@ class Trainer:
                     with autocast:
                         _, loss, state = model(x, self.state, y)
                     self.state = detach_state(state)
-                    model.objective(loss).backward()
+                    self.model.objective(loss).backward()
                     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), c.grad_clip)
                     verdict = self._check_step(loss, grad_norm)
                     if verdict not in ("ok", "skip"):
@@ -390,8 +439,8 @@ class Trainer:
                     self.optimizer.zero_grad(set_to_none=True)
                     p.step += 1
                     p.batch += 1
-                    p.tokens += x.numel()
-                    p.elapsed_s = time.perf_counter() - clock
+                    p.tokens += x.numel() * self.peers.size
+                    p.elapsed_s = self._now(clock)
                     self.threads.step_ends(p.elapsed_s)
                     self.hooks.on_step(self, loss.detach(), lr)
                     if p.batch == len(batches):
@@ -399,21 +448,27 @@ class Trainer:
                         self.evaluate()
                         self.hooks.on_epoch_end(self)
                         # saved as it is checked below
-                        last_save = p.elapsed_s = time.perf_counter() - clock
+                        last_save = p.elapsed_s = self._now(clock)
                         self.save(self)
                         self._snapshot()
                     elif p.elapsed_s >= next_eval:
                         self.evaluate()
-                        p.elapsed_s = time.perf_counter() - clock
+                        p.elapsed_s = self._now(clock)
                     elif self.fraction_done() >= self.next_curve_point and not self.finished():
                         self.evaluate(curve_point=True)  # the end is evaluated whole below
-                        p.elapsed_s = time.perf_counter() - clock
+                        p.elapsed_s = self._now(clock)
                     if p.elapsed_s >= next_eval:
                         next_eval = (math.floor(p.elapsed_s / interval) + 1) * interval
                     if self.fraction_done() >= self.next_curve_point:
                         self.next_curve_point = self._next_curve_point()
-                    if stop.signal_name:
-                        reason = f"interrupted ({stop.signal_name})"
+                    # a signal, or a hook's request to stop (rank 0's), here or on another process
+                    signalled, asked = self.peers.any(
+                        stop.signal_name is not None, self.stop_reason is not None
+                    )
+                    if asked and self.stop_reason is None:
+                        self.stop_reason = "stopped by training process 0"
+                    if signalled:
+                        reason = f"interrupted ({stop.signal_name or 'another process'})"
                     elif self.save_every_s and p.elapsed_s - last_save >= self.save_every_s:
                         self.save(self)
                         self._snapshot()
