@@ -46,6 +46,11 @@ class TrainConfig(Section):
         "the embedding size follows the file.",
         panel=MODEL,
     )
+    init_from: str | None = option(
+        help="Fine-tune: start from this run's weights, architecture and vocabulary "
+        "(its best checkpoint; RUN:latest for its latest).",
+        panel=MODEL,
+    )
     # The range test lost to the default lr at 60 s (1.899 vs 1.802): off by default.
     lr_finder: bool = option(
         False,

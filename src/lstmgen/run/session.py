@@ -108,6 +108,8 @@ def _train(
     model = build_model(config, tokenizer)
     if prepared.vectors is not None:
         model.set_embeddings(torch.from_numpy(prepared.vectors))
+    if prepared.initial is not None:  # fine-tuning: the base's weights
+        model.load_state_dict(prepared.initial)
     model = model.to(device)
     sampler_model = Model(model, tokenizer)
 
@@ -127,7 +129,14 @@ def _train(
         save_checkpoint(out, config, tokenizer, trainer, best=best)
 
     trainer = Trainer(
-        model, store.train, store.val, config.train, hooks=reporter, save=save, device=device
+        model,
+        store.train,
+        store.val,
+        config.train,
+        hooks=reporter,
+        save=save,
+        device=device,
+        unscored=tuple(sorted(getattr(tokenizer, "is_control", ()))),
     )
     checkpoint = out / "model.safetensors"
     if resuming and not checkpoint.exists():

@@ -119,6 +119,7 @@ class Trainer:
         save,
         device,
         threads: ThreadChooser | None = None,
+        unscored: tuple[int, ...] = (),
     ):
         self.model, self.config, self.hooks, self.save, self.device = (
             model,
@@ -128,6 +129,7 @@ class Trainer:
             device,
         )
         self.train_tokens, self.val_tokens = train_tokens, val_tokens
+        self.unscored = unscored  # control tokens: their predictions are not held-out loss
         self.optimizer = make_optimizer(model, config.lr, config.weight_decay)
         self.threads = threads or ThreadChooser()  # measured, unless --threads says
         self.progress = Progress()
@@ -274,7 +276,7 @@ class Trainer:
 
     def evaluate(self) -> float:
         """Held-out loss in nats per token; records it and tracks the best."""
-        nats, count = evaluate_tokens(self.model, self.val_tokens)
+        nats, count = evaluate_tokens(self.model, self.val_tokens, unscored=self.unscored)
         loss = nats / max(count, 1)
         p = self.progress
         p.last_val_nats = loss
