@@ -80,6 +80,16 @@ class ReadOptions(Section):
                 "give --condition-column (CSV/TSV, Parquet, SQLite) or --condition-field "
                 "(JSON Lines), not both"
             )
+        if self.condition_column is not None and self.column is None and self.query is None:
+            raise LstmgenError(
+                f"--condition-column {self.condition_column} needs --column: name the column "
+                "that holds the text"
+            )
+        if self.condition_field is not None and self.field is None:
+            raise LstmgenError(
+                f"--condition-field {self.condition_field} needs --field: name the field that "
+                "holds the text"
+            )
         if self.table is not None and self.query is not None:
             raise LstmgenError("give either --query or --table/--column for SQLite, not both")
         if self.table is not None and self.column is None:
@@ -235,4 +245,9 @@ class DataConfig(CleanOptions, ReadOptions):
     def reading(self) -> dict:
         """The reading options meta.json records (encoding and errors have keys of their own)."""
         names = ReadOptions.option_names() - {"encoding", "errors"}
-        return {k: v for k, v in asdict(self).items() if k in names}
+        conditions = {"condition_column", "condition_field"}  # recorded only when given
+        return {
+            k: v
+            for k, v in asdict(self).items()
+            if k in names and (k not in conditions or v is not None)
+        }

@@ -94,6 +94,13 @@ class TrainConfig(Section):
                 f"--device {self.device!r} is not a device; use auto, cpu, cuda, cuda:1 or mps"
             )
 
+    def to_dict(self) -> dict:
+        """As saved in config.json; init_from only in a fine-tune's (older runs read the same)."""
+        values = super().to_dict()
+        if values["init_from"] is None:
+            del values["init_from"]
+        return values
+
     @property
     def max_time_s(self) -> float | None:
         return parse_duration(self.max_time)

@@ -269,17 +269,19 @@ def write_store(
             "min_count": config.min_count,
             "max_vocab": config.max_vocab,
         },
-        "conditions": conditions.to_json() if conditions else None,
-        # One control token per document: held-out tokens that are no text (see bits/char).
-        "control_tokens": {"train": encoded["train_documents"], "val": encoded["val_documents"]}
-        if conditions
-        else None,
         "reading": config.reading(),
         "cleaning": config.cleaning(),
         "doc_separator": config.doc_separator,
         "seconds": round(time.perf_counter() - started, 3),
         "input_bytes": progress.total_bytes,
     }
+    if conditions:
+        meta["conditions"] = conditions.to_json()
+        # One control token per document: tokens that are no text (see bits/char).
+        meta["control_tokens"] = {
+            "train": encoded["train_documents"],
+            "val": encoded["val_documents"],
+        }
     tokenizer.save(out / "tokenizer.json")
     # meta.json last: it marks the store whole.
     meta_text = json.dumps(meta, indent=2, ensure_ascii=False) + "\n"

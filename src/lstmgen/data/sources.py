@@ -300,18 +300,8 @@ def _check_table_options(sources: list[Source], options: ReadOptions) -> None:
 def _check_conditions(sources: list[Source], options: ReadOptions) -> None:
     """With a condition, every source must be a table read with its text column (or field)."""
     if options.condition_column is not None:
-        if options.column is None and options.query is None:
-            raise LstmgenError(
-                f"--condition-column {options.condition_column} needs --column: name the "
-                "column that holds the text"
-            )
         wanted, flag = {"csv", "tsv", "parquet", "sqlite"}, "--condition-column"
     elif options.condition_field is not None:
-        if options.field is None:
-            raise LstmgenError(
-                f"--condition-field {options.condition_field} needs --field: name the field "
-                "that holds the text"
-            )
         wanted, flag = {"jsonl"}, "--condition-field"
     else:
         return

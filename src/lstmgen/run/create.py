@@ -43,9 +43,8 @@ CORPUS_KEYS = (
     "split",
     "encoding",
     "errors",
-    "conditions",
-    "control_tokens",
 )
+CONDITION_KEYS = ("conditions", "control_tokens")  # in config.json only with conditions
 
 
 @dataclass
@@ -194,6 +193,7 @@ def _fit_to_data(
         train = replace(train, batch_size=fit)
     model = replace(config.model, vocab_size=tokenizer.vocab_size)
     corpus = {k: store.meta.get(k) for k in CORPUS_KEYS}
+    corpus.update({k: store.meta[k] for k in CONDITION_KEYS if k in store.meta})
     config = replace(config, model=model, train=train, level=tokenizer.kind, corpus=corpus)
     if train.embeddings:
         config, prepared.vectors = _pretrained_embeddings(config, prepared, quiet=quiet)
