@@ -371,7 +371,7 @@ def info_rows(data: dict) -> list[tuple[str, str]]:
     if base:
         rows.append(
             (
-                "fine-tuned from",
+                "base run",
                 f"{base.get('run')} ({base.get('checkpoint')} checkpoint, step "
                 f"{base.get('step', 0):,}; trained on {', '.join(base.get('sources') or [])})",
             )

@@ -25,6 +25,7 @@ from lstmgen.errors import LstmgenError, TrainingInterrupted, warn
 from lstmgen.files import FULL, DiskFull, locked, read_progress, write_checkpoint, write_json
 from lstmgen.inference import Model, build_model
 from lstmgen.run.create import Prepared, unit_of
+from lstmgen.run.finetune import initial_weights, open_base
 from lstmgen.tokens import load_tokenizer
 from lstmgen.training.range_test import range_test
 from lstmgen.training.report import RunReporter, truncate_metrics
@@ -104,6 +105,10 @@ def _train(
     torch.manual_seed(train_config.seed)
     if prepared is None:
         prepared = Prepared(load_tokenizer(out / "tokenizer.json"), TokenStore.open(out / "data"))
+        if config.train.init_from and not (out / "model.safetensors").exists():
+            # a fine-tune resumed before its first checkpoint starts from its base again
+            base = open_base(config.train.init_from)
+            prepared.initial = initial_weights(base, prepared.tokenizer.vocab_size)
     tokenizer, store = prepared.tokenizer, prepared.store
     model = build_model(config, tokenizer)
     if prepared.vectors is not None:
