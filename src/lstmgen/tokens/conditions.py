@@ -13,6 +13,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from lstmgen.errors import LstmgenError
@@ -60,7 +61,7 @@ class Conditions:
     def marks(self) -> list[str]:
         return [chr(FIRST_MARK + i) for i in range(len(self.values))]
 
-    @property
+    @cached_property
     def _index(self) -> dict[str, int]:
         return {v: i for i, v in enumerate(self.values)}
 
