@@ -131,3 +131,17 @@ def test_init_from_a_missing_run(tmp_path, capsys):
         f"lstmgen: error: --init-from {missing}: {missing} is not a trained run; train the "
         f"base first with: lstmgen train TEXT --out {missing}"
     )
+
+
+def test_a_fine_tune_resumed_before_its_first_checkpoint_starts_from_its_base(base_run, tmp_path):
+    out = tmp_path / "tuned"
+    options = {"init_from": str(base_run), "quiet": True, "lr": 1e-12, "warmup_steps": 0}
+    lstmgen.train([new_corpus(tmp_path)], out=out, max_steps=1, **options)
+    for name in ("model.safetensors", "trainer_state.pt", "metrics.jsonl"):
+        (out / name).unlink()  # as if stopped before its first checkpoint
+    for path in (out / "best").iterdir():
+        path.unlink()
+    lstmgen.train(out=out, resume=True, max_steps=1, quiet=True)
+    base = load_file(base_run / "best" / "model.safetensors")
+    tuned = load_file(out / "model.safetensors")
+    assert torch.allclose(tuned["rnn.weight_hh_l0"], base["rnn.weight_hh_l0"], atol=1e-6)
