@@ -218,6 +218,10 @@ def test_cli_generates_on_a_condition_and_evaluates_per_condition(ab_run, capsys
     lines = out.splitlines()
     assert lines[0].split() == ["label", "documents", "characters", "bits/char"]
     assert [line.split()[0] for line in lines[1:]] == ["A", "B", "all"]
+    code, _, err = run_cli(["evaluate", ab_run, "held_out.txt", "--by-condition"], capsys)
+    assert one_line_error(code, err) == (
+        "lstmgen: error: --by-condition measures the run's own held-out documents; drop the sources"
+    )
     code, out, _ = run_cli(["info", ab_run], capsys)
     assert "conditions  label: A (150), B (150) documents" in out
 

@@ -145,3 +145,18 @@ def test_a_fine_tune_resumed_before_its_first_checkpoint_starts_from_its_base(ba
     base = load_file(base_run / "best" / "model.safetensors")
     tuned = load_file(out / "model.safetensors")
     assert torch.allclose(tuned["rnn.weight_hh_l0"], base["rnn.weight_hh_l0"], atol=1e-6)
+
+
+def test_bpe_fine_tune_keeps_the_base_tokenizer(tmp_path):
+    base_text = tmp_path / "base.txt"
+    base_text.write_text(make_text(8_000, seed=4), encoding="utf-8")
+    options = {"quiet": True, "max_steps": 2}
+    lstmgen.train(
+        [base_text], out=tmp_path / "base", level="bpe", vocab_size=300, **options, **TINY
+    )
+    lstmgen.train(
+        [new_corpus(tmp_path)], out=tmp_path / "tuned", init_from=str(tmp_path / "base"), **options
+    )
+    base = (tmp_path / "base" / "tokenizer.json").read_text(encoding="utf-8")
+    assert (tmp_path / "tuned" / "tokenizer.json").read_text(encoding="utf-8") == base
+    assert lstmgen.info(tmp_path / "tuned")["base"]["added_tokens"] == 0
