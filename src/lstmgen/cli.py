@@ -388,9 +388,20 @@ def generate(
 def evaluate(
     run: Run,
     sources: Annotated[
-        list[str],
-        typer.Argument(help="Held-out text: files, folders or '-' for stdin.", show_default=False),
-    ],
+        list[str] | None,
+        typer.Argument(
+            help="Held-out text: files, folders or '-' for stdin (none with --by-condition).",
+            show_default=False,
+        ),
+    ] = None,
+    by_condition: Annotated[
+        bool,
+        typer.Option(
+            "--by-condition",
+            help="Bits/char of the run's own held-out documents, per condition (a run trained "
+            "with --condition-column or --condition-field).",
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     checkpoint: Annotated[str, typer.Option(help="best or latest.")] = "best",
     encoding: Annotated[str, typer.Option(help="Text encoding of the sources.")] = "utf-8",
@@ -399,8 +410,23 @@ def evaluate(
     threads: Threads = None,
 ) -> None:
     """Measure a run on text it has not seen: bits/char (at every level), nats/token, perplexity."""
+    if by_condition == bool(sources):
+        raise LstmgenError(
+            "--by-condition measures the run's own held-out documents; drop the sources"
+            if sources
+            else "name the held-out text to measure (files, folders or '-'), or pass "
+            "--by-condition for the run's own held-out documents per condition"
+        )
     api().use_threads(threads)
     model = api().load(run, checkpoint=checkpoint, device=device)
+    if by_condition:
+        result = model.evaluate_by_condition()
+        if as_json:
+            print(json.dumps(result))
+            return
+        for line in condition_table(result):
+            print(line)
+        return
     result = model.evaluate(read_documents(sources, ReadOptions(encoding=encoding, errors=errors)))
     if as_json:
         print(json.dumps(result))
@@ -471,6 +497,22 @@ def plot(
     print(plot_command(runs, out))
 
 
+def condition_table(result: dict) -> list[str]:
+    """The lines of `evaluate --by-condition`: held-out bits/char per condition, then all."""
+    rows = result["conditions"]
+    width = max(len(result["column"]), *(len(v) for v in rows), 3)
+    lines = [f"{result['column']:<{width}}  {'documents':>9}  {'characters':>10}  bits/char"]
+    for value, row in rows.items():
+        bits = "-" if row["bits_per_char"] is None else f"{row['bits_per_char']:.4f}"
+        lines.append(f"{value:<{width}}  {row['documents']:>9,}  {row['characters']:>10,}  {bits}")
+    documents = sum(row["documents"] for row in rows.values())
+    lines.append(
+        f"{'all':<{width}}  {documents:>9,}  {result['characters']:>10,}  "
+        f"{result['bits_per_char']:.4f}"
+    )
+    return lines
+
+
 def plural(count: float, word: str) -> str:
     """'1 epoch', '2 epochs', '1,234 steps'."""
     return f"{count:,} {word}" + ("" if count == 1 else "s")
@@ -519,6 +561,19 @@ def info_rows(data: dict) -> list[tuple[str, str]]:
             else f"{best:.4f} bits/char (step {data['best_step']:,})",
         ),
     ]
+    conditions = d.get("conditions")
+    if conditions:
+        counts = ", ".join(f"{v} ({n:,})" for v, n in conditions.get("documents", {}).items())
+        rows.append(("conditions", f"{conditions.get('column')}: {counts} documents"))
+    base = data.get("base")
+    if base:
+        rows.append(
+            (
+                "base run",
+                f"{base.get('run')} ({base.get('checkpoint')} checkpoint, step "
+                f"{base.get('step', 0):,}; trained on {', '.join(base.get('sources') or [])})",
+            )
+        )
     sizing = data.get("sizing")
     if sizing:
         rows.append(

@@ -11,13 +11,15 @@ import torch
 
 from lstmgen.checkpoint import load_weights
 from lstmgen.config import RunConfig, SampleConfig, bits_per_char
+from lstmgen.data.store import TokenStore
 from lstmgen.device import resolve_device
 from lstmgen.errors import LstmgenError, warn
 from lstmgen.files import recover
-from lstmgen.metrics import evaluate_tokens
+from lstmgen.metrics import evaluate_tokens, nats_by_position
 from lstmgen.model import LSTMLanguageModel
 from lstmgen.sampling.sampler import Event, sample_text
-from lstmgen.tokens import load_tokenizer
+from lstmgen.tokens import Conditions, load_tokenizer
+from lstmgen.tokens.conditions import conditions_of
 
 
 class SampleStream:
@@ -78,8 +80,22 @@ class Model:
             )
         return ids
 
-    def prime_ids(self, prime: str, *, quiet: bool = False) -> torch.Tensor:
-        """The prime's token ids (T,); no prime: a line break. quiet: no unknown-token warning."""
+    def prime_ids(
+        self, prime: str, *, quiet: bool = False, condition: str | None = None
+    ) -> torch.Tensor:
+        """The prime's token ids (T,); no prime: a line break. quiet: no unknown-token warning.
+        With a condition: as in training, a separator, the condition's control token, then the
+        prime."""
+        if condition is not None:
+            conditions = self._conditions("--condition")
+            control = [self.tokenizer.control_id(condition)]
+            text = []
+            if prime:
+                text = (
+                    self.tokenizer.encode(prime) if quiet else self.encode(prime, what="the prime")
+                )
+            start = self.tokenizer.encode(conditions.separator)
+            return torch.tensor([*start, *control, *text], dtype=torch.int64)
         if prime:
             ids = self.tokenizer.encode(prime) if quiet else self.encode(prime, what="the prime")
             return torch.from_numpy(ids)
@@ -99,8 +115,16 @@ class Model:
         iterator's `tokens[i]` counts the tokens sample i has taken so far.
         """
         config = SampleConfig.build(settings, **more)
-        prime_ids = self.prime_ids(prime)
-        context = prime_ids.tolist() if prime else []  # the first word's spacing follows the prime
+        prime_ids = self.prime_ids(prime, condition=config.condition)
+        # The first word's spacing follows the prime's text (not the separator before a condition).
+        context = self.tokenizer.encode(prime).tolist() if prime else []
+
+        banned = self.tokenizer.never_generated
+        if config.condition is not None:
+            # Its control token may be drawn (and prints nothing) where a document ends, so the
+            # documents after the first keep the condition too; the other conditions' may not.
+            chosen = self.tokenizer.control_id(config.condition)
+            banned = [i for i in banned if i != chosen]
 
         def events(counted) -> Iterator[Event]:
             made = iter(range(config.num_samples))  # sample_text makes one decoder per sample
@@ -110,7 +134,7 @@ class Model:
                 prime_ids,
                 config,
                 decoder=lambda: counted(next(made), self.tokenizer.stream_decoder(context)),
-                banned=self.tokenizer.never_generated,
+                banned=banned,
                 rules=getattr(self.tokenizer, "rules", None),
             )
 
@@ -159,6 +183,54 @@ class Model:
             "level": self.tokenizer.kind,
             "unknown_tokens": int((ids == self.tokenizer.unknown_id).sum()),
             "unknown_characters": int(self.tokenizer.unknown_characters(text)),
+        }
+
+    def _conditions(self, flag: str) -> Conditions:
+        conditions = conditions_of(self.tokenizer)
+        if conditions is None:
+            where = f"{self.run_dir} was" if self.run_dir else "this model was"
+            raise LstmgenError(
+                f"{flag} needs a model trained with --condition-column (or --condition-field); "
+                f"{where} trained without conditions"
+            )
+        return conditions
+
+    def evaluate_by_condition(self, ids: np.ndarray | None = None) -> dict:
+        """Bits/char per condition of the run's held-out documents (or of token ids from a
+        conditioned store): each document runs from its control token to the next one;
+        control tokens are not scored."""
+        conditions = self._conditions("--by-condition")
+        if ids is None:
+            if self.run_dir is None:
+                raise LstmgenError("give the token ids: this model was not loaded from a run")
+            ids = TokenStore.open(self.run_dir / "data").val
+        ids = np.asarray(ids, dtype=np.int64)
+        nats = nats_by_position(self.module, ids)  # nats[i]: of predicting ids[i + 1]
+        value_of = {i: v for v, i in self.tokenizer.control_ids.items()}
+        starts = np.flatnonzero(np.isin(ids, list(value_of)))
+        totals = {v: [0, 0, 0, 0.0] for v in conditions.values}  # documents, chars, tokens, nats
+        for k, start in enumerate(starts):
+            end = int(starts[k + 1]) if k + 1 < len(starts) else len(ids)
+            row = totals[value_of[int(ids[start])]]
+            row[0] += 1
+            row[1] += len(self.tokenizer.decode(ids[start + 1 : end]))
+            row[2] += end - start - 1
+            row[3] += float(nats[start : end - 1].sum())
+        by_condition = {
+            value: {
+                "documents": documents,
+                "characters": characters,
+                "tokens": tokens,
+                "bits_per_char": nats_sum / math.log(2) / characters if characters else None,
+            }
+            for value, (documents, characters, tokens, nats_sum) in totals.items()
+        }
+        characters = sum(row[1] for row in totals.values())
+        return {
+            "bits_per_char": sum(row[3] for row in totals.values()) / math.log(2) / characters,
+            "characters": characters,
+            "column": conditions.column,
+            "conditions": by_condition,
         }
 
 

@@ -20,9 +20,10 @@ def evaluate_tokens(
     chunk: int = 256,
     limit: int | None = None,
     shard: tuple[int, int] = (0, 1),
+    unscored: tuple[int, ...] = (),
 ) -> tuple[float, int]:
     """Total nats and count of predicted tokens over `tokens`, every position after the first
-    scored once.
+    scored once, except predictions of the `unscored` ids (control tokens: no text).
 
     The sequence is cut into `streams` ranges evaluated side by side; each range is
     preceded by up to `warmup` unscored tokens before it, so no prediction starts
@@ -35,6 +36,34 @@ def evaluate_tokens(
     if n_pred < 1:
         return 0.0, 0
     device = next(model.parameters()).device
+    inputs, targets, scored, _ = _layout(tokens, streams, warmup, limit)
+    if unscored:
+        scored &= ~np.isin(targets, unscored)
+    rank, ranks = shard
+    inputs, targets, scored = inputs[rank::ranks], targets[rank::ranks], scored[rank::ranks]
+    if not len(inputs):  # more processes than ranges: nothing to score here
+        return 0.0, 0
+    was_training = model.training
+    model.eval()
+    x, y, mask = (torch.from_numpy(a).to(device) for a in (inputs, targets, scored))
+    total, state = 0.0, None
+    for t in range(0, inputs.shape[1], chunk):
+        logits, _, state = model(x[:, t : t + chunk], state)  # (S, c, V)
+        nll = torch.nn.functional.cross_entropy(
+            logits.float().transpose(1, 2), y[:, t : t + chunk], reduction="none"
+        )  # (S, c)
+        total += float((nll * mask[:, t : t + chunk]).sum())
+    model.train(was_training)
+    return total, int(scored.sum())
+
+
+def _layout(
+    tokens: np.ndarray, streams: int, warmup: int, limit: int | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Inputs, targets and scored flags (S, W) of the streams, and where each row starts in
+    `tokens` (column j of row i predicts tokens[begin[i] + j + 1]); with `limit`, each row
+    scores only the first limit/streams predictions of its range."""
+    n_pred = len(tokens) - 1
     streams = max(1, min(streams, n_pred // max(warmup, 1)))
     stride = math.ceil(n_pred / streams)
     span = stride if limit is None or limit >= n_pred else max(1, limit // streams)
@@ -42,6 +71,7 @@ def evaluate_tokens(
     inputs = np.zeros((streams, width), dtype=np.int64)
     targets = np.zeros((streams, width), dtype=np.int64)
     scored = np.zeros((streams, width), dtype=bool)
+    begins = np.zeros(streams, dtype=np.int64)
     for i in range(streams):
         # predictions of tokens[start+1 .. stop]
         start = i * stride
@@ -51,19 +81,34 @@ def evaluate_tokens(
         inputs[i, :length] = tokens[begin:stop]
         targets[i, :length] = tokens[begin + 1 : stop + 1]
         scored[i, start - begin : length] = True
-    rank, ranks = shard
-    inputs, targets, scored = inputs[rank::ranks], targets[rank::ranks], scored[rank::ranks]
-    if not len(inputs):  # more processes than ranges: nothing to score here
-        return 0.0, 0
+        begins[i] = begin
+    return inputs, targets, scored, begins
+
+
+@torch.no_grad()
+def nats_by_position(
+    model: LSTMLanguageModel, tokens: np.ndarray, *, streams: int = 16, warmup: int = 256
+) -> np.ndarray:
+    """Nats of each prediction over `tokens` (entry i: of tokens[i + 1]), laid out and warmed
+    up as evaluate_tokens does, for totals over parts of the text (a condition's documents)."""
+    out = np.zeros(max(len(tokens) - 1, 0), dtype=np.float64)
+    if len(out) == 0:
+        return out
+    inputs, targets, scored, begins = _layout(tokens, streams, warmup)
+    device = next(model.parameters()).device
     was_training = model.training
     model.eval()
-    x, y, mask = (torch.from_numpy(a).to(device) for a in (inputs, targets, scored))
-    total, state = 0.0, None
-    for t in range(0, width, chunk):
-        logits, _, state = model(x[:, t : t + chunk], state)  # (S, c, V)
-        nll = torch.nn.functional.cross_entropy(
-            logits.float().transpose(1, 2), y[:, t : t + chunk], reduction="none"
+    x, y = (torch.from_numpy(a).to(device) for a in (inputs, targets))
+    nll, state = [], None
+    for t in range(0, inputs.shape[1], 256):
+        logits, _, state = model(x[:, t : t + 256], state)  # (S, c, V)
+        nll.append(
+            torch.nn.functional.cross_entropy(
+                logits.float().transpose(1, 2), y[:, t : t + 256], reduction="none"
+            ).cpu()
         )  # (S, c)
-        total += float((nll * mask[:, t : t + chunk]).sum())
     model.train(was_training)
-    return total, int(scored.sum())
+    values = torch.cat(nll, dim=1).double().numpy()  # (S, W)
+    rows, columns = np.nonzero(scored)
+    out[begins[rows] + columns] = values[rows, columns]
+    return out

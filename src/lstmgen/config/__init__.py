@@ -55,6 +55,7 @@ def bits_per_char(nats_per_token: float, tokens_per_char: float = 1.0) -> float:
     return nats_per_token * tokens_per_char / math.log(2)
 
 
+RECORDS = ("embeddings", "sizing", "lr_finder", "base")  # choices made creating a run
 SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
 # What --config does not take from another run: how long and where that run trained.
 NOT_REUSED = {
@@ -87,7 +88,7 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     level: str = "char"
     corpus: dict = field(default_factory=dict)
-    records: dict = field(default_factory=dict)  # "embeddings", "sizing", "lr_finder"
+    records: dict = field(default_factory=dict)  # "embeddings", "sizing", "lr_finder", "base"
     given: frozenset = frozenset()  # the option names the user set (the rest are defaults)
 
     @classmethod
@@ -119,7 +120,9 @@ class RunConfig:
         """Tokens per character of the held-out text (1 at char level): nats/token → bits/char."""
         if not self.corpus.get("val_characters") or not self.corpus.get("val_tokens"):
             return 1.0
-        return self.corpus["val_tokens"] / self.corpus["val_characters"]
+        # Control tokens (one per held-out document with conditions) are no text: not scored.
+        controls = (self.corpus.get("control_tokens") or {}).get("val", 0)
+        return (self.corpus["val_tokens"] - controls) / self.corpus["val_characters"]
 
     # ----- config.json --------------------------------------------------------------------------
     def to_json(self) -> dict:
@@ -161,7 +164,7 @@ class RunConfig:
             sections[key] = _section_from_json(section, values, key, name)
         if not isinstance(data.get("data", {}), dict):
             raise LstmgenError(f"{name}: its 'data' section is not an object; restore it")
-        records = {k: v for k, v in data.items() if k in ("embeddings", "sizing", "lr_finder")}
+        records = {k: v for k, v in data.items() if k in RECORDS}
         return cls(
             **sections,
             level=data.get("level", "char"),

@@ -36,6 +36,15 @@ class ReadOptions(Section):
     field: str | None = option(
         help="JSON Lines field holding the text; dotted for nested (review.body).", panel=READING
     )
+    condition_column: str | None = option(
+        help="Table column whose value is each document's condition (a rating, an author); "
+        "generate --condition VALUE then asks for that kind of text.",
+        panel=READING,
+    )
+    condition_field: str | None = option(
+        help="JSON Lines field (dotted for nested) whose value is each document's condition.",
+        panel=READING,
+    )
     delimiter: str | None = option(
         help="CSV delimiter (\\t for tab).",
         panel=READING,
@@ -66,12 +75,32 @@ class ReadOptions(Section):
                 raise LstmgenError(
                     f"--delimiter {self.delimiter!r} must be one character (or \\t / tab)"
                 )
+        if self.condition_column is not None and self.condition_field is not None:
+            raise LstmgenError(
+                "give --condition-column (CSV/TSV, Parquet, SQLite) or --condition-field "
+                "(JSON Lines), not both"
+            )
+        if self.condition_column is not None and self.column is None and self.query is None:
+            raise LstmgenError(
+                f"--condition-column {self.condition_column} needs --column: name the column "
+                "that holds the text"
+            )
+        if self.condition_field is not None and self.field is None:
+            raise LstmgenError(
+                f"--condition-field {self.condition_field} needs --field: name the field that "
+                "holds the text"
+            )
         if self.table is not None and self.query is not None:
             raise LstmgenError("give either --query or --table/--column for SQLite, not both")
         if self.table is not None and self.column is None:
             raise LstmgenError(
                 f"--table {self.table} needs --column: name the column that holds the text"
             )
+
+    @property
+    def condition(self) -> str | None:
+        """The column or field holding each document's condition, if any."""
+        return self.condition_column or self.condition_field
 
     @property
     def is_utf8(self) -> bool:
@@ -166,6 +195,12 @@ class DataConfig(CleanOptions, ReadOptions):
     min_count: int = option(
         1, "Characters (words) seen fewer times become the unknown token.", panel=STORE
     )
+    # A value with fewer documents is too rare to learn a token for; such values share one.
+    min_condition_count: int = option(
+        10,
+        "Condition values with fewer documents share one <other> condition.",
+        panel=STORE,
+    )
     level: str = option(
         "char",
         "What a token is: char, word (words, punctuation, newlines) or bpe (byte-level subwords).",
@@ -190,6 +225,15 @@ class DataConfig(CleanOptions, ReadOptions):
             )
         if self.min_count < 1:
             raise LstmgenError(f"--min-count {self.min_count} must be 1 or more")
+        if self.min_condition_count < 1:
+            raise LstmgenError(
+                f"--min-condition-count {self.min_condition_count} must be 1 or more"
+            )
+        if self.condition and self.split == "tail":
+            raise LstmgenError(
+                "--split tail cuts a document in two; with conditions the held-out text is "
+                "whole documents (drop --split tail)"
+            )
         if self.level not in LEVELS:
             raise LstmgenError(f"--level {self.level!r} must be one of {', '.join(LEVELS)}")
         if self.level == "bpe" and self.vocab_size < 257:
@@ -201,4 +245,9 @@ class DataConfig(CleanOptions, ReadOptions):
     def reading(self) -> dict:
         """The reading options meta.json records (encoding and errors have keys of their own)."""
         names = ReadOptions.option_names() - {"encoding", "errors"}
-        return {k: v for k, v in asdict(self).items() if k in names}
+        conditions = {"condition_column", "condition_field"}  # recorded only when given
+        return {
+            k: v
+            for k, v in asdict(self).items()
+            if k in names and (k not in conditions or v is not None)
+        }

@@ -40,6 +40,10 @@ class SampleConfig(Section):
         factory=list,
         escapes=True,
     )
+    condition: str | None = option(
+        help="Generate text of this condition (a value of the run's --condition-column).",
+        panel=SAMPLING,
+    )
     seed: int | None = option(help="Same seed and settings, same text.", panel=SAMPLING)
     num_samples: int = option(1, "Samples to generate (as one batch).", panel=SAMPLING)
 

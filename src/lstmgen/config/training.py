@@ -54,6 +54,11 @@ class TrainConfig(Section):
         "the embedding size follows the file.",
         panel=MODEL,
     )
+    init_from: str | None = option(
+        help="Fine-tune: start from this run's weights, architecture and vocabulary "
+        "(its best checkpoint; RUN:latest for its latest).",
+        panel=MODEL,
+    )
     # The range test lost to the default lr at 60 s (1.899 vs 1.802): off by default.
     lr_finder: bool = option(
         False,
@@ -101,6 +106,13 @@ class TrainConfig(Section):
             raise LstmgenError(
                 f"--device {self.device!r} is not a device; use auto, cpu, cuda, cuda:1 or mps"
             )
+
+    def to_dict(self) -> dict:
+        """As saved in config.json; init_from only in a fine-tune's (older runs read the same)."""
+        values = super().to_dict()
+        if values["init_from"] is None:
+            del values["init_from"]
+        return values
 
     @property
     def max_time_s(self) -> float | None:

@@ -22,7 +22,7 @@ from lstmgen.data.reading import Source
 from lstmgen.data.sources import document_stream
 from lstmgen.data.splits import Piece, Router, SplitPlan, remap_splits
 from lstmgen.data.store import smallest_dtype
-from lstmgen.tokens import BpeTokenizer, CharTokenizer, WordCounter, WordTokenizer
+from lstmgen.tokens import BpeTokenizer, CharTokenizer, Conditions, WordCounter, WordTokenizer
 
 FLUSH_BYTES = 4 << 20  # the char level encodes about this many bytes at a time
 PIECE_CHARS = 1 << 20  # word and BPE text is tokenized in pieces of about this size
@@ -72,21 +72,49 @@ class TrainingIds:
 
 
 def refit_chars(
-    tokenizer: CharTokenizer, train_ids: TrainingIds, config: DataConfig, folder: Path
+    tokenizer: CharTokenizer,
+    train_ids: TrainingIds,
+    config: DataConfig,
+    folder: Path,
+    *,
+    marks: Sequence[str] = (),
 ) -> tuple[CharTokenizer, dict[str, int] | None]:
     """The char vocabulary of the training text alone, from the store written with every
     character seen: those train.bin lacks, or that fail --min-count / --max-vocab there, become
     the unknown id in both files (rewritten only then). Returns it and the unknown ids by file.
 
     A character only the held-out text has must stay unknown, as it would be in new text.
+    Control tokens (marks) are kept whatever --min-count and --max-vocab say.
     """
-    fitted = tokenizer.refitted(
-        train_ids.counts, min_count=config.min_count, max_vocab=config.max_vocab
+    fitted = with_marks(
+        tokenizer.refitted(
+            train_ids.counts, min_count=config.min_count, max_vocab=config.max_vocab
+        ),
+        marks,
     )
     if fitted.chars == tokenizer.chars:
         return tokenizer, None
     table = tokenizer.ids_in(fitted, smallest_dtype(fitted.vocab_size))
     return fitted, remap_splits(folder, table, smallest_dtype(tokenizer.vocab_size))
+
+
+def with_marks(tokenizer, marks: Sequence[str]):
+    """A char or word tokenizer whose vocabulary holds the control tokens `marks`."""
+    if tokenizer.kind == "char":
+        missing = [m for m in marks if m not in tokenizer.chars]
+        return CharTokenizer(sorted([*tokenizer.chars, *missing])) if missing else tokenizer
+    missing = [m for m in marks if m not in set(tokenizer.words)]
+    return WordTokenizer([*tokenizer.words, *missing]) if missing else tokenizer
+
+
+def extended(base, fitted):
+    """A base run's char or word vocabulary, then what `fitted` (the new text's) adds: the
+    base's ids keep their meaning, so its weights keep their rows (fine-tuning)."""
+    if base.kind == "char":
+        known = set(base.chars)
+        return CharTokenizer([*base.chars, *(c for c in fitted.chars if c not in known)])
+    known = set(base.words)
+    return WordTokenizer([*base.words, *(w for w in fitted.words if w not in known)])
 
 
 class TextEncoder:
@@ -125,8 +153,10 @@ def kept_documents(
     phase: str,
     *,
     as_bytes: bool,
+    conditions: Conditions | None = None,
 ) -> Iterator[Iterable[Piece]]:
-    """Each document the scan kept, cleaned, as pieces: UTF-8 bytes or text cut at whitespace."""
+    """Each document the scan kept, cleaned, as pieces: UTF-8 bytes or text cut at whitespace;
+    a (condition, text) row starts with its condition's control token."""
     cleaner, cleans = Cleaner(config), config.cleans_text
     tally = progress.start(phase)
     documents = document_stream(sources, config, tally=tally, utf8=as_bytes and not cleans)
@@ -136,8 +166,12 @@ def kept_documents(
             progress.advance(ordinal)
         if left_out:
             continue
+        mark = ""
+        if isinstance(document, tuple):
+            mark = conditions.mark(document[0]) if conditions else ""
+            document = document[1]
         if isinstance(document, str):
-            text = cleaner.text(document) if cleans else document
+            text = mark + (cleaner.text(document) if cleans else document)
             yield (text.encode("utf-8"),) if as_bytes else (text,)
             continue
         chunks = _advancing(cleaner.chunks(document) if cleans else document, progress, ordinal)
@@ -183,7 +217,11 @@ def last_word_end(text: str) -> int:
 
 
 def fit_tokenizer(
-    documents: Iterable[Iterable[str]], plan: SplitPlan, config: DataConfig
+    documents: Iterable[Iterable[str]],
+    plan: SplitPlan,
+    config: DataConfig,
+    *,
+    marks: Sequence[str] = (),
 ) -> WordTokenizer | BpeTokenizer:
     """A word or BPE tokenizer fitted on the training text alone (one streaming pass).
 
@@ -192,12 +230,13 @@ def fit_tokenizer(
     """
     pieces = _training_text(documents, plan)
     if config.level == "bpe":
-        return BpeTokenizer.train(pieces, vocab_size=config.vocab_size)
+        return BpeTokenizer.train(pieces, vocab_size=config.vocab_size, specials=marks)
     counter = WordCounter()
     for piece in pieces:
         counter.update(piece)
     max_vocab = config.max_vocab or DEFAULT_MAX_WORDS
-    return WordTokenizer.fit(counter, min_count=config.min_count, max_vocab=max_vocab)
+    fitted = WordTokenizer.fit(counter, min_count=config.min_count, max_vocab=max_vocab)
+    return with_marks(fitted, marks)
 
 
 def _training_text(documents: Iterable[Iterable[str]], plan: SplitPlan) -> Iterator[str]:

@@ -16,6 +16,7 @@ import os
 import shutil
 import sys
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -27,13 +28,14 @@ from lstmgen.data.docsets import DocumentBits, Hasher, HashSet, text_hash
 from lstmgen.data.levels import (
     TrainingIds,
     encoder_for,
+    extended,
     fit_tokenizer,
     kept_documents,
     refit_chars,
 )
 from lstmgen.data.reading import Source, Tally
 from lstmgen.data.sources import document_stream, resolve_sources
-from lstmgen.data.splits import SplitPlan, write_splits
+from lstmgen.data.splits import SplitPlan, remap_splits, write_splits
 from lstmgen.data.store import (
     STORE_FORMAT,
     is_token_store,
@@ -42,7 +44,7 @@ from lstmgen.data.store import (
 )
 from lstmgen.errors import LstmgenError, say
 from lstmgen.files import staged
-from lstmgen.tokens import CharCounter, CharTokenizer
+from lstmgen.tokens import CharCounter, CharTokenizer, ConditionedTokenizer, Conditions
 
 BATCH_CHARS = 1 << 20  # small documents are counted in batches of about this size
 
@@ -60,6 +62,7 @@ class _Scan:
     short: int = 0  # empty or under --min-chars
     duplicates: int = 0
     malformed_rows: int = 0
+    conditions: Counter = field(default_factory=Counter)  # kept documents by condition value
 
 
 def _scan(sources: Sequence[Source], config: DataConfig, progress: _Progress) -> _Scan:
@@ -75,6 +78,9 @@ def _scan(sources: Sequence[Source], config: DataConfig, progress: _Progress) ->
     tally = progress.start("counting")
     documents = document_stream(sources, config, tally=tally, utf8=not cleans)
     for ordinal, (source, document) in enumerate(documents):
+        condition = None
+        if isinstance(document, tuple):  # (condition, text): a row of --condition-column
+            condition, document = document
         if isinstance(document, str):
             text = cleaner.text(document) if cleans else document
             length = len(text)
@@ -104,6 +110,8 @@ def _scan(sources: Sequence[Source], config: DataConfig, progress: _Progress) ->
                     batch, batch_chars = [], 0
             else:
                 scan.counter.merge(counts)
+            if condition is not None:
+                scan.conditions[condition] += 1
             scan.documents += 1
             scan.characters += length
             scan.largest = max(scan.largest, length)
@@ -132,8 +140,15 @@ def _scan(sources: Sequence[Source], config: DataConfig, progress: _Progress) ->
 
 
 def _choose_split(config: DataConfig, scan: _Scan) -> str:
-    """Whole documents when the held-out share holds four of the largest one; else the tail."""
+    """Whole documents when the held-out share holds four of the largest one; else the tail.
+
+    With conditions, always whole documents: each held-out document keeps its control token.
+    """
     whole = scan.documents >= 2 and scan.largest * 4 <= config.val_fraction * scan.characters
+    if config.condition and scan.documents < 2:
+        raise LstmgenError("conditions need at least 2 documents (table rows) to hold one out")
+    if config.condition:
+        return "documents"
     if config.split == "documents" and scan.documents < 2:
         raise LstmgenError(
             "--split documents needs at least 2 documents; use --split tail for a single text"
@@ -143,43 +158,85 @@ def _choose_split(config: DataConfig, scan: _Scan) -> str:
     return config.split
 
 
+def _conditions(config: DataConfig, scan: _Scan) -> Conditions | None:
+    """The conditions of a store read with --condition-column (field); their marks counted."""
+    if not config.condition:
+        return None
+    conditions = Conditions.from_counts(
+        scan.conditions,
+        min_count=config.min_condition_count,
+        column=config.condition,
+        separator=config.doc_separator,
+    )
+    for value, mark in zip(conditions.values, conditions.marks, strict=True):
+        scan.counter.update(mark, times=conditions.documents[value])
+    return conditions
+
+
 def write_store(
-    sources: Sequence[Source], out: Path, config: DataConfig, *, quiet: bool = False
+    sources: Sequence[Source],
+    out: Path,
+    config: DataConfig,
+    *,
+    quiet: bool = False,
+    base_tokenizer=None,
 ) -> dict:
     """Prepare sources into a new token store in the folder out (created; must not exist).
 
-    Returns its meta.
+    With base_tokenizer (fine-tuning), the vocabulary is the base's, extended with the new
+    text's characters or words; at the BPE level it is the base's. Returns its meta.
     """
+    base = getattr(base_tokenizer, "inner", base_tokenizer)  # control tokens are added anew
     started = time.perf_counter()
     progress = _Progress(sources, quiet=quiet)
     with progress:
         scan = _scan(sources, config, progress)
         split = _choose_split(config, scan)
+        conditions = _conditions(config, scan)
+        marks = conditions.marks if conditions else []
+        # A control token is one more character before each document.
+        characters = scan.characters + (scan.documents if conditions else 0)
         plan = SplitPlan.for_corpus(
-            split, config.val_fraction, config.doc_separator, scan.characters, scan.documents
+            split, config.val_fraction, config.doc_separator, characters, scan.documents
         )
-        documents = partial(kept_documents, sources, config, scan.dropped, progress)
+        documents = partial(
+            kept_documents, sources, config, scan.dropped, progress, conditions=conditions
+        )
         train_ids = None
         if config.level == "char":  # every character seen; refitted on train.bin once written
             tokenizer = CharTokenizer.fit(scan.counter)
             exact = config.min_count > 1 or config.max_vocab is not None
             train_ids = TrainingIds(tokenizer.vocab_size, exact=exact)
+        elif base is not None and base.kind == "bpe":
+            tokenizer = base
         else:  # word and bpe: a pass over the training text to fit the tokenizer
-            tokenizer = fit_tokenizer(documents("fitting", as_bytes=False), plan, config)
+            fitting = documents("fitting", as_bytes=False)
+            tokenizer = fit_tokenizer(fitting, plan, config, marks=marks)
+            tokenizer = extended(base, tokenizer) if base is not None else tokenizer
         encoder = encoder_for(tokenizer, smallest_dtype(tokenizer.vocab_size))
         out.mkdir(parents=True, exist_ok=True)
         try:
             encoding = documents("encoding", as_bytes=encoder.takes_bytes)
             encoded = write_splits(encoding, plan, encoder, out, train_ids=train_ids)
             if train_ids is not None:
-                tokenizer, unknown = refit_chars(tokenizer, train_ids, config, out)
+                tokenizer, unknown = refit_chars(tokenizer, train_ids, config, out, marks=marks)
                 if unknown is not None:  # an unknown token is one unknown character
                     encoded["unknown_tokens"] = encoded["unknown_characters"] = sum(
                         unknown.values()
                     )
+                if base is not None:  # the base's ids first, then the new characters
+                    fitted, tokenizer = tokenizer, extended(base, tokenizer)
+                    table = fitted.ids_in(tokenizer, smallest_dtype(tokenizer.vocab_size))
+                    remap_splits(out, table, smallest_dtype(fitted.vocab_size))
         except BaseException:
             shutil.rmtree(out, ignore_errors=True)  # nothing half-written is left
             raise
+    if conditions:  # control tokens are no characters: bits/char is over the text alone
+        for side in ("train", "val"):
+            encoded[f"{side}_characters"] -= encoded[f"{side}_documents"]
+        tokenizer = ConditionedTokenizer(tokenizer, conditions)
+    elif base_tokenizer is not base:  # a base's control tokens stay control tokens
+        tokenizer = ConditionedTokenizer(tokenizer, base_tokenizer.conditions)
     meta = {
         "format": STORE_FORMAT,
         "level": tokenizer.kind,
@@ -218,6 +275,13 @@ def write_store(
         "seconds": round(time.perf_counter() - started, 3),
         "input_bytes": progress.total_bytes,
     }
+    if conditions:
+        meta["conditions"] = conditions.to_json()
+        # One control token per document: tokens that are no text (see bits/char).
+        meta["control_tokens"] = {
+            "train": encoded["train_documents"],
+            "val": encoded["val_documents"],
+        }
     tokenizer.save(out / "tokenizer.json")
     # meta.json last: it marks the store whole.
     meta_text = json.dumps(meta, indent=2, ensure_ascii=False) + "\n"
@@ -266,12 +330,14 @@ def prepare(
     return meta
 
 
-def write_resolved(specs: Sequence[str], out: Path, config: DataConfig, *, quiet: bool) -> dict:
+def write_resolved(
+    specs: Sequence[str], out: Path, config: DataConfig, *, quiet: bool, base_tokenizer=None
+) -> dict:
     """Resolve the named sources (stdin spooled in out) and prepare them into the empty out."""
     spool = out / ".stdin"
     try:
         sources = resolve_sources(specs, spool_dir=spool, options=config)
-        return write_store(sources, out, config, quiet=quiet)
+        return write_store(sources, out, config, quiet=quiet, base_tokenizer=base_tokenizer)
     finally:
         shutil.rmtree(spool, ignore_errors=True)
 

@@ -289,10 +289,29 @@ def _check_table_options(sources: list[Source], options: ReadOptions) -> None:
         raise LstmgenError(
             f"--field {options.field} was given but no source is JSON Lines (.jsonl or .ndjson)"
         )
+    _check_conditions(sources, options)
     if (options.query is not None or options.table is not None) and "sqlite" not in kinds:
         raise LstmgenError(
             "--query/--table were given but no source is a SQLite database; "
             "name it with --sqlite DB"
+        )
+
+
+def _check_conditions(sources: list[Source], options: ReadOptions) -> None:
+    """With a condition, every source must be a table read with its text column (or field)."""
+    if options.condition_column is not None:
+        wanted, flag = {"csv", "tsv", "parquet", "sqlite"}, "--condition-column"
+    elif options.condition_field is not None:
+        wanted, flag = {"jsonl"}, "--condition-field"
+    else:
+        return
+    others = [s.name for s in sources if s.kind not in wanted]
+    if others:
+        what = (
+            "JSON Lines" if flag == "--condition-field" else "a table (.csv .tsv .parquet SQLite)"
+        )
+        raise LstmgenError(
+            f"{flag} reads a condition from every document, but {others[0]} is not {what}"
         )
 
 

@@ -1,7 +1,8 @@
 """Tables read one document per row: CSV/TSV, JSON Lines, Parquet, SQLite.
 
 Each reader yields the text of the chosen column or field, row by row (None and empty
-values as ""), so the caller can count rows it drops. Malformed rows are skipped and
+values as ""), so the caller can count rows it drops; with a condition column (field), it
+yields (condition, text) pairs. Malformed rows are skipped and
 counted in the Tally, or stop with an error under --strict. A line or record longer than
 MAX_RECORD_CHARS is malformed too: it would otherwise be held whole in memory (a CSV with
 an unterminated quote is one field to the end of the file).
@@ -18,6 +19,7 @@ from collections.abc import Callable, Iterator
 from lstmgen.config import ReadOptions
 from lstmgen.data.reading import Source, Tally, decoded_chunks
 from lstmgen.errors import LstmgenError, warn
+from lstmgen.tokens.conditions import strip_reserved
 
 # a longer line, or CSV field, is malformed (csv holds a field as 4 bytes a character)
 MAX_RECORD_CHARS = 16 << 20
@@ -108,9 +110,12 @@ def csv_rows(source: Source, options: ReadOptions, tally: Tally) -> Iterator[str
             return
         except csv.Error as e:
             raise LstmgenError(f"{source.name}: cannot read the header row ({e})") from None
-        if options.column not in header:
-            raise _missing("column", options.column, source, header)
+        for name in (options.column, options.condition_column):
+            if name is not None and name not in header:
+                raise _missing("column", name, source, header)
         index, width = header.index(options.column), len(header)
+        condition = options.condition_column
+        label = _labeller(header.index(condition) if condition is not None else None)
         end = reader.line_num  # where the last row ended
         nul_seen = getattr(options, "strip_control", False)  # --strip-control removes them
         while True:
@@ -124,7 +129,7 @@ def csv_rows(source: Source, options: ReadOptions, tally: Tally) -> Iterator[str
                                 "a NUL byte (\\0), kept as a character; pass --strip-control "
                                 "to drop control characters"
                             )
-                        yield row[index]
+                        yield label(row, row[index])
                     elif row:  # a blank line is no row at all
                         _malformed_rows(
                             source,
@@ -163,9 +168,37 @@ def _dig(record, path: list[str]):
     return record
 
 
+def _field(record, path: list[str], name: str, source: Source, *, first: bool):
+    """A record's field; missing from the first record, a one-line error naming the fields."""
+    try:
+        return _dig(record, path)
+    except KeyError as e:
+        if first:  # the field was never there: say which fields exist
+            keys = _dig(record, path[: path.index(e.args[0])]) if isinstance(record, dict) else {}
+            raise _missing(
+                "field", name, source, sorted(keys) if isinstance(keys, dict) else []
+            ) from None
+        return None
+
+
+def _label(value) -> str:
+    """A condition value as text: 5 and "5" are one value; a missing one is empty."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return " ".join(_text(value).split())
+
+
+def _labeller(condition_index: int | None):
+    """What a reader yields for a row: its text, or (condition, text) with a condition column."""
+    if condition_index is None:
+        return lambda row, text: text
+    return lambda row, text: (_label(row[condition_index]), strip_reserved(_text(text)))
+
+
 def jsonl_rows(source: Source, options: ReadOptions, tally: Tally) -> Iterator[str]:
     """The --field (dotted for nested objects) of each JSON Lines record."""
     path = options.field.split(".")
+    condition = options.condition_field.split(".") if options.condition_field else None
     first = True
     with source.open_binary(tally) as stream:
         chunks = decoded_chunks(
@@ -189,22 +222,9 @@ def jsonl_rows(source: Source, options: ReadOptions, tally: Tally) -> Iterator[s
             except json.JSONDecodeError as e:
                 _malformed(source, options, tally, f"line {number}", f"not JSON: {e.msg}")
                 continue
-            try:
-                value = _dig(record, path)
-            except KeyError as e:
-                if first:  # the field was never there: say which fields exist
-                    keys = (
-                        _dig(record, path[: path.index(e.args[0])])
-                        if isinstance(record, dict)
-                        else {}
-                    )
-                    raise _missing(
-                        "field",
-                        options.field,
-                        source,
-                        sorted(keys) if isinstance(keys, dict) else [],
-                    ) from None
-                value = None
+            value = _field(record, path, options.field, source, first=first)
+            if condition is not None:
+                label = _field(record, condition, options.condition_field, source, first=first)
             first = False
             if isinstance(value, (dict, list)):
                 _malformed(source, options, tally, f"line {number}", f"{options.field} is not text")
@@ -218,7 +238,7 @@ def jsonl_rows(source: Source, options: ReadOptions, tally: Tally) -> Iterator[s
                         "fix the file, or pass --errors replace"
                     )
                 value = SURROGATE.sub("\ufffd", value)
-            yield value
+            yield value if condition is None else (_label(label), strip_reserved(value))
 
 
 def parquet_rows(source: Source, options: ReadOptions, tally: Tally) -> Iterator[str]:
@@ -245,13 +265,17 @@ def parquet_rows(source: Source, options: ReadOptions, tally: Tally) -> Iterator
                 f"choose the text with --column (columns: {', '.join(names)})"
             )
         column = names[0]
-    if column not in names:
-        raise _missing("column", column, source, names)
-    batches = table.iter_batches(batch_size=8192, columns=[column])
+    for name in (column, options.condition_column):
+        if name is not None and name not in names:
+            raise _missing("column", name, source, names)
+    label = _labeller(1 if options.condition_column else None)
+    wanted = [column, *([options.condition_column] if options.condition_column else [])]
+    batches = table.iter_batches(batch_size=8192, columns=wanted)
     while True:
         try:
             batch = next(batches, None)
             values = batch.column(0).to_pylist() if batch is not None else []
+            labels = batch.column(len(wanted) - 1).to_pylist() if batch is not None else []
         except Exception as e:
             # pyarrow's own types (ArrowInvalid, OSError), or UnicodeDecodeError, for damaged data
             raise LstmgenError(
@@ -260,8 +284,8 @@ def parquet_rows(source: Source, options: ReadOptions, tally: Tally) -> Iterator
         if batch is None:
             return
         tally.bytes_read += batch.nbytes
-        for value in values:
-            yield _text(value)
+        for value, condition in zip(values, labels, strict=True):
+            yield label((value, condition), _text(value))
 
 
 def _one_line(error: Exception) -> str:
@@ -305,7 +329,13 @@ def sqlite_rows(source: Source, options: ReadOptions, tally: Tally) -> Iterator[
                     f"table {options.table!r} of {source.name} has no column {options.column!r}; "
                     f"its columns are: {', '.join(columns)}"
                 )
-            query = f"SELECT {_quote(options.column)} FROM {_quote(options.table)}"
+            if options.condition_column is not None and options.condition_column not in columns:
+                raise LstmgenError(
+                    f"table {options.table!r} of {source.name} has no column "
+                    f"{options.condition_column!r}; its columns are: {', '.join(columns)}"
+                )
+            wanted = [options.column, *filter(None, [options.condition_column])]
+            query = f"SELECT {', '.join(map(_quote, wanted))} FROM {_quote(options.table)}"
         else:
             query = options.query
         try:
@@ -325,9 +355,16 @@ def sqlite_rows(source: Source, options: ReadOptions, tally: Tally) -> Iterator[
                     f"it returns: {', '.join(names)}"
                 )
             index = names.index(options.column)
+        condition = options.condition_column
+        if condition is not None and condition not in names:
+            raise LstmgenError(
+                f"the query on {source.name} returns no column {condition!r}; "
+                f"it returns: {', '.join(names)}"
+            )
+        label = _labeller(names.index(condition) if condition is not None else None)
         try:
             for row in cursor:
-                yield _text(row[index])
+                yield label(row, _text(row[index]))
         except sqlite3.Error as e:
             raise LstmgenError(f"{source.name}: SQL error: {e} (in: {query})") from None
     finally:

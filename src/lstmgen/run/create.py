@@ -21,6 +21,7 @@ from lstmgen.data.store import TokenStore, is_token_store, refuse_incomplete_sto
 from lstmgen.device import resolve_device
 from lstmgen.errors import LstmgenError, say, warn
 from lstmgen.files import staged
+from lstmgen.run.finetune import fine_tune_config, initial_weights, open_base
 from lstmgen.tokens import load_tokenizer
 from lstmgen.tokens.vectors import read_vectors
 from lstmgen.training.batches import max_batch_size
@@ -44,6 +45,7 @@ CORPUS_KEYS = (
     "encoding",
     "errors",
 )
+CONDITION_KEYS = ("conditions", "control_tokens")  # in config.json only with conditions
 
 
 @dataclass
@@ -53,6 +55,7 @@ class Prepared:
     tokenizer: object
     store: TokenStore
     vectors: np.ndarray | None = None  # pretrained word vectors for the embedding, (V, E)
+    initial: dict | None = None  # the weights to start from (a fine-tune's base's, extended)
 
 
 def create(
@@ -82,15 +85,39 @@ def create(
             f"--embeddings {embeddings} does not exist; give a GloVe or word2vec vector file"
         )
     resolve_device(config.train.device)  # a device that is not there fails before any work
+    base = None
+    if config.train.init_from:
+        if from_store:
+            raise LstmgenError(
+                "--init-from prepares the text with the base's vocabulary; train on the raw "
+                "sources, not on a prepared token store"
+            )
+        base = open_base(config.train.init_from)
+        config = fine_tune_config(config, base)
     with staged(out, "staging") as staging:
         prepared = Prepared(
             tokenizer=None,
             store=_prepare_data(
-                specs, staging / "data", config, quiet=quiet, shown_as=out / "data"
+                specs,
+                staging / "data",
+                config,
+                quiet=quiet,
+                shown_as=out / "data",
+                base_tokenizer=base.tokenizer if base else None,
             ),
         )
         prepared.tokenizer = tokenizer = load_tokenizer(staging / "data" / "tokenizer.json")
         config, prepared = _fit_to_data(config, prepared, quiet=quiet)
+        if base is not None:
+            prepared.initial = initial_weights(base, tokenizer.vocab_size)
+            record = base.record(tokenizer.vocab_size)
+            config = replace(config, records={**config.records, "base": record})
+            if not quiet:
+                say(
+                    f"fine-tuning {base.run} ({base.checkpoint} checkpoint, step {base.step:,}): "
+                    f"{record['added_tokens']} new tokens added to its {record['vocab_size']}; "
+                    f"lr {config.train.lr:g}, warm-up {config.train.warmup_steps} steps"
+                )
         tokenizer.save(staging / "tokenizer.json")
         config.save(staging / "config.json")
         prepared.store = None  # its memory maps are closed before the folder moves
@@ -99,7 +126,13 @@ def create(
 
 
 def _prepare_data(
-    specs: list, folder: Path, config: RunConfig, *, quiet: bool, shown_as: Path
+    specs: list,
+    folder: Path,
+    config: RunConfig,
+    *,
+    quiet: bool,
+    shown_as: Path,
+    base_tokenizer=None,
 ) -> TokenStore:
     """The run's token store: a prepared store linked in, or the sources prepared into it."""
     for spec in specs:
@@ -121,7 +154,9 @@ def _prepare_data(
             "prepare all the sources into one store"
         )
     else:
-        meta = write_resolved(specs, folder, config.data, quiet=quiet)
+        meta = write_resolved(
+            specs, folder, config.data, quiet=quiet, base_tokenizer=base_tokenizer
+        )
         if not quiet:
             say(summary(meta, shown_as))
     return TokenStore.open(folder)
@@ -163,12 +198,13 @@ def _fit_to_data(
         train = replace(train, batch_size=fit)
     model = replace(config.model, vocab_size=tokenizer.vocab_size)
     corpus = {k: store.meta.get(k) for k in CORPUS_KEYS}
+    corpus.update({k: store.meta[k] for k in CONDITION_KEYS if k in store.meta})
     config = replace(config, model=model, train=train, level=tokenizer.kind, corpus=corpus)
     if train.embeddings:
         config, prepared.vectors = _pretrained_embeddings(config, prepared, quiet=quiet)
     # Sized at the char level only: the rule was measured there, and a word vocabulary's
     # embedding and output matrices would count as parameters the recurrent size must pay for.
-    if train.max_time and "hidden" not in config.given:
+    if train.max_time and "hidden" not in config.given and not train.init_from:
         if tokenizer.kind == "char" and not config.model.tie_weights:
             config = _size_model(config, len(store.train), quiet=quiet)
         elif not quiet:

@@ -26,6 +26,7 @@ from lstmgen.errors import LstmgenError, TrainingInterrupted, warn
 from lstmgen.files import FULL, DiskFull, locked, read_progress, write_checkpoint, write_json
 from lstmgen.inference import Model, build_model
 from lstmgen.run.create import Prepared, unit_of
+from lstmgen.run.finetune import initial_weights, open_base
 from lstmgen.tokens import load_tokenizer
 from lstmgen.training.batches import max_batch_size
 from lstmgen.training.distributed import Peers
@@ -124,10 +125,16 @@ def _train(
     torch.manual_seed(train_config.seed)
     if prepared is None:
         prepared = _open_prepared(out, peers)
+        if config.train.init_from and not (out / "model.safetensors").exists():
+            # a fine-tune resumed before its first checkpoint starts from its base again
+            base = open_base(config.train.init_from)
+            prepared.initial = initial_weights(base, prepared.tokenizer.vocab_size)
     tokenizer, store = prepared.tokenizer, prepared.store
     model = build_model(config, tokenizer)
     if prepared.vectors is not None:
         model.set_embeddings(torch.from_numpy(prepared.vectors))
+    if prepared.initial is not None:  # fine-tuning: the base's weights
+        model.load_state_dict(prepared.initial)
     model = model.to(device)
     if peers.rank:  # the same initial weights everywhere, but each process its own dropout
         torch.manual_seed(train_config.seed + peers.rank)
@@ -180,6 +187,7 @@ def _train(
         save=save,
         device=device,
         peers=peers,
+        unscored=tuple(sorted(getattr(tokenizer, "is_control", ()))),
     )
     checkpoint = out / "model.safetensors"
     if resuming and not checkpoint.exists():

@@ -14,6 +14,7 @@ from pathlib import Path
 from lstmgen.errors import LstmgenError
 from lstmgen.tokens.bpe import BpeTokenizer
 from lstmgen.tokens.chars import TOKENIZER_FORMAT, UNKNOWN_ID, CharCounter, CharTokenizer
+from lstmgen.tokens.conditions import ConditionedTokenizer, Conditions
 from lstmgen.tokens.words import WORD_FORMAT, WordCounter, WordTokenizer
 
 __all__ = [
@@ -21,6 +22,8 @@ __all__ = [
     "BpeTokenizer",
     "CharCounter",
     "CharTokenizer",
+    "ConditionedTokenizer",
+    "Conditions",
     "WordCounter",
     "WordTokenizer",
     "load_tokenizer",
@@ -43,11 +46,17 @@ def load_tokenizer(path: str | Path):
             "upgrade lstmgen to read it"
         )
     if level == "char":
-        return CharTokenizer(data["chars"])
-    if level == "word":
-        return WordTokenizer.from_saved(data)
-    if level == "bpe":
-        return BpeTokenizer.from_saved(data)
+        inner = CharTokenizer(data["chars"])
+    elif level == "word":
+        inner = WordTokenizer.from_saved(data)
+    elif level == "bpe":
+        inner = BpeTokenizer.from_saved(data)
+    else:
+        inner = None
+    if inner is not None:
+        if "conditions" in data:  # control tokens: a run trained with --condition-column
+            return ConditionedTokenizer(inner, Conditions.from_json(data["conditions"]))
+        return inner
     raise LstmgenError(
         f"{path} holds a {level!r} tokenizer, which this lstmgen cannot read; upgrade lstmgen"
     )

@@ -96,8 +96,10 @@ class BpeTokenizer:
         byte_of = _byte_of_char()
         self.token_bytes = [b""] * hf.get_vocab_size()
         for piece, token_id in hf.get_vocab().items():
-            if token_id != self.unknown_id:
+            if token_id != self.unknown_id and all(c in byte_of for c in piece):
                 self.token_bytes[token_id] = bytes(byte_of[c] for c in piece)
+            elif token_id != self.unknown_id:  # a control token (conditions.py), not bytes
+                self.token_bytes[token_id] = piece.encode("utf-8")
         # Bytes the training text never held (all 256 when unknown): their one-byte tokens are
         # never generated, so an undertrained model cannot emit broken UTF-8 from them.
         self.seen_bytes = sorted(set(range(256) if seen_bytes is None else seen_bytes))
@@ -108,14 +110,17 @@ class BpeTokenizer:
         ]
 
     @classmethod
-    def train(cls, texts: Iterable[str], *, vocab_size: int = 4096) -> BpeTokenizer:
-        """Learn vocab_size - 1 byte-level pieces from texts (streamed: never all in memory)."""
+    def train(
+        cls, texts: Iterable[str], *, vocab_size: int = 4096, specials: Iterable[str] = ()
+    ) -> BpeTokenizer:
+        """Learn vocab_size - 1 byte-level pieces from texts (streamed: never all in memory);
+        `specials` (control tokens) are one token each, never split or merged."""
         hf = Tokenizer(models.BPE())
         hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
         hf.decoder = decoders.ByteLevel()
         trainer = trainers.BpeTrainer(
             vocab_size=vocab_size,
-            special_tokens=[UNKNOWN_TEXT],
+            special_tokens=[UNKNOWN_TEXT, *specials],
             initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
             show_progress=False,
         )

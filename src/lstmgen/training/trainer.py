@@ -132,6 +132,7 @@ class Trainer:
         device,
         threads: ThreadChooser | None = None,
         peers: Peers | None = None,
+        unscored: tuple[int, ...] = (),
     ):
         self.model, self.config, self.hooks, self.save, self.device = (
             model,
@@ -143,6 +144,7 @@ class Trainer:
         self.train_tokens, self.val_tokens = train_tokens, val_tokens
         self.peers = peers or Peers()  # the other training processes under torchrun, if any
         self.step_model = self.peers.wrap(model)  # DDP under torchrun: gradients are averaged
+        self.unscored = unscored  # control tokens: their predictions are not held-out loss
         self.optimizer = make_optimizer(model, config.lr, config.weight_decay)
         self.threads = threads or ThreadChooser()  # measured, unless --threads says
         self.progress = Progress()
@@ -343,13 +345,17 @@ class Trainer:
         may be the best; a curve point on a sample of the held-out text is only reported."""
         limit = self.curve_tokens() if curve_point else None
         nats, count = evaluate_tokens(
-            self.model, self.val_tokens, limit=limit, shard=(self.peers.rank, self.peers.size)
+            self.model,
+            self.val_tokens,
+            limit=limit,
+            shard=(self.peers.rank, self.peers.size),
+            unscored=self.unscored,
         )
         nats, count = self.peers.total(nats, count)  # each process scored its share
         count = int(count)
         loss = nats / max(count, 1)
         p = self.progress
-        if count < len(self.val_tokens) - 1:
+        if limit is not None and limit < len(self.val_tokens) - 1:  # a sample, not the whole
             self.hooks.on_eval(self, loss, False, sample_tokens=count)
             return loss
         self.last_whole_eval_step = p.step
