@@ -12,6 +12,7 @@ from tests.conftest import TINY, make_text
 
 import lstmgen
 from lstmgen.cli import main
+from lstmgen.files import read_progress
 from lstmgen.tokens import load_tokenizer
 
 
@@ -61,7 +62,8 @@ def test_fine_tune_starts_from_the_base_and_extends_its_vocabulary(base_run, tmp
     assert torch.allclose(tuned["embed.weight"][vocab:], base["embed.weight"].mean(0), atol=1e-6)
     info = lstmgen.info(tmp_path / "tuned")
     assert info["base"]["run"] == str(base_run)
-    assert info["base"]["step"] == 30
+    # the base's best checkpoint: where its held-out loss was lowest
+    assert info["base"]["step"] == read_progress(base_run / "best" / "model.safetensors")["step"]
     assert info["base"]["added_tokens"] == new.vocab_size - vocab
     assert info["model"]["hidden"] == TINY["hidden"]
 
