@@ -47,6 +47,9 @@ def main() -> None:
     parser.add_argument("--trial-time", default="60s")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--train-seeds", default="1337", help="seeds of the retraining, comma-separated"
+    )
     parser.add_argument("--stage", choices=["search", "compare", "all"], default="all")
     parser.add_argument("--out", type=Path, default=HERE / "out")
     args = parser.parse_args()
@@ -72,20 +75,25 @@ def main() -> None:
     if args.stage in ("compare", "all"):
         result["compare"] = {"load_at_start": os.getloadavg(), "time": args.trial_time}
         best = tune_dir / "best.json"
-        for label, extra in (("defaults", []), ("winner", ["--config", best])):
-            run_dir = folder / label
-            run(
-                ["train", args.corpus, *data, "--out", run_dir, "--max-time", args.trial_time]
-                + [*extra, *threads, "--overwrite", "-q"]
-            )
-            facts = info(run_dir)
-            result["compare"][label] = {
-                "final_bpc": facts["last_val_bits_per_char"],
-                "best_bpc": facts["best_val_bits_per_char"],
-                "model": {k: facts["model"][k] for k in ("hidden", "layers", "embedding")},
-                "steps": facts["steps"],
-                "tokens_seen": facts["tokens_seen"],
-            }
+        for seed in args.train_seeds.split(","):
+            for label, extra in (("defaults", []), ("winner", ["--config", best])):
+                run_dir = folder / f"{label}-{seed}"
+                run(
+                    ["train", args.corpus, *data, "--out", run_dir, "--max-time", args.trial_time]
+                    + [*extra, "--seed", seed, *threads, "--overwrite", "-q"]
+                )
+                facts = info(run_dir)
+                result["compare"].setdefault(label, []).append(
+                    {
+                        "seed": int(seed),
+                        "final_bpc": facts["last_val_bits_per_char"],
+                        "best_bpc": facts["best_val_bits_per_char"],
+                        "model": {k: facts["model"][k] for k in ("hidden", "layers", "embedding")},
+                        "steps": facts["steps"],
+                        "tokens_seen": facts["tokens_seen"],
+                    }
+                )
+        result["compare"]["load_at_end"] = os.getloadavg()
     result_path.write_text(json.dumps(result, indent=2) + "\n")
     (results_dir / f"{args.name}.txt").write_text(table(result))
     print(table(result))
@@ -132,15 +140,21 @@ def table(result: dict) -> str:
         lines.append(
             f"retrained for {compare['time']} each (load {compare['load_at_start'][0]:.2f}):"
         )
-        lines.append("| run | model | final held-out bpc | best held-out bpc | steps |")
-        lines.append("|---|---|---:|---:|---:|")
+        lines.append("| run | seed | model | final held-out bpc | best held-out bpc | steps |")
+        lines.append("|---|---:|---|---:|---:|---:|")
         for label in ("defaults", "winner"):
-            row = compare.get(label)
-            if row:
+            for row in compare.get(label, []):
                 m = row["model"]
                 lines.append(
-                    f"| {label} | {m['layers']}×{m['hidden']}, emb {m['embedding']} | "
-                    f"{row['final_bpc']:.4f} | {row['best_bpc']:.4f} | {row['steps']:,} |"
+                    f"| {label} | {row['seed']} | {m['layers']}×{m['hidden']}, emb "
+                    f"{m['embedding']} | {row['final_bpc']:.4f} | {row['best_bpc']:.4f} | "
+                    f"{row['steps']:,} |"
+                )
+        for label in ("defaults", "winner"):
+            finals = [row["final_bpc"] for row in compare.get(label, [])]
+            if finals:
+                lines.append(
+                    f"{label}: mean final {sum(finals) / len(finals):.4f} over {len(finals)}"
                 )
     return "\n".join(lines) + "\n"
 
