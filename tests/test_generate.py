@@ -28,6 +28,9 @@ def test_a_vanishing_temperature_is_greedy_not_nan(trained_run):
     with np.errstate(all="raise"):  # no overflow into inf and NaN weights
         tiny = model.generate("The ", length=60, temperature=1e-144, seed=2)
     assert tiny == model.generate("The ", length=60, temperature=0)
+    with np.errstate(all="raise"):  # a huge one: as good as uniform, never a banned token
+        huge = model.generate("The ", length=60, temperature=1e300, seed=2)
+    assert len(huge) == 60 and "\ufffd" not in huge
 
 
 def test_same_seed_same_text_and_batch(trained_run):
