@@ -152,6 +152,7 @@ class Trainer:
         self.state = None  # the recurrent state carried between batches
         self.stop_reason: str | None = None  # set by a hook to end the run at the next step
         self.next_curve_point = math.inf  # the fraction of the run of the next curve point
+        self.last_eval_at = -1.0  # the fraction of the run at the last evaluation
         self.max_time_s, self.eval_every_s = config.max_time_s, config.eval_every_s
         self.save_every_s = config.save_every_s
         self.steps_per_epoch = len(self._epoch_batches(0))
@@ -343,6 +344,7 @@ class Trainer:
     def evaluate(self, *, curve_point: bool = False) -> float:
         """Held-out loss in nats per token. A whole evaluation is recorded as the last one and
         may be the best; a curve point on a sample of the held-out text is only reported."""
+        self.last_eval_at = self.fraction_done()
         limit = self.curve_tokens() if curve_point else None
         nats, count = evaluate_tokens(
             self.model,
@@ -369,6 +371,13 @@ class Trainer:
         if improved:
             self.save(self, best=True)
         return loss
+
+    def _curve_point_due(self) -> bool:
+        """A curve point is due, and no other evaluation was made in the last half interval
+        (an epoch's end just before it already drew that point); the end is evaluated whole."""
+        done = self.fraction_done()
+        recent = done - self.last_eval_at < 0.5 / CURVE_POINTS
+        return done >= self.next_curve_point and not recent and not self.finished()
 
     def _next_curve_point(self) -> float:
         """The fraction of the run at which the next curve point falls."""
@@ -460,7 +469,7 @@ class Trainer:
                     elif p.elapsed_s >= next_eval:
                         self.evaluate()
                         p.elapsed_s = self._now(clock)
-                    elif self.fraction_done() >= self.next_curve_point and not self.finished():
+                    elif self._curve_point_due():
                         self.evaluate(curve_point=True)  # the end is evaluated whole below
                         p.elapsed_s = self._now(clock)
                     if p.elapsed_s >= next_eval:
