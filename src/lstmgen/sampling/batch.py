@@ -186,9 +186,7 @@ class RunningBatch:
         self.samples = [self.samples[r] for r in rows]
         self.logits, self.pending = self.logits[index], self.pending[index]
         self.recent, self.rule_state = self.recent[index], self.rule_state[index]
-        if not rows:
-            self.stepper = None
-        elif self.stepper is not None:
+        if self.stepper is not None:  # kept when empty: the next request joins it (no rebuild)
             self.stepper.keep(index)
         self._regroup()
 

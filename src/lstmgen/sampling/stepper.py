@@ -138,6 +138,7 @@ class NumpyLSTMStepper:
         self.rows = np.empty((B, 4 * H), np.float32)
         self.tmp = np.empty((B, H), np.float32)
         self.logits = np.empty((B, self.head.shape[1]), np.float32)
+        self.ids = np.zeros(B, np.int64)  # padding rows read token 0, never used
         # Views made once: slicing costs as much as the arithmetic at batch size 1.
         self.views = (g[:, : 3 * H], g[:, 3 * H :], g[:, :H], g[:, H : 2 * H], g[:, 2 * H : 3 * H])
         self.plan = [
@@ -158,7 +159,8 @@ class NumpyLSTMStepper:
         g, tmp = self.gates, self.tmp
         sig, cand, i, f, o = self.views
         if len(ids) < len(g):
-            ids = np.pad(ids, (0, len(g) - len(ids)))
+            self.ids[: len(ids)] = ids
+            ids = self.ids
         for l, (x, w, c, h, above) in enumerate(self.plan):
             np.matmul(x, w, out=g)
             if l == 0:
