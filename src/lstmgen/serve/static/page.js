@@ -12,7 +12,8 @@ async function loadModels() {
   const reply = await fetch("/v1/models", { headers: headers() });
   if (!reply.ok) { $("status").textContent = (await reply.json()).error.message; return; }
   $("model").replaceChildren(...(await reply.json()).data.map((m) => {
-    const bits = m.best_val_bits_per_char ? `, ${m.best_val_bits_per_char.toFixed(2)} bits/char` : "";
+    const best = m.best_val_bits_per_char;
+    const bits = best ? `, ${best.toFixed(2)} bits/char` : "";
     return new Option(`${m.id} (${m.level}${bits})`, m.id);
   }));
 }
@@ -57,7 +58,8 @@ async function generate(event) {
       $("status").textContent = `${chars} chars, ${(chars / seconds).toFixed(0)} chars/s${finish}`;
     }
   } catch (error) {
-    $("status").textContent = error.name === "AbortError" ? `stopped after ${chars} chars` : error.message;
+    const stopped = error.name === "AbortError";
+    $("status").textContent = stopped ? `stopped after ${chars} chars` : error.message;
   } finally {
     $("generate").disabled = false; $("stop").disabled = true;
   }
