@@ -19,7 +19,7 @@ import warnings
 from pathlib import Path
 
 from lstmgen.api import prepare, train
-from lstmgen.config import ModelConfig, TrainConfig, fits, parse_duration, type_name
+from lstmgen.config import NOT_REUSED, ModelConfig, TrainConfig, fits, parse_duration, type_name
 from lstmgen.errors import Interrupted, LstmgenError, TrainingInterrupted, say
 
 try:
@@ -39,20 +39,10 @@ DEFAULT_SPACE: dict[str, dict] = {
     "seq_len": {"choices": [16, 32, 64, 128]},
     "batch_size": {"choices": [8, 16, 32, 64]},
 }
-TUNABLE = (ModelConfig.option_names() | TrainConfig.option_names()) - {
-    "epochs",
-    "max_time",
-    "max_steps",
-    "patience",
-    "eval_every",
-    "save_every",
-    "device",
-    "tensorboard",
-    "embeddings",
-    "lr_finder",
-    "sample_length",
-    "seed",
-}
+# a trial's budget and watching are the tune's; what only a run of its own would want is not
+TUNABLE = (ModelConfig.option_names() | TrainConfig.option_names()) - (
+    NOT_REUSED | {"sample_length", "seed"}
+)
 SHORT = {"activation_reg": "AR", "temporal_reg": "TAR", "batch_size": "batch", "seq_len": "seq"}
 HINTS = {**typing.get_type_hints(ModelConfig), **typing.get_type_hints(TrainConfig)}
 POINTS = 20  # evaluations per trial (the trainer's curve points): the pruner's steps

@@ -23,7 +23,7 @@ from lstmgen.config.model import ADDED_LATER, ModelConfig
 from lstmgen.config.options import flag_of, option, parse_duration, random_seed
 from lstmgen.config.sampling import SampleConfig
 from lstmgen.config.serve import API_KEY_ENV, ServeConfig
-from lstmgen.config.training import RESUMABLE, TrainConfig
+from lstmgen.config.training import HOW_LONG_AND_WHERE, RESUMABLE, TrainConfig
 from lstmgen.errors import LstmgenError
 from lstmgen.files import recover, write_json
 
@@ -31,6 +31,7 @@ __all__ = [
     "API_KEY_ENV",
     "ServeConfig",
     "LEVELS",
+    "NOT_REUSED",
     "RUN_FORMAT",
     "CleanOptions",
     "DataConfig",
@@ -58,19 +59,7 @@ def bits_per_char(nats_per_token: float, tokens_per_char: float = 1.0) -> float:
 RECORDS = ("embeddings", "sizing", "lr_finder", "base")  # choices made creating a run
 SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
 # What --config does not take from another run: how long and where that run trained.
-NOT_REUSED = {
-    "epochs",
-    "max_time",
-    "max_steps",
-    "patience",
-    "eval_every",
-    "curve_tokens",
-    "save_every",
-    "device",
-    "tensorboard",
-    "lr_finder",
-    "embeddings",
-}
+NOT_REUSED = HOW_LONG_AND_WHERE | {"lr_finder", "embeddings"}
 
 
 @dataclass

@@ -133,9 +133,9 @@ class TrainConfig(Section):
         return self.epochs
 
 
-# What may change when a run is resumed: how long it goes on, where it runs, and the peak
-# learning rate (the way out of a run that keeps diverging).
-RESUMABLE = {
+# How long a run goes on, how it is watched and where it runs: a run's own business, never
+# taken from another run (--config) nor searched (tune).
+HOW_LONG_AND_WHERE = {
     "epochs",
     "max_time",
     "max_steps",
@@ -145,5 +145,7 @@ RESUMABLE = {
     "tensorboard",
     "save_every",
     "device",
-    "lr",
 }
+# What may change when a run is resumed: the above, and the peak learning rate (the way out
+# of a run that keeps diverging).
+RESUMABLE = HOW_LONG_AND_WHERE | {"lr"}
