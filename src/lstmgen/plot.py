@@ -31,10 +31,13 @@ def read_curve(run_dir: Path) -> list[dict]:
     return rows
 
 
-def plot_runs(run_dirs: list[Path], out: Path, *, labels: list[str] | None = None) -> None:
+def plot_runs(run_dirs: list[Path], out: Path, *, labels: list[str] | None = None) -> bool:
     """Draw held-out (solid) and training (dashed) bits/char of each run against training
-    time and tokens seen, side by side, into the PNG file `out`."""
+    time and tokens seen, side by side, into the PNG file `out`; False (and no file) when no
+    run has an evaluation yet."""
     curves = [(Path(d), read_curve(Path(d))) for d in run_dirs]
+    if not any(rows for _, rows in curves):
+        return False
     labels = labels or [d.name or str(d) for d, _ in curves]
 
     import matplotlib
@@ -82,6 +85,7 @@ def plot_runs(run_dirs: list[Path], out: Path, *, labels: list[str] | None = Non
     tmp = out.with_name(out.name + ".tmp")  # readers never see half a picture
     figure.savefig(tmp, format="png", dpi=90)
     os.replace(tmp, out)
+    return True
 
 
 def plot_command(run_dirs: list[Path], out: Path) -> Path:

@@ -51,9 +51,12 @@ def adjust_logits(
         p = config.repetition_penalty
         penalised = np.where(logits > 0, logits / p, logits * p)
         logits = np.where(recent > 0, penalised, logits)
-    if not config.greedy:  # -inf (never drawn) stays -inf, even where 1/T rounds to 0
-        finite = np.isfinite(logits)
-        logits[finite] *= np.float32(1.0 / config.temperature)
+    if not config.greedy:
+        scale = np.float32(1.0 / config.temperature)
+        if scale > 0:
+            logits *= scale
+        else:  # 1/T rounds to 0: every drawable token alike (-inf * 0 would be NaN)
+            logits[np.isfinite(logits)] = 0.0
     vocab = logits.shape[-1]
     if config.top_k is not None and config.top_k < vocab:
         kth = np.partition(logits, vocab - config.top_k, axis=-1)[:, vocab - config.top_k, None]

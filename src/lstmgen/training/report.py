@@ -13,7 +13,7 @@ from rich.progress import BarColumn, Progress, TextColumn
 
 from lstmgen.config import bits_per_char
 from lstmgen.errors import LstmgenError
-from lstmgen.plot import plot_runs, read_curve
+from lstmgen.plot import plot_runs
 from lstmgen.training.trainer import Trainer
 
 SAMPLE_TEMPERATURES = (0.2, 0.5, 0.8, 1.0)
@@ -221,11 +221,10 @@ class CurvesFile:
     def draw(self, elapsed_s: float, *, always: bool = False) -> None:
         if not always and self.spent_s + self.last_s > self.DRAWING_SHARE * elapsed_s:
             return
-        if not read_curve(self.run_dir):
-            return  # no evaluation yet: nothing to draw
         started = time.perf_counter()
         try:
-            plot_runs([self.run_dir], self.run_dir / "curves.png")
+            if not plot_runs([self.run_dir], self.run_dir / "curves.png"):
+                return  # no evaluation yet: nothing to draw
         except OSError:
             pass  # a picture is not worth stopping training for (a full disk says so elsewhere)
         self.last_s = time.perf_counter() - started
