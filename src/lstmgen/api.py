@@ -12,6 +12,7 @@ from pathlib import Path
 
 from lstmgen.config import RunConfig
 from lstmgen.data.prepare import prepare
+from lstmgen.data.sources import as_specs
 from lstmgen.data.store import is_token_store
 from lstmgen.describe import info as run_info
 from lstmgen.errors import LstmgenError
@@ -57,16 +58,14 @@ def train(
         if resume:
             raise LstmgenError("--config starts a new run; a resumed run keeps its own settings")
         settings = RunConfig.settings_in(Path(config), given=options)
-        specs = [sources] if isinstance(sources, (str, Path)) else list(sources or [])
+        specs = as_specs(sources)
         if len(specs) == 1 and is_token_store(Path(specs[0])):
             settings.pop("level")  # a prepared store has its level already
         options = {**settings, **options}
     if resume and sources:
         raise LstmgenError("--resume continues a run on its own data; do not name sources with it")
     run_config = None if resume else RunConfig.from_options(options)
-    if not resume and (
-        sources is None or (not isinstance(sources, (str, Path)) and not list(sources))
-    ):
+    if not resume and not as_specs(sources):
         raise LstmgenError(
             "no input given; name text files, folders, '-' for stdin, or python-docs"
         )

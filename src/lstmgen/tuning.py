@@ -20,6 +20,7 @@ from pathlib import Path
 
 from lstmgen.api import prepare, train
 from lstmgen.config import NOT_REUSED, ModelConfig, TrainConfig, fits, parse_duration, type_name
+from lstmgen.data.sources import as_specs
 from lstmgen.errors import Interrupted, LstmgenError, TrainingInterrupted, say
 
 try:
@@ -211,7 +212,7 @@ def _create(sources, out, trial_time, trial_steps, trials, timeout, space, seed,
         "timeout": timeout,
         "space": read_space(Path(space) if space else None),
         "seed": seed,
-        "sources": [str(s) for s in ([sources] if isinstance(sources, (str, Path)) else sources)],
+        "sources": [str(s) for s in as_specs(sources)],
     }
     out.mkdir(parents=True)
     try:

@@ -34,7 +34,7 @@ from lstmgen.data.levels import (
     refit_chars,
 )
 from lstmgen.data.reading import Source, Tally
-from lstmgen.data.sources import document_stream, resolve_sources
+from lstmgen.data.sources import as_specs, document_stream, resolve_sources
 from lstmgen.data.splits import SplitPlan, remap_splits, write_splits
 from lstmgen.data.store import (
     STORE_FORMAT,
@@ -315,7 +315,7 @@ def prepare(
             raise LstmgenError(f"{out} exists and is not a token store; choose another --out")
         if not overwrite:
             raise LstmgenError(f"{out} already holds a token store; pass --overwrite to replace it")
-    specs = [sources] if isinstance(sources, (str, Path)) else list(sources or [])
+    specs = as_specs(sources)
     for spec in specs:
         refuse_incomplete_store(spec)
         if Path(spec).is_dir() and is_token_store(spec):

@@ -61,6 +61,11 @@ WIDE_BOMS = {
 BINARY = "it looks like a binary file, not text"
 
 
+def as_specs(sources) -> list:
+    """Sources as the API takes them (one path or name, or several, or None) as a list."""
+    return [sources] if isinstance(sources, (str, Path)) else list(sources or [])
+
+
 def looks_binary(path: Path) -> bool:
     """A file whose first 8 kB hold a NUL byte is not text."""
     with open(path, "rb") as f:

@@ -17,6 +17,7 @@ import numpy as np
 
 from lstmgen.config import RunConfig
 from lstmgen.data.prepare import summary, write_resolved
+from lstmgen.data.sources import as_specs
 from lstmgen.data.store import TokenStore, is_token_store, refuse_incomplete_store
 from lstmgen.device import resolve_device
 from lstmgen.errors import LstmgenError, say, warn
@@ -72,7 +73,7 @@ def create(
                 f"{out} already holds a run; continue it with: lstmgen train "
                 f"--resume {out}  (or pass --overwrite to start over)"
             )
-    specs = [sources] if isinstance(sources, (str, Path)) else list(sources)
+    specs = as_specs(sources)
     from_store = len(specs) == 1 and is_token_store(Path(specs[0]))
     embeddings = config.train.embeddings
     if embeddings and not from_store and config.data.level != "word":
