@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+import platform
+from pathlib import Path
+
 import torch
 
 from lstmgen.errors import LstmgenError
@@ -32,18 +36,95 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def mixed_precision(device: torch.device) -> torch.dtype | None:
-    """bf16 autocast on CUDA GPUs that have it (cuDNN LSTM in bf16); none elsewhere: oneDNN's
-    CPU LSTM has no bf16 kernel on CPUs without AVX-512 bf16 ("could not create a primitive
-    descriptor")."""
-    if device.type == "cuda" and torch.cuda.is_bf16_supported():
-        return torch.bfloat16
+# `--precision auto` on a CPU that has bf16: fp32 until benchmarks/cpu_bf16.py measures bf16
+# training faster there at equal held-out bits/char (issue 25). The one switch to flip.
+CPU_BF16_BY_DEFAULT = False
+# The flags of CPUs whose oneDNN runs bf16 natively; elsewhere it emulates (slower than fp32)
+# or has no bf16 LSTM primitive at all ("could not create a primitive descriptor").
+NATIVE_BF16_FLAGS = {
+    "x86_64": {"avx512_bf16", "amx_bf16"},
+    "amd64": {"avx512_bf16", "amx_bf16"},
+    "aarch64": {"bf16"},
+    "arm64": {"bf16"},
+}
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags from /proc/cpuinfo (empty where there is none: macOS, Windows)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    for line in text.splitlines():
+        if line.startswith(("flags", "Features")):  # x86, ARM
+            return set(line.partition(":")[2].split())
+    return set()
+
+
+def _bf16_step(device: torch.device) -> None:
+    """One tiny LSTM forward and backward under bf16 autocast (raises where a kernel is missing);
+    on its own random stream, so that it never shifts a seeded run."""
+    with torch.random.fork_rng(devices=[]):
+        lstm = torch.nn.LSTM(8, 16, batch_first=True).to(device)
+        head = torch.nn.Linear(16, 4).to(device)
+        x = torch.randn(2, 3, 8, device=device)  # (B, T, E)
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16):
+            out, _ = lstm(x)  # (B, T, H)
+            loss = head(out).float().square().mean()
+        loss.backward()
+
+
+@functools.cache
+def cpu_bf16_missing() -> str | None:
+    """Why this CPU cannot train in bf16, or None where it can: its flags, then one tiny LSTM
+    step under bf16 autocast (checked once per process)."""
+    native = NATIVE_BF16_FLAGS.get(platform.machine().lower())
+    flags = cpu_flags()
+    if native and flags and not flags & native:
+        return f"this CPU has no bf16 instructions ({' or '.join(sorted(native))})"
+    if not torch.backends.mkldnn.is_available():
+        return "this PyTorch was built without oneDNN"
+    try:
+        _bf16_step(torch.device("cpu"))
+    except RuntimeError as e:  # oneDNN: "could not create a primitive descriptor ..."
+        return f"oneDNN cannot run a bf16 LSTM here ({str(e).splitlines()[0][:120]})"
     return None
 
 
-def autocast_for(device: torch.device) -> torch.autocast:
+def mixed_precision(device: torch.device, precision: str = "auto") -> torch.dtype | None:
+    """The dtype training steps autocast to: bf16, or None for fp32. auto: bf16 on CUDA GPUs
+    that have it natively (cuDNN LSTM in bf16), on CPUs only once CPU_BF16_BY_DEFAULT says so
+    (and the CPU has it); fp32 elsewhere. bf16 where the device lacks it: a one-line error."""
+    if precision == "fp32":
+        return None
+    if device.type == "cuda":
+        if precision == "auto":  # native only: an emulated bf16 (before Ampere) is slower
+            return (
+                torch.bfloat16 if torch.cuda.is_bf16_supported(including_emulation=False) else None
+            )
+        missing = None if torch.cuda.is_bf16_supported() else "this GPU has no bf16"
+    elif device.type == "cpu":
+        if precision == "auto" and not CPU_BF16_BY_DEFAULT:
+            return None
+        missing = cpu_bf16_missing()
+    else:
+        if precision == "auto":
+            return None
+        try:
+            _bf16_step(device)
+            missing = None
+        except RuntimeError:
+            missing = f"{device.type} cannot run a bf16 LSTM step"
+    if missing is None:
+        return torch.bfloat16
+    if precision == "auto":
+        return None
+    raise LstmgenError(f"--precision bf16: {missing}; use --precision fp32")
+
+
+def autocast_for(device: torch.device, precision: str = "auto") -> torch.autocast:
     """The autocast context training steps run in: enabled only where mixed_precision says so."""
-    dtype = mixed_precision(device)
+    dtype = mixed_precision(device, precision)
     return torch.autocast(
         device_type=device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None
     )
