@@ -201,11 +201,11 @@ import os
 if os.environ.get("LSTMGEN_TEST_STOP") and "RANK" in os.environ:
     import signal
     import time
-    import lstmgen.training.trainer as trainer_module
+    from lstmgen.training.divergence import Divergence
     rank, step, how = os.environ["LSTMGEN_TEST_STOP"].split(":")
-    check = trainer_module.Trainer._check_step
-    def stop_then_check(self, loss, grad_norm):
-        if self.progress.step == int(step) and os.environ["RANK"] == rank:
+    check = Divergence.check
+    def stop_then_check(self, progress, loss, grad_norm):
+        if progress.step == int(step) and os.environ["RANK"] == rank:
             if how == "ctrl-c":  # the launcher gets SIGINT, as from a terminal
                 os.kill(os.getppid(), signal.SIGINT)
                 stop = signal.getsignal(signal.SIGINT).__self__  # the trainer's StopFlag
@@ -215,8 +215,8 @@ if os.environ.get("LSTMGEN_TEST_STOP") and "RANK" in os.environ:
                 os.killpg(os.getpgid(os.getppid()), signal.SIGKILL)
             else:  # this process alone, killed hard
                 os.kill(os.getpid(), signal.SIGKILL)
-        return check(self, loss, grad_norm)
-    trainer_module.Trainer._check_step = stop_then_check
+        return check(self, progress, loss, grad_norm)
+    Divergence.check = stop_then_check
 """
 FLAGS = "--hidden 32 --embedding 16 --layers 1 --batch-size 4 --seq-len 16 --dropout 0.2 "
 FLAGS += "--seed 3 --epochs 2 --save-every 1h --sample-length 20 -q"

@@ -13,7 +13,7 @@ from conftest import TINY, make_text
 from lstmgen.config import ModelConfig, TrainConfig
 from lstmgen.metrics import evaluate_tokens
 from lstmgen.model import LSTMLanguageModel
-from lstmgen.training.trainer import lr_at
+from lstmgen.training.schedule import lr_at
 
 
 def small_corpus(tmp_path, chars: int):

@@ -30,9 +30,10 @@ from lstmgen.run.finetune import initial_weights, open_base
 from lstmgen.tokens import load_tokenizer
 from lstmgen.training.batches import max_batch_size
 from lstmgen.training.distributed import Peers
+from lstmgen.training.progress import Progress
 from lstmgen.training.range_test import range_test
 from lstmgen.training.report import QuietHooks, RunReporter, truncate_metrics
-from lstmgen.training.trainer import Progress, Trainer
+from lstmgen.training.trainer import Trainer
 
 
 @dataclass

@@ -1,1 +1,2 @@
-"""Training a model: the loop, its batches, sizing to a budget, the lr range test, reporting."""
+"""Training a model: the loop, its schedule and batches, the roll-back after divergence,
+sizing to a budget, the lr range test, reporting."""

@@ -18,7 +18,7 @@ import torch
 from lstmgen.errors import LstmgenError
 from lstmgen.model import LSTMLanguageModel, detach_state
 from lstmgen.training.batches import StreamBatches
-from lstmgen.training.trainer import make_optimizer
+from lstmgen.training.schedule import make_optimizer
 
 
 @dataclass

@@ -21,7 +21,7 @@ from lstmgen import threads
 from lstmgen.config import ModelConfig
 from lstmgen.device import autocast_for
 from lstmgen.model import LSTMLanguageModel
-from lstmgen.training.trainer import make_optimizer
+from lstmgen.training.schedule import make_optimizer
 
 LADDER = (64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048)
 # tokens read per parameter at which a size pays off (measured: BENCHMARKS.md)

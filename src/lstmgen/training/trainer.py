@@ -1,12 +1,12 @@
-"""The training loop: Trainer, its progress record, the learning-rate schedule and the optimizer."""
+"""The training loop: Trainer reads batches, steps, evaluates and checkpoints, top to bottom.
+
+The schedule and optimizer are in schedule.py, the progress record and stop flag in
+progress.py, and the roll-back after a diverged loss in divergence.py."""
 
 from __future__ import annotations
 
-import copy
 import math
-import signal
 import time
-from dataclasses import dataclass, replace
 
 import torch
 
@@ -18,84 +18,9 @@ from lstmgen.model import detach_state
 from lstmgen.threads import ThreadChooser
 from lstmgen.training.batches import StreamBatches
 from lstmgen.training.distributed import Peers
-
-
-def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
-    """AdamW with weight decay on the matrices only (not embeddings, biases); the trainer's
-    optimizer."""
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "embed" not in n]
-    no_decay = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and "embed" not in n)]
-    return torch.optim.AdamW(
-        [
-            {"params": decay, "weight_decay": weight_decay},
-            {"params": no_decay, "weight_decay": 0.0},
-        ],
-        lr=lr,
-        betas=(0.9, 0.99),
-    )
-
-
-def lr_at(config: TrainConfig, step: int, progress: float, total_steps: int | None = None) -> float:
-    """Linear warm-up, then cosine decay to min_lr_fraction by progress = 1.
-
-    Warm-up lasts warmup_steps, or a tenth of the run when the run is shorter than that.
-    """
-    warmup = (
-        min(config.warmup_steps, max(1, total_steps // 10)) if total_steps else config.warmup_steps
-    )
-    if warmup and step < warmup:
-        return config.lr * (step + 1) / warmup
-    floor = config.lr * config.min_lr_fraction
-    return floor + 0.5 * (config.lr - floor) * (1 + math.cos(math.pi * min(progress, 1.0)))
-
-
-class StopFlag:
-    """Ctrl-C / SIGTERM during training set a flag; the loop saves and stops between steps.
-
-    A second Ctrl-C interrupts at once (the last checkpoint on disk stays whole).
-    """
-
-    def __init__(self) -> None:
-        self.signal_name: str | None = None
-        self._previous: dict = {}
-
-    def _handle(self, signum, frame) -> None:
-        if self.signal_name is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        self.signal_name = signal.Signals(signum).name
-
-    def __enter__(self) -> StopFlag:
-        try:
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self._previous[sig] = signal.signal(sig, self._handle)
-        except ValueError:  # not the main thread: leave signals alone
-            pass
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-
-
-@dataclass
-class Progress:
-    """Where a run stands; saved with every checkpoint."""
-
-    step: int = 0
-    epoch: int = 0  # completed epochs
-    batch: int = 0  # next batch index within the current epoch
-    tokens: int = 0  # training tokens seen
-    elapsed_s: float = 0.0  # wall-clock of training so far, over all sessions
-    best_val_nats: float | None = None
-    best_step: int | None = None
-    evals_since_best: int = 0
-    last_val_nats: float | None = None
-    lr_scale: float = 1.0  # halved by each roll-back after the loss diverged
-    rollbacks: int = 0  # roll-backs since training last got past a checkpoint
-    loss_ema: float | None = None  # running training loss, against which a jump is judged
-    jumps: int = 0  # consecutive steps skipped because their loss jumped
-    curve_tokens: int | None = None  # held-out tokens a curve point evaluates (see curve_tokens)
-
+from lstmgen.training.divergence import Divergence
+from lstmgen.training.progress import Progress, StopFlag
+from lstmgen.training.schedule import lr_at, make_optimizer
 
 # Without --eval-every, a run is evaluated at CURVE_POINTS evenly spaced points of its length
 # (time or steps, whichever ends it), so every run draws a curve. Each point may cost at most
@@ -106,11 +31,6 @@ CURVE_POINTS = 20
 CURVE_SHARE = 0.05
 EVAL_SPEED_UP = 2  # evaluating a token costs at most half of training on it (no backward)
 MIN_CURVE_TOKENS = 4096
-
-JUMPS_BEFORE_ROLLBACK = 3  # a single high-loss batch is skipped; three in a row mean divergence
-
-
-MAX_ROLLBACKS = 8  # after this many, the run stops and asks for a lower --lr
 
 
 class Trainer:
@@ -146,9 +66,9 @@ class Trainer:
         self.step_model = self.peers.wrap(model)  # DDP under torchrun: gradients are averaged
         self.unscored = unscored  # control tokens: their predictions are not held-out loss
         self.optimizer = make_optimizer(model, config.lr, config.weight_decay)
+        self.divergence = Divergence(model, self.optimizer, config, self.peers)
         self.threads = threads or ThreadChooser()  # measured, unless --threads says
         self.progress = Progress()
-        self.good: dict | None = None  # the last checkpoint's state, kept in memory (see _snapshot)
         self.state = None  # the recurrent state carried between batches
         self.stop_reason: str | None = None  # set by a hook to end the run at the next step
         self.next_curve_point = math.inf  # the fraction of the run of the next curve point
@@ -217,77 +137,10 @@ class Trainer:
         return True
 
     # ----- divergence: roll back to the last good state and halve the learning rate ---------
-    def _snapshot(self) -> None:
-        """Keep the state of the last checkpoint in memory, to return to if the loss diverges.
-
-        Called after each regular checkpoint: training got past the last roll-back's trouble,
-        so the count of roll-backs starts again (the lowered learning rate stays).
-        """
-        if self.good is not None and self.progress.step > self.good["progress"].step:
-            self.progress.rollbacks = 0
-        state = (
-            self.state
-            if isinstance(self.state, tuple)
-            else (self.state,)
-            if self.state is not None
-            else ()
-        )
-        self.good = {
-            "model": {k: v.detach().clone() for k, v in self.model.state_dict().items()},
-            "optimizer": copy.deepcopy(self.optimizer.state_dict()),
-            "progress": replace(self.progress),
-            "state": tuple(s.clone() for s in state),
-            "rng": torch.get_rng_state(),
-        }
-
-    def _check_step(self, loss: torch.Tensor, grad_norm: torch.Tensor) -> str | None:
-        """ "ok", "skip" (this batch's loss jumped: do not apply it) or why training diverged."""
-        p = self.progress
-        # one device sync per step; the loss is the mean over the processes, so that all of
-        # them judge alike (the gradient norm is already the same everywhere)
-        value, norm = self.peers.mean(loss.detach()), float(grad_norm)
-        if not math.isfinite(value) or not math.isfinite(norm):
-            return f"the loss became {value:.4g} (gradient norm {norm:.4g})"
-        if (
-            p.loss_ema is not None
-            and p.step > self.config.warmup_steps
-            and value > 2 * p.loss_ema + 1
-        ):
-            p.jumps += 1
-            if p.jumps >= JUMPS_BEFORE_ROLLBACK:
-                return (
-                    f"the loss jumped to {value:.3f} nats from about {p.loss_ema:.3f} "
-                    f"for {p.jumps} steps in a row"
-                )
-            return "skip"
-        p.jumps = 0
-        p.loss_ema = value if p.loss_ema is None else 0.98 * p.loss_ema + 0.02 * value
-        return "ok"
-
     def _roll_back(self, problem: str) -> None:
-        p, good = self.progress, self.good
-        at = p.step
-        if p.rollbacks >= MAX_ROLLBACKS:
-            raise LstmgenError(
-                f"training diverged at step {at:,} ({problem}) after {p.rollbacks} roll-backs; "
-                "the last checkpoint is intact: continue it with a lower peak rate, "
-                f"e.g. lstmgen train --resume RUN --lr {self.config.lr / 4:g}"
-            )
-        self.optimizer.zero_grad(set_to_none=True)
-        self.model.load_state_dict(good["model"])
-        self.optimizer.load_state_dict(copy.deepcopy(good["optimizer"]))
-        torch.set_rng_state(good["rng"])
-        state = tuple(s.clone() for s in good["state"])
-        self.state = None if not state else state if len(state) == 2 else state[0]
-        old = good["progress"]
-        p.step, p.epoch, p.batch, p.tokens = old.step, old.epoch, old.batch, old.tokens
-        p.lr_scale, p.rollbacks = p.lr_scale / 2, p.rollbacks + 1
-        p.loss_ema, p.jumps = old.loss_ema, 0
-        message = (
-            f"{problem} at step {at:,}: rolled back to step {p.step:,} "
-            f"and halved the learning rate (now {p.lr_scale:g} × the schedule)"
-        )
-        if self.next_curve_point != math.inf:  # the undone steps' curve points come again
+        """Go back to the last checkpoint's state; its undone steps' curve points come again."""
+        self.state, message = self.divergence.roll_back(self.progress, problem)
+        if self.next_curve_point != math.inf:
             self.next_curve_point = self._next_curve_point()
         on_rollback = getattr(self.hooks, "on_rollback", None)
         if on_rollback is not None:
@@ -306,6 +159,7 @@ class Trainer:
         )
 
     def fraction_done(self) -> float:
+        """How far the run is (1 = done): by steps or by time, whichever is further along."""
         p = self.progress
         done = [p.step / self.total_steps] if self.total_steps else []
         if self.max_time_s:
@@ -313,6 +167,7 @@ class Trainer:
         return max(done) if done else 0.0
 
     def finished(self) -> str | None:
+        """Why the run should stop now, or None to go on."""
         p, c = self.progress, self.config
         if self.stop_reason:
             return self.stop_reason
@@ -422,7 +277,7 @@ class Trainer:
         self.last_whole_eval_step = None
         autocast = autocast_for(self.device)
         pin = self.device.type == "cuda"  # page-locked batches copy to the GPU asynchronously
-        self._snapshot()
+        self.divergence.snapshot(p, self.state)
         with StopFlag() as stop:
             while reason is None:
                 batches = self._epoch_batches(p.epoch)
@@ -445,7 +300,7 @@ class Trainer:
                     self.state = detach_state(state)
                     self.model.objective(loss).backward()
                     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), c.grad_clip)
-                    verdict = self._check_step(loss, grad_norm)
+                    verdict = self.divergence.check(p, loss, grad_norm)
                     if verdict not in ("ok", "skip"):
                         self._roll_back(verdict)
                         break  # go on from the restored position (its epoch's batches)
@@ -465,7 +320,7 @@ class Trainer:
                         # saved as it is checked below
                         last_save = p.elapsed_s = self._now(clock)
                         self.save(self)
-                        self._snapshot()
+                        self.divergence.snapshot(p, self.state)
                     elif p.elapsed_s >= next_eval:
                         self.evaluate()
                         p.elapsed_s = self._now(clock)
@@ -486,7 +341,7 @@ class Trainer:
                         reason = f"interrupted ({stop.signal_name or 'another process'})"
                     elif self.save_every_s and p.elapsed_s - last_save >= self.save_every_s:
                         self.save(self)
-                        self._snapshot()
+                        self.divergence.snapshot(p, self.state)
                         last_save = p.elapsed_s
                     reason = reason or self.finished()
                     if p.batch == 0:  # the epoch ended: the next reads its own batches (offset)
