@@ -1,4 +1,4 @@
-"""`lstmgen tune`: a hyper-parameter search a user can leave running, kill and resume.
+"""The search of `lstmgen tune`: trials a user can leave running, kill and resume.
 
 Built on Optuna: the study lives in TUNE_DIR/study.db (SQLite), a seeded TPE sampler picks
 the settings, and a median pruner, fed the held-out bits/char the trainer measures at each of
@@ -14,133 +14,22 @@ import json
 import math
 import shutil
 import time
-import typing
 import warnings
 from pathlib import Path
 
 from lstmgen.api import prepare, train
-from lstmgen.config import NOT_REUSED, ModelConfig, TrainConfig, fits, parse_duration, type_name
+from lstmgen.config import parse_duration
 from lstmgen.data.sources import as_specs
 from lstmgen.errors import Interrupted, LstmgenError, TrainingInterrupted, say
+from lstmgen.tuning.report import report
+from lstmgen.tuning.space import defaults_in, read_space, short, suggest
 
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib  # type: ignore[no-redef]
-
-# Today's defaults are the first trial; "auto" lets --trial-time size the model (sizing.py).
-DEFAULT_SPACE: dict[str, dict] = {
-    "hidden": {"choices": ["auto", 64, 128, 192, 256, 384, 512]},
-    "layers": {"low": 1, "high": 3},
-    "embedding": {"choices": [32, 64, 128]},
-    "lr": {"low": 1e-3, "high": 3e-2, "log": True},
-    "dropout": {"low": 0.0, "high": 0.5},
-    "activation_reg": {"low": 0.0, "high": 4.0},
-    "temporal_reg": {"low": 0.0, "high": 2.0},
-    "seq_len": {"choices": [16, 32, 64, 128]},
-    "batch_size": {"choices": [8, 16, 32, 64]},
-}
-# a trial's budget and watching are the tune's; what only a run of its own would want is not
-TUNABLE = (ModelConfig.option_names() | TrainConfig.option_names()) - (
-    NOT_REUSED | {"sample_length", "seed"}
-)
-SHORT = {"activation_reg": "AR", "temporal_reg": "TAR", "batch_size": "batch", "seq_len": "seq"}
-HINTS = {**typing.get_type_hints(ModelConfig), **typing.get_type_hints(TrainConfig)}
 POINTS = 20  # evaluations per trial (the trainer's curve points): the pruner's steps
 CURVE_TOKENS = 16_384  # held-out tokens of every trial's curve points (fewer if it has fewer)
 FAILURES_IN_A_ROW = 3  # then the space is more likely wrong than the trials unlucky
 STATE_FILE = "tune.json"
 
 
-# ----- the search space -----------------------------------------------------------------------
-def read_space(path: Path | None) -> dict[str, dict]:
-    """The default space, or a TOML file of ranges: `[lr] low = 1e-3 high = 3e-2 log = true`,
-    `[hidden] choices = [128, 256]`, `[seq_len] value = 64`; checked key by key."""
-    if path is None:
-        return DEFAULT_SPACE
-    try:
-        raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise LstmgenError(f"--space {path} does not exist; give a TOML file of ranges") from None
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
-        raise LstmgenError(f"--space {path} is not valid TOML ({e})") from None
-    if not raw:
-        raise LstmgenError(f"--space {path} names no options; give at least one, e.g. [lr]")
-    for name, spec in raw.items():
-        check_range(name, spec, path)
-    return raw
-
-
-def check_range(name: str, spec, path) -> None:
-    where = f"--space {path}: [{name}]"
-    if name not in TUNABLE:
-        raise LstmgenError(
-            f"{where} is not an option that can be tuned; tunable: {', '.join(sorted(TUNABLE))}"
-        )
-    hint = HINTS[name]
-    if not isinstance(spec, dict):
-        raise LstmgenError(f"{where} must be a table: low/high, choices or value")
-    kinds = {"choices", "value", "low"} & set(spec)
-    unknown = set(spec) - {"choices", "value", "low", "high", "log"}
-    if unknown or len(kinds) != 1:
-        raise LstmgenError(
-            f"{where} needs exactly one of low/high, choices or value"
-            + (f" (unknown: {', '.join(sorted(unknown))})" if unknown else "")
-        )
-    if "choices" in spec and not (isinstance(spec["choices"], list) and spec["choices"]):
-        raise LstmgenError(f"{where} choices must be a non-empty list")
-    values = spec["choices"] if "choices" in spec else [spec["value"]] if "value" in spec else []
-    for value in values:
-        if not (fits(value, hint) or (name == "hidden" and value == "auto")):
-            raise LstmgenError(f"{where} {value!r} is not a {type_name(hint)}")
-    if "low" in spec:
-        low, high = spec.get("low"), spec.get("high")
-        numeric = hint in (int, float, int | None, float | None)
-        if not (numeric and fits(low, hint) and fits(high, hint) and low < high):
-            raise LstmgenError(
-                f"{where} needs {type_name(hint)}s low < high (got {low!r}, {high!r})"
-            )
-        if spec.get("log") and low <= 0:
-            raise LstmgenError(f"{where} log = true needs low > 0 (got {low})")
-
-
-def suggest(trial, space: dict[str, dict]) -> dict:
-    """A trial's settings from the space ("auto" hidden: left to --trial-time's sizing)."""
-    params = {}
-    for name, spec in space.items():
-        if "value" in spec:
-            params[name] = spec["value"]
-        elif "choices" in spec:
-            params[name] = trial.suggest_categorical(name, spec["choices"])
-        elif HINTS[name] in (int, int | None):
-            params[name] = trial.suggest_int(
-                name, spec["low"], spec["high"], log=bool(spec.get("log"))
-            )
-        else:
-            params[name] = trial.suggest_float(
-                name, spec["low"], spec["high"], log=bool(spec.get("log"))
-            )
-    return params
-
-
-def defaults_in(space: dict[str, dict]) -> dict:
-    """Today's defaults, as a first trial, for the options the space varies."""
-    defaults = {**ModelConfig().to_dict(), **TrainConfig().to_dict(), "hidden": "auto"}
-    first = {}
-    for name, spec in space.items():
-        value = defaults.get(name)
-        if (
-            "choices" in spec
-            and value in spec["choices"]
-            or "low" in spec
-            and fits(value, float)
-            and spec["low"] <= value <= spec["high"]
-        ):
-            first[name] = value
-    return first
-
-
-# ----- the search -----------------------------------------------------------------------------
 def tune(
     sources=None,
     *,
@@ -169,7 +58,7 @@ def tune(
         )
     study = _open_study(optuna, out, settings, pruner)
     _search(optuna, study, out, settings, quiet)
-    return _report(optuna, study, out, quiet)
+    return report(optuna, study, out, quiet)
 
 
 def _optuna():
@@ -340,7 +229,7 @@ def _search(optuna, study, out: Path, settings: dict, quiet: bool) -> None:
         finally:
             spent += time.perf_counter() - started
         failures = 0
-        shown = ", ".join(f"{k} {_short(v)}" for k, v in params.items())
+        shown = ", ".join(f"{k} {short(v)}" for k, v in params.items())
         if result.stopped_because == "pruned":
             study.tell(trial, state=optuna.trial.TrialState.PRUNED)
             line = f"pruned after {result.steps:,} steps, {result.elapsed_s:.0f} s"
@@ -398,78 +287,3 @@ def _seconds(trial) -> float:
     if trial.datetime_start is None or trial.datetime_complete is None:
         return 0.0
     return (trial.datetime_complete - trial.datetime_start).total_seconds()
-
-
-def _short(value) -> str:
-    return f"{value:.3g}" if isinstance(value, float) else str(value)
-
-
-# ----- results --------------------------------------------------------------------------------
-def _report(optuna, study, out: Path, quiet: bool) -> dict:
-    complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-    if not complete:
-        raise LstmgenError(
-            f"no trial of {out} finished; give the trials more time (--trial-time) and "
-            f"continue with: lstmgen tune --resume {out}"
-        )
-    best = study.best_trial
-    run = out / "trials" / f"{best.number:04d}"
-    config = json.loads((run / "config.json").read_text(encoding="utf-8"))
-    best_record = {
-        "trial": best.number,
-        "bits_per_char": best.value,
-        "params": best.params,
-        "run": str(run),
-    }
-    config["tune"] = best_record
-    (out / "best.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
-    _plots(optuna, study, out, len(complete))
-    if not quiet:
-        _print_table(study, optuna)
-        print(
-            f"best: trial {best.number}, {best.value:.4f} bits/char -> {out / 'best.json'}; "
-            f"train with it: lstmgen train SOURCES --config {out / 'best.json'} --max-time ...",
-            flush=True,
-        )
-    return best_record
-
-
-def _plots(optuna, study, out: Path, complete: int) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from optuna.visualization import matplotlib as views
-
-    pictures = [("history.png", views.plot_optimization_history)]
-    if complete >= 2:  # importances compare trials
-        pictures.append(("importances.png", views.plot_param_importances))
-    for name, draw in pictures:
-        try:
-            axes = draw(study)
-        except (ValueError, RuntimeError, ZeroDivisionError) as e:  # e.g. one value everywhere
-            say(f"warning: {name} not drawn ({e})")
-            continue
-        axes.figure.set_size_inches(8, 4.5)
-        axes.figure.tight_layout()
-        axes.figure.savefig(out / name, dpi=90)
-        matplotlib.pyplot.close(axes.figure)
-
-
-def _print_table(study, optuna) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title="lstmgen tune: trials, best first")
-    names = [n for n in DEFAULT_SPACE if any(n in t.params for t in study.trials)]
-    names += sorted({k for t in study.trials for k in t.params} - set(names))
-    for column in ("trial", "state", "bits/char", *names):
-        table.add_column(SHORT.get(column, column), justify="right")
-
-    def key(t):  # finished trials by their score, then the pruned and failed ones
-        return (t.state != optuna.trial.TrialState.COMPLETE, t.value or 0.0)
-
-    for t in sorted(study.get_trials(deepcopy=False), key=key):
-        value = "" if t.value is None else f"{t.value:.4f}"
-        cells = [_short(t.params[n]) if n in t.params else "" for n in names]
-        table.add_row(str(t.number), t.state.name.lower(), value, *cells)
-    Console(highlight=False, width=max(Console().width, 120)).print(table)
