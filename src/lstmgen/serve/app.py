@@ -3,7 +3,8 @@
 `create_app(runs, ...)` loads the runs and returns a FastAPI (ASGI) app; `lstmgen serve` runs
 it with uvicorn. Request and response shapes follow the OpenAI completions API as llama.cpp's
 server and vLLM implement it; errors come in their envelope, {"error": {message, type, param,
-code}}, with 4xx statuses for anything a client sends.
+code}}, with 4xx statuses for anything a client sends. Those shapes are in schemas.py; the
+limit on request bodies in body_limit.py.
 """
 
 from __future__ import annotations
@@ -16,14 +17,12 @@ import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Literal
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException
 
 from lstmgen.config import SampleConfig, ServeConfig
@@ -31,133 +30,26 @@ from lstmgen.describe import info
 from lstmgen.errors import LstmgenError
 from lstmgen.inference import Model, load
 from lstmgen.serve.batcher import BatchWorker, Job, Overloaded
+from lstmgen.serve.body_limit import BodyLimit
+from lstmgen.serve.schemas import (
+    ERRORS,
+    MAX_N,
+    ApiError,
+    Choice,
+    Completion,
+    CompletionRequest,
+    ModelCard,
+    ModelList,
+    Usage,
+    error_response,
+)
 
 STATIC = Path(__file__).parent / "static"
 MAX_BODY_BYTES = 1_000_000
 MAX_PROMPT_CHARS = 32_768
 MAX_PROMPTS = 16
-MAX_N = 16
 # The CLI's flag in a SampleConfig message → the request's field.
 FIELD_OF_FLAG = {"length": "max_tokens", "min-length": "min_tokens", "num-samples": "n"}
-
-
-class ApiError(Exception):
-    """A client's mistake, answered as {"error": {...}} with this status."""
-
-    TYPES = {
-        400: "invalid_request_error",
-        401: "authentication_error",
-        404: "not_found_error",
-        413: "invalid_request_error",
-        422: "invalid_request_error",
-        503: "unavailable_error",
-    }
-
-    def __init__(self, status: int, message: str, param: str | None = None):
-        super().__init__(message)
-        self.status, self.message, self.param = status, message, param
-
-
-def error_response(status: int, message: str, param: str | None = None) -> JSONResponse:
-    body = {
-        "error": {
-            "message": message,
-            "type": ApiError.TYPES.get(status, "server_error"),
-            "param": param,
-            "code": status,
-        }
-    }
-    return AsciiJSON(body, status_code=status)
-
-
-class AsciiJSON(JSONResponse):
-    """JSON with ASCII escapes: a client's lone surrogate echoed in a message cannot break it."""
-
-    def render(self, content) -> bytes:
-        return json.dumps(content).encode()
-
-
-# ----- request and response shapes ------------------------------------------------------------
-class StreamOptions(BaseModel):
-    include_usage: bool = False
-
-
-def at_least(low: float, high: float | None = None) -> dict:
-    """Bounds shown in the schema; the app checks them itself (400, with the CLI's message)."""
-    bounds = {"minimum": low} | ({"maximum": high} if high is not None else {})
-    return {"json_schema_extra": bounds}
-
-
-class CompletionRequest(BaseModel):
-    """POST /v1/completions; fields other servers take but lstmgen does not are ignored."""
-
-    model_config = ConfigDict(extra="ignore")
-    model: str | None = Field(None, description="A served run's name; optional with one run.")
-    prompt: str | list[str] = Field("", description="Text to continue, or a list of them.")
-    max_tokens: int = Field(16, description="Tokens to generate per choice.", **at_least(0))
-    temperature: float = Field(
-        1.0, description="0 = greedy; higher = more surprising.", **at_least(0)
-    )
-    top_p: float = Field(1.0, description="Sample from the smallest set holding this (0, 1].")
-    top_k: int | None = Field(None, description="Sample among the k most likely (0 or -1: all).")
-    n: int = Field(1, description="Choices per prompt.", **at_least(1, MAX_N))
-    stop: str | list[str] | None = Field(None, description="End a choice where this appears.")
-    seed: int | None = Field(None, description="Same seed and settings, same text.", **at_least(0))
-    stream: bool = Field(False, description="Send text as server-sent events as it is made.")
-    stream_options: StreamOptions | None = None
-    repetition_penalty: float = Field(1.0, description="Above 1: recent tokens less likely.")
-    min_tokens: int = Field(0, description="No stop ends a choice before this many.", **at_least(0))
-
-
-class Choice(BaseModel):
-    index: int
-    text: str
-    finish_reason: Literal["stop", "length"] | None
-    logprobs: None = None
-
-
-class Usage(BaseModel):
-    prompt_tokens: int
-    completion_tokens: int
-    total_tokens: int
-
-
-class Completion(BaseModel):
-    id: str
-    object: Literal["text_completion"] = "text_completion"
-    created: int
-    model: str
-    choices: list[Choice]
-    usage: Usage | None = None
-
-
-class ModelCard(BaseModel):
-    id: str
-    object: Literal["model"] = "model"
-    created: int
-    owned_by: str = "lstmgen"
-    level: str
-    parameters: int
-    best_val_bits_per_char: float | None
-
-
-class ModelList(BaseModel):
-    object: Literal["list"] = "list"
-    data: list[ModelCard]
-
-
-class ErrorBody(BaseModel):
-    message: str
-    type: str
-    param: str | None
-    code: int
-
-
-class ErrorResponse(BaseModel):
-    error: ErrorBody
-
-
-ERRORS = {status: {"model": ErrorResponse} for status in (400, 401, 404, 413, 422, 503)}
 
 
 # ----- the app --------------------------------------------------------------------------------
@@ -280,6 +172,7 @@ def create_app(
 
 
 def model_name(asked: str | None, models: dict) -> str:
+    """The served model a request names (the only one, when it names none); 400 or 404 else."""
     if asked is None:
         if len(models) == 1:
             return next(iter(models))
@@ -357,6 +250,7 @@ class Answer:
         self.tokens = [0] * self.choices
 
     def usage(self) -> Usage:
+        """Tokens of the prompts and of the choices made so far."""
         made = sum(self.tokens)
         return Usage(
             prompt_tokens=self.prompt_tokens,
@@ -391,6 +285,7 @@ class Answer:
             job.cancelled = True  # a client gone: its samples leave at the next step
 
     async def whole(self, job: Job, empty: bool, request: Request) -> Completion:
+        """The whole completion, once every choice has ended (the non-streaming answer)."""
         texts, ends = [""] * self.choices, ["length"] * self.choices
         async for merged in self.pieces(job, empty):
             for choice, (text, end) in merged.items():
@@ -421,34 +316,5 @@ class Answer:
 
 
 def sse(data: dict) -> str:
+    """One server-sent event carrying `data` as JSON."""
     return f"data: {json.dumps(data)}\n\n"
-
-
-class BodyLimit:
-    """ASGI middleware: a request body over `limit` bytes is answered 413 before it is read."""
-
-    def __init__(self, app, limit: int):
-        self.app, self.limit = app, limit
-
-    async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        headers = dict(scope["headers"])
-        declared = headers.get(b"content-length", b"0")
-        if declared.isdigit() and int(declared) > self.limit:
-            return await too_large(self.limit)(scope, receive, send)
-        seen = 0
-
-        async def counted():
-            nonlocal seen
-            message = await receive()
-            seen += len(message.get("body", b""))
-            if seen > self.limit:
-                raise HTTPException(413, f"the request body is over {self.limit:,} bytes")
-            return message
-
-        return await self.app(scope, counted, send)
-
-
-def too_large(limit: int) -> JSONResponse:
-    return error_response(413, f"the request body is over {limit:,} bytes")
