@@ -1,0 +1,48 @@
+"""The manual's option reference is the CLI's own --help (tools/docs_help.py writes it), and the
+README's links into BENCHMARKS.md and the manual lead somewhere."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+LINK = re.compile(r"\]\(([^)\s]+)\)")
+
+
+def github_anchor(heading: str) -> str:
+    """The id GitHub gives a heading: lower case, punctuation dropped, spaces as hyphens."""
+    text = re.sub(r"[^\w\- ]", "", heading.strip().lower())
+    return text.replace(" ", "-")
+
+
+def test_docs_help_blocks_are_up_to_date():
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "docs_help.py"), "--check"],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, (
+        "docs/options.md's --help blocks are stale: run python tools/docs_help.py"
+    )
+
+
+def test_readme_links_lead_to_files_and_sections():
+    for target in LINK.findall((ROOT / "README.md").read_text(encoding="utf-8")):
+        if target.startswith(("http://", "https://")):
+            continue
+        path, _, anchor = target.partition("#")
+        assert (ROOT / path).exists(), f"README.md links to {path}, which does not exist"
+        if anchor and path.endswith(".md"):
+            headings = re.findall(r"^#+ (.+)$", (ROOT / path).read_text(encoding="utf-8"), re.M)
+            assert anchor in {github_anchor(h) for h in headings}, (
+                f"README.md links to {target}; {path} has no such section"
+            )
+
+
+def test_github_anchor_matches_githubs_rule():
+    assert github_anchor("Generation speed (issue #5)") == "generation-speed-issue-5"
+    assert (
+        github_anchor("Model size by budget, activation regularisation, `--lr-finder` (x)")
+        == "model-size-by-budget-activation-regularisation---lr-finder-x"
+    )
