@@ -6,12 +6,11 @@ through numpy) and the last evaluation in metrics.jsonl.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from lstmgen.config import RunConfig, bits_per_char
 from lstmgen.errors import LstmgenError
-from lstmgen.files import read_progress
+from lstmgen.files import json_line, read_lines, read_progress
 from lstmgen.tokens import load_tokenizer
 
 
@@ -64,14 +63,11 @@ def last_evaluation(path: Path, up_to: int | None = None) -> dict | None:
     """The last evaluation of the whole held-out split in metrics.jsonl (step, val_loss,
     val_bpc, ...) at or before step `up_to`, or None; curve points on a sample are skipped."""
     try:
-        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
-    except OSError:
+        lines = read_lines(path, fix="move it away (it is not the log lstmgen writes)")
+    except FileNotFoundError:
         return None
     for line in reversed(lines):
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue
+        row = json_line(line)
         if not (isinstance(row, dict) and "val_loss" in row and isinstance(row.get("step"), int)):
             continue
         if row.get("val_sample"):

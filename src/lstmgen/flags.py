@@ -18,24 +18,46 @@ import typer
 
 from lstmgen.console import unescape
 
+INT64 = 2**63 - 1  # the largest whole number PyTorch and numpy take
 
-def _flags_take_no_value(params: list) -> list:
+
+def _fits_64_bits(param) -> None:
+    """Make param refuse a whole number that does not fit 64 bits, as a usage error (PyTorch
+    would fail on it with an overflow traceback)."""
+    if getattr(param, "_lstmgen_bounded", False):
+        return
+    process_value = param.process_value
+
+    def process(ctx, value):
+        value = process_value(ctx, value)
+        for number in value if isinstance(value, (list, tuple)) else [value]:
+            if isinstance(number, int) and not isinstance(number, bool) and abs(number) > INT64:
+                raise typer.BadParameter(
+                    f"{number} is too large (at most {INT64:,})", ctx=ctx, param=param
+                )
+        return value
+
+    param.process_value, param._lstmgen_bounded = process, True
+
+
+def _adjust(params: list) -> list:
     """A flag (--quiet, --tie-weights/--no-tie-weights, --help) takes no value: --help shows
-    no value type after it (typer would show <bool>)."""
+    no value type after it (typer would show <bool>). Whole numbers must fit 64 bits."""
     for param in params:
         if getattr(param, "is_flag", False):
             param.metavar = ""
+        _fits_64_bits(param)
     return params
 
 
 class Command(typer.core.TyperCommand):
     def get_params(self, ctx):
-        return _flags_take_no_value(super().get_params(ctx))
+        return _adjust(super().get_params(ctx))
 
 
 class Group(typer.core.TyperGroup):
     def get_params(self, ctx):
-        return _flags_take_no_value(super().get_params(ctx))
+        return _adjust(super().get_params(ctx))
 
 
 def _config_option(spec, hint) -> inspect.Parameter:

@@ -5,11 +5,11 @@ Used for the curves.png each run keeps up to date, and by `lstmgen plot` to comp
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 from lstmgen.errors import LstmgenError
+from lstmgen.files import json_line, read_lines
 
 TIME_UNITS = (("seconds", 1), ("minutes", 60), ("hours", 3600))
 
@@ -17,15 +17,13 @@ TIME_UNITS = (("seconds", 1), ("minutes", 60), ("hours", 3600))
 def read_curve(run_dir: Path) -> list[dict]:
     """The evaluation rows of a run's metrics.jsonl, in order (damaged lines skipped)."""
     rows = []
+    path = run_dir / "metrics.jsonl"
     try:
-        lines = (run_dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
-    except OSError:
+        lines = read_lines(path, fix="move it away (it is not the log lstmgen writes)")
+    except FileNotFoundError:
         return rows
     for line in lines:
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue
+        row = json_line(line)
         if isinstance(row, dict) and "val_bpc" in row and "elapsed_s" in row:
             rows.append(row)
     return rows

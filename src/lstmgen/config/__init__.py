@@ -10,7 +10,6 @@ keyword arguments, so adding an option is one edit here. This module imports no 
 
 from __future__ import annotations
 
-import json
 import math
 import types
 import typing
@@ -19,13 +18,14 @@ from pathlib import Path
 
 from lstmgen._version import __version__
 from lstmgen.config.data import LEVELS, CleanOptions, DataConfig, ReadOptions
+from lstmgen.config.memory import machine_memory_bytes, refuse_training_beyond
 from lstmgen.config.model import ADDED_LATER, ModelConfig
 from lstmgen.config.options import flag_of, option, parse_duration, random_seed
 from lstmgen.config.sampling import SampleConfig
 from lstmgen.config.serve import API_KEY_ENV, ServeConfig
 from lstmgen.config.training import HOW_LONG_AND_WHERE, RESUMABLE, TrainConfig
 from lstmgen.errors import LstmgenError
-from lstmgen.files import recover, write_json
+from lstmgen.files import read_json, recover, write_json
 
 __all__ = [
     "API_KEY_ENV",
@@ -98,6 +98,14 @@ class RunConfig:
                 "--freeze-embeddings needs --embeddings FILE "
                 "(freezing random embeddings would only hurt)"
             )
+        # before anything is prepared: a size that cannot fit is refused at once (the training
+        # checks again with the vocabulary and the device's own memory)
+        refuse_training_beyond(
+            config.model,
+            config.train.batch_size,
+            config.train.seq_len,
+            available=machine_memory_bytes(),
+        )
         return config
 
     def given_in(self, section: str) -> set[str]:
@@ -153,10 +161,16 @@ class RunConfig:
             sections[key] = _section_from_json(section, values, key, name)
         if not isinstance(data.get("data", {}), dict):
             raise LstmgenError(f"{name}: its 'data' section is not an object; restore it")
+        level = data.get("level", "char")
+        if level not in LEVELS:
+            raise LstmgenError(
+                f"{name}: level is {level!r}, not one of {', '.join(LEVELS)}; "
+                "restore it or train again"
+            )
         records = {k: v for k, v in data.items() if k in RECORDS}
         return cls(
             **sections,
-            level=data.get("level", "char"),
+            level=level,
             corpus=data.get("data", {}),
             records=records,
         )
@@ -184,11 +198,9 @@ class RunConfig:
                 f"{run_dir} is not a complete lstmgen run (config.json missing); train it again"
             )
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise LstmgenError(
-                f"{path} is damaged (not valid JSON); restore it or train again"
-            ) from None
+            data = read_json(path, fix="restore it or train again")
+        except FileNotFoundError:  # removed since is_file(): a trainer replaced it
+            raise LstmgenError(f"{path} vanished while it was read; try again") from None
         if not isinstance(data, dict) or "model" not in data:
             raise LstmgenError(f"{path} is not an lstmgen config; train the run again")
         if not isinstance(data.get("format", 0), int):
@@ -212,13 +224,13 @@ class RunConfig:
         if path.is_dir():
             path = path / "config.json"
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            data = read_json(path, fix="give a run's config.json or a tune's best.json")
         except FileNotFoundError:
             raise LstmgenError(
                 f"--config {path} does not exist; give a run's config.json (or a tune's best.json)"
             ) from None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise LstmgenError(f"--config {path} cannot be read as JSON ({e})") from None
+        except LstmgenError as e:
+            raise LstmgenError(f"--config {e}") from None
         if not isinstance(data, dict) or not isinstance(data.get("model"), dict):
             raise LstmgenError(
                 f"--config {path} is not an lstmgen config.json (no model section); give a "

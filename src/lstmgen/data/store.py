@@ -6,13 +6,13 @@ TokenStore opens it memory-mapped and refuses one that is incomplete.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from lstmgen.errors import LstmgenError
+from lstmgen.files import read_json
 
 STORE_FORMAT = 1
 DOC_SEPARATOR = "\n\n"
@@ -28,8 +28,8 @@ def smallest_dtype(vocab_size: int) -> np.dtype:
 def is_token_store(path: Path) -> bool:
     """Whether path looks like a prepared token store (its meta.json names train and val tokens)."""
     try:
-        meta = json.loads((Path(path) / "meta.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        meta = read_json(Path(path) / "meta.json", fix="prepare the data again")
+    except (OSError, LstmgenError):
         return False
     return isinstance(meta, dict) and "train_tokens" in meta and "val_tokens" in meta
 
@@ -67,11 +67,9 @@ class TokenStore:
                 f"{path} is not a prepared token store (meta.json missing); prepare it again"
             )
         try:
-            meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise LstmgenError(
-                f"{meta_path} is damaged (not valid JSON); prepare the data again"
-            ) from None
+            meta = read_json(meta_path, fix="prepare the data again")
+        except FileNotFoundError:
+            raise LstmgenError(f"{meta_path} vanished while it was read; try again") from None
         if (
             not isinstance(meta, dict)
             or "train_tokens" not in meta
@@ -83,6 +81,11 @@ class TokenStore:
                 f"{path} was written by a newer lstmgen (store format {meta['format']}); "
                 "upgrade lstmgen"
             )
+        if meta.get("dtype") not in ("uint8", "uint16", "uint32") or not all(
+            isinstance(meta.get(f"{side}_tokens"), int) and meta[f"{side}_tokens"] >= 0
+            for side in ("train", "val")
+        ):
+            raise LstmgenError(f"{meta_path} is damaged (dtype or token counts); prepare again")
         dtype = np.dtype(meta["dtype"])
         arrays = []
         for split in ("train", "val"):

@@ -19,6 +19,7 @@ from lstmgen.checkpoint import (
     save_weights,
 )
 from lstmgen.config import RunConfig, bits_per_char
+from lstmgen.config.memory import machine_memory_bytes, refuse_training_beyond
 from lstmgen.data.store import TokenStore
 from lstmgen.describe import last_evaluation
 from lstmgen.device import resolve_device
@@ -131,6 +132,13 @@ def _train(
             base = open_base(config.train.init_from)
             prepared.initial = initial_weights(base, prepared.tokenizer.vocab_size)
     tokenizer, store = prepared.tokenizer, prepared.store
+    refuse_training_beyond(
+        config.model,
+        train_config.batch_size,
+        train_config.seq_len,
+        available=_memory_of(device),
+        where="this machine's memory" if device.type == "cpu" else f"the memory of {device}",
+    )
     model = build_model(config, tokenizer)
     if prepared.vectors is not None:
         model.set_embeddings(torch.from_numpy(prepared.vectors))
@@ -246,6 +254,13 @@ def _train(
         always=True,
     )
     return result
+
+
+def _memory_of(device: torch.device) -> int | None:
+    """The memory a model on this device may use: the GPU's own, else the machine's."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device).total_memory
+    return machine_memory_bytes()
 
 
 def _held_out(result: TrainResult, trainer: Trainer) -> str:

@@ -95,7 +95,9 @@ class CharTokenizer:
 
     def __init__(self, chars: Iterable[str]):
         self.chars: list[str] = list(chars)
-        if len(set(self.chars)) != len(self.chars) or any(len(c) != 1 for c in self.chars):
+        if len(set(self.chars)) != len(self.chars) or any(
+            not isinstance(c, str) or len(c) != 1 for c in self.chars
+        ):
             raise ValueError("chars must be distinct single characters")
         self._id_of = {c: i + 1 for i, c in enumerate(self.chars)}
         max_cp = max((ord(c) for c in self.chars), default=0)
