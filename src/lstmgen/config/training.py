@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from lstmgen.config.options import DEVICE, MODEL, TRAINING, Section, flag_of, option, parse_duration
 from lstmgen.errors import LstmgenError
 
+PRECISIONS = ("fp32", "bf16", "auto")
+
 
 @dataclass
 class TrainConfig(Section):
@@ -72,6 +74,13 @@ class TrainConfig(Section):
     )
     seed: int = option(1337, "Random seed.", panel=TRAINING)
     device: str = option("auto", "auto, cpu, cuda, cuda:N or mps.", panel=TRAINING)
+    # bf16 halves the GPU's memory traffic; on CPUs it waits for a measurement (device.py).
+    precision: str = option(
+        "auto",
+        "Training arithmetic: fp32, bf16 (autocast; an error where the device lacks it) or "
+        "auto (bf16 on GPUs that have it, fp32 on CPUs). Generation computes in fp32.",
+        panel=TRAINING,
+    )
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "seq_len", "sample_length"):
@@ -105,6 +114,10 @@ class TrainConfig(Section):
         if not DEVICE.fullmatch(self.device):
             raise LstmgenError(
                 f"--device {self.device!r} is not a device; use auto, cpu, cuda, cuda:1 or mps"
+            )
+        if self.precision not in PRECISIONS:
+            raise LstmgenError(
+                f"--precision {self.precision!r} is not a precision; use fp32, bf16 or auto"
             )
 
     def to_dict(self) -> dict:
@@ -145,6 +158,7 @@ HOW_LONG_AND_WHERE = {
     "tensorboard",
     "save_every",
     "device",
+    "precision",
 }
 # What may change when a run is resumed: the above, and the peak learning rate (the way out
 # of a run that keeps diverging).

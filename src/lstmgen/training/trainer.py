@@ -275,7 +275,7 @@ class Trainer:
         p, c, model = self.progress, self.config, self.step_model
         reason, first_step = stop_reason, p.step
         self.last_whole_eval_step = None
-        autocast = autocast_for(self.device)
+        autocast = autocast_for(self.device, c.precision)  # bf16 the device lacks: an error
         pin = self.device.type == "cuda"  # page-locked batches copy to the GPU asynchronously
         self.divergence.snapshot(p, self.state)
         with StopFlag() as stop:
