@@ -91,6 +91,14 @@ def cpu_bf16_missing() -> str | None:
     return None
 
 
+def _cuda_bf16(*, emulated: bool) -> bool:
+    """Whether the GPU computes in bf16 (natively, or also by emulation where allowed)."""
+    try:
+        return torch.cuda.is_bf16_supported(including_emulation=emulated)
+    except TypeError:  # an older PyTorch: native bf16 only, nothing to leave out
+        return torch.cuda.is_bf16_supported()
+
+
 def mixed_precision(device: torch.device, precision: str = "auto") -> torch.dtype | None:
     """The dtype training steps autocast to: bf16, or None for fp32. auto: bf16 on CUDA GPUs
     that have it natively (cuDNN LSTM in bf16), on CPUs only once CPU_BF16_BY_DEFAULT says so
@@ -99,10 +107,8 @@ def mixed_precision(device: torch.device, precision: str = "auto") -> torch.dtyp
         return None
     if device.type == "cuda":
         if precision == "auto":  # native only: an emulated bf16 (before Ampere) is slower
-            return (
-                torch.bfloat16 if torch.cuda.is_bf16_supported(including_emulation=False) else None
-            )
-        missing = None if torch.cuda.is_bf16_supported() else "this GPU has no bf16"
+            return torch.bfloat16 if _cuda_bf16(emulated=False) else None
+        missing = None if _cuda_bf16(emulated=True) else "this GPU has no bf16"
     elif device.type == "cpu":
         if precision == "auto" and not CPU_BF16_BY_DEFAULT:
             return None
