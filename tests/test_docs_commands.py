@@ -29,7 +29,6 @@ import re
 import shlex
 import shutil
 import sys
-import this
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -83,13 +82,20 @@ def reviews(path: Path) -> None:
             table.writerow([i, "B00", f"U{i}", "name", 0, 0, score, 1300000000, "ok", text])
 
 
+def zen(path: Path) -> None:
+    """What `python -c "import this" > zen.txt` writes."""
+    with contextlib.redirect_stdout(io.StringIO()):  # importing `this` prints it
+        import this
+    path.write_text(codecs.decode(this.s, "rot13") + "\n", encoding="utf-8")
+
+
 WORLD = {
     "shakespeare.txt": lambda p: p.write_text(make_text(20_000, seed=1), encoding="utf-8"),
     "shakespeare-50k.txt": lambda p: p.write_text(make_text(8_000, seed=2), encoding="utf-8"),
     "junglebook.txt": lambda p: p.write_text(make_text(20_000, seed=3), encoding="utf-8"),
     "nietzsche.txt": lambda p: p.write_text(make_text(20_000, seed=4), encoding="utf-8"),
     "mytext.txt": lambda p: p.write_text(make_text(20_000, seed=5), encoding="utf-8"),
-    "zen.txt": lambda p: p.write_text(codecs.decode(this.s, "rot13") + "\n", encoding="utf-8"),
+    "zen.txt": zen,
     "reviews.csv": reviews,
     "amazon_reviews_sample.csv": reviews,
 }
