@@ -225,10 +225,10 @@ def test_bare_command_prints_help(capsys):
 def test_train_generate_evaluate_info(tmp_path, capsys):
     corpus = tmp_path / "c.txt"
     corpus.write_text(make_text(20_000))
-    code, _, err = run_cli(
+    code, out, err = run_cli(
         ["train", corpus, "--out", tmp_path / "run", "--epochs", "2", *TINY_FLAGS], capsys
     )
-    assert code == 0 and "Generate with: lstmgen generate" in err
+    assert code == 0 and "Generate with: lstmgen generate" in out
     code, out, _ = run_cli(
         ["generate", tmp_path / "run", "--prime", "The ", "--length", "50", "--seed", "1"], capsys
     )
@@ -318,20 +318,20 @@ def test_console_script_help_and_usage_error():
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "Missing argument" in bad.stderr
 
 
-def train_line(err: str) -> str:
-    return next(line for line in err.splitlines() if line.startswith("stopped ("))
+def train_line(out: str) -> str:
+    return next(line for line in out.splitlines() if line.startswith("stopped ("))
 
 
-def test_quiet_prints_only_the_final_line_and_info_counts_in_words(tmp_path, capsys):
+def test_quiet_prints_only_the_summary_on_stdout_and_info_counts_in_words(tmp_path, capsys):
     corpus = tmp_path / "c.txt"
     corpus.write_text(make_text(4_000))
     run = tmp_path / "run"
     code, out, err = run_cli(
         ["train", corpus, "--out", run, "--epochs", "1", "-q", *TINY_FLAGS], capsys
     )
-    assert code == 0 and not out
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("stopped (epochs) after "), err
+    assert code == 0 and not err
+    lines = out.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("stopped (epochs) after "), out
     assert lines[0].endswith(f"Generate with: lstmgen generate {run}")
     code, out, _ = run_cli(["info", run], capsys)
     assert code == 0 and ", 1 epoch, " in out and "1 epochs" not in out
@@ -341,7 +341,7 @@ def test_final_and_best_held_out_are_both_reported(tmp_path, capsys):
     corpus = tmp_path / "c.txt"
     corpus.write_text(make_text(20_000))
     run = tmp_path / "run"
-    code, _, err = run_cli(
+    code, out, _ = run_cli(
         ["train", corpus, "--out", run, "--max-steps", "25", *TINY_FLAGS], capsys
     )
     metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
@@ -349,7 +349,7 @@ def test_final_and_best_held_out_are_both_reported(tmp_path, capsys):
     assert code == 0 and last["step"] == 25  # a run that ends mid-epoch is measured where it ends
     assert (
         f"held-out {last['val_bpc']:.4f} bits/char at the end, best {best['val_bpc']:.4f} "
-        f"(step {best['step']})" in train_line(err)
+        f"(step {best['step']})" in train_line(out)
     )
     code, out, _ = run_cli(["info", run, "--json"], capsys)
     info = json.loads(out)
@@ -398,15 +398,15 @@ def test_help_shows_no_value_after_a_flag(command, capsys):
 def test_resuming_a_finished_run_says_which_limit_to_raise(run_copy, capsys):
     before = fingerprint(run_copy)
     code, out, err = run_cli(["train", "--resume", run_copy], capsys)
-    assert code == 0 and not out
-    assert err.strip() == (
+    assert code == 0 and not err
+    assert out.strip() == (
         f"{run_copy} already reached its limit (--epochs 2) at step {read_step(run_copy):,}; "
         f"nothing was trained. To train on, raise it, e.g. lstmgen train --resume {run_copy} "
         "--epochs 4 (--epochs, --max-time and --max-steps are the run's totals)"
     )
-    code, _, err = run_cli(["train", "--resume", run_copy, "--max-steps", "3", "-q"], capsys)
+    code, out, _ = run_cli(["train", "--resume", run_copy, "--max-steps", "3", "-q"], capsys)
     assert (
-        code == 0 and "(--max-steps 3)" in err and f"--max-steps {2 * read_step(run_copy)}" in err
+        code == 0 and "(--max-steps 3)" in out and f"--max-steps {2 * read_step(run_copy)}" in out
     )
     assert fingerprint(run_copy) == before
 

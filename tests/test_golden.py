@@ -71,7 +71,15 @@ def test_an_old_run_generates_the_same_text(capsys):
     assert (first, many) == (EXPECTED["generated"], EXPECTED["generated_many"])
 
 
-ADDED_SINCE = {"train": {"tensorboard": False, "curve_tokens": None, "precision": "auto"}}
+ADDED_SINCE = {
+    "train": {
+        "tensorboard": False,
+        "curve_tokens": None,
+        "precision": "auto",
+        "samples": 4,
+        "sample_every": "20s",
+    },
+}
 
 
 def test_the_same_seed_and_steps_give_the_old_weights(tmp_path):

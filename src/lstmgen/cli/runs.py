@@ -56,7 +56,7 @@ def info_rows(data: dict) -> list[tuple[str, str]]:
         (
             "model",
             f"{m['layers']}×{m['hidden']} {m['cell'].upper()}, embedding {m['embedding']}, "
-            f"dropout {m['dropout']}, tied {m['tie_weights']}",
+            f"dropout {m['dropout']:.3g}, tied {m['tie_weights']}",
         ),
         ("parameters", f"{data['parameters']:,}"),
         ("level", data["level"]),
@@ -68,7 +68,7 @@ def info_rows(data: dict) -> list[tuple[str, str]]:
         ),
         (
             "training",
-            f"batch {t['batch_size']} × seq {t['seq_len']}, lr {t['lr']}, seed {t['seed']}",
+            f"batch {t['batch_size']} × seq {t['seq_len']}, lr {t['lr']:.3g}, seed {t['seed']}",
         ),
         (
             "progress",

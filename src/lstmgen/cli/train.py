@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
 
@@ -43,7 +44,18 @@ def train(
     ] = False,
     sqlite: Sqlite = None,
     quiet: Annotated[
-        bool, typer.Option("--quiet", "-q", help="Print only errors and the final line.")
+        bool,
+        typer.Option(
+            "--quiet", "-q", help="Print no progress: only errors and the summary (on stdout)."
+        ),
+    ] = False,
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="Print the summary as one JSON object on stdout (run_dir, stopped_because, "
+            "steps, best and last held-out bits/char, ...), for scripts.",
+        ),
     ] = False,
     threads: Threads = None,
     config: Annotated[
@@ -79,13 +91,17 @@ def train(
             raise LstmgenError("give either --resume RUN or --out RUN, not both")
         if config is not None:
             raise LstmgenError("--config starts a new run; a resumed run keeps its own settings")
-        api().train(specs, out=resume, resume=True, quiet=quiet, **options)
-        return
-    if out is None:
+        result = api().train(specs, out=resume, resume=True, quiet=quiet, **options)
+    elif out is None:
         raise LstmgenError(
             "missing --out: name the run directory to create, e.g. --out runs/mytext"
         )
-    api().train(specs, out=out, overwrite=overwrite, quiet=quiet, config=config, **options)
+    else:
+        result = api().train(
+            specs, out=out, overwrite=overwrite, quiet=quiet, config=config, **options
+        )
+    if result.summary:  # only training process 0 has one
+        print(json.dumps(result.to_json()) if as_json else result.summary, flush=True)
 
 
 def _launch_processes(nproc: int, new_run: bool, options: dict) -> None:

@@ -15,7 +15,12 @@ class ModelConfig(Section):
     # A character needs few dimensions; the hidden state carries the context.
     embedding: int = option(64, "Embedding size.", panel=MODEL)
     # 2×256 beat 2×384 at a 600-s budget on 2 CPU cores (BENCHMARKS.md); --max-time sizes it.
-    hidden: int = option(256, "Hidden units per layer.", panel=MODEL)
+    hidden: int = option(
+        256,
+        "Hidden units per layer.",
+        panel=MODEL,
+        default_text="256; with --max-time, sized to the budget unless given",
+    )
     layers: int = option(2, "LSTM layers.", panel=MODEL)
     # Light: a 10-minute run underfits more than it overfits.
     dropout: float = option(0.1, "Dropout.", panel=MODEL)

@@ -51,6 +51,18 @@ class TrainConfig(Section):
     sample_length: int = option(
         200, "Tokens (characters at char level) per sample shown after each epoch.", panel=TRAINING
     )
+    # Four at once flooded the console of a small corpus's 1.5-s epochs (issue 26).
+    samples: int = option(
+        4,
+        "Samples shown (and kept in samples.md) after an epoch, at temperatures 0.8, 0.5, "
+        "1.0, 0.2 in that order; 0: none (the progress is still shown).",
+        panel=TRAINING,
+    )
+    sample_every: str | None = option(
+        "20s",
+        "At most one epoch's samples this often; the epochs in between show none.",
+        panel=TRAINING,
+    )
     embeddings: str | None = option(
         help="Word vectors to start from (GloVe text, word2vec text or binary; --level word); "
         "the embedding size follows the file.",
@@ -106,7 +118,9 @@ class TrainConfig(Section):
                 raise LstmgenError(f"{flag_of(name)} must be at least 1 (got {value})")
         if self.patience is not None and self.patience < 1:
             raise LstmgenError(f"--patience must be at least 1 (got {self.patience})")
-        for name in ("max_time", "eval_every", "save_every"):
+        if not 0 <= self.samples <= 4:
+            raise LstmgenError(f"--samples {self.samples} must be between 0 and 4")
+        for name in ("max_time", "eval_every", "save_every", "sample_every"):
             try:
                 parse_duration(getattr(self, name))  # fail early on a bad duration
             except LstmgenError as e:
@@ -140,6 +154,10 @@ class TrainConfig(Section):
         return parse_duration(self.save_every)
 
     @property
+    def sample_every_s(self) -> float | None:
+        return parse_duration(self.sample_every)
+
+    @property
     def effective_epochs(self) -> int | None:
         if self.epochs is None and self.max_time is None and self.max_steps is None:
             return 10
@@ -157,6 +175,8 @@ HOW_LONG_AND_WHERE = {
     "curve_tokens",
     "tensorboard",
     "save_every",
+    "samples",
+    "sample_every",
     "device",
     "precision",
 }

@@ -54,6 +54,14 @@ class TrainResult:
     elapsed_s: float
     best_val_bits_per_char: float | None
     last_val_bits_per_char: float | None
+    # The closing line: where the run is, how it did, how to use it (empty under torchrun but
+    # in process 0). The command prints it on stdout; the API leaves it to the caller.
+    summary: str = ""
+
+    def to_json(self) -> dict:
+        """What `train --json` prints: the figures, the run directory as text."""
+        data = {k: v for k, v in vars(self).items() if k != "summary"}
+        return {**data, "run_dir": str(self.run_dir)}
 
 
 def resume(out: Path, options: dict) -> tuple[RunConfig, bool]:
@@ -163,6 +171,7 @@ def _train(
             tokens_per_char=config.tokens_per_char,
             tensorboard=train_config.tensorboard,
             on_evaluation=on_evaluation,
+            sizing=config.records.get("sizing"),
         )
         if peers.is_main
         else QuietHooks()
@@ -224,7 +233,8 @@ def _train(
         reached = trainer.finished()
         if reached is not None:
             result = _result(out, trainer, reached, config.tokens_per_char)
-            reporter.print(_already_reached(out, trainer, reached), always=True)
+            if peers.is_main:
+                result.summary = _already_reached(out, trainer, reached)
             return result
         epoch = progress.epoch + progress.batch / max(trainer.steps_per_epoch, 1)
         reporter.print(
@@ -248,11 +258,11 @@ def _train(
     result = _result(out, trainer, reason, config.tokens_per_char)
     if reason.startswith("interrupted"):
         raise TrainingInterrupted(result, processes=peers.size)
-    reporter.print(
-        f"stopped ({reason}) after {result.steps:,} steps; {_held_out(result, trainer)}. "
-        f"Generate with: lstmgen generate {out}",
-        always=True,
-    )
+    if peers.is_main:
+        result.summary = (
+            f"stopped ({reason}) after {result.steps:,} steps; {_held_out(result, trainer)}. "
+            f"Generate with: lstmgen generate {out}"
+        )
     return result
 
 

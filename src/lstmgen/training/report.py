@@ -13,10 +13,15 @@ from rich.progress import BarColumn, Progress, TextColumn
 
 from lstmgen.config import bits_per_char
 from lstmgen.errors import LstmgenError
+from lstmgen.files import json_line, read_lines
 from lstmgen.plot import plot_runs
 from lstmgen.training.trainer import Trainer
 
-SAMPLE_TEMPERATURES = (0.2, 0.5, 0.8, 1.0)
+# --samples N takes the first N, shown from the coolest: 0.8 is generate's default.
+SAMPLE_TEMPERATURES = (0.8, 0.5, 1.0, 0.2)
+# Training slower than this share of what --max-time sizing measured is said once: the budget
+# then buys a fraction of the steps it was sized for (944 instead of 4,406 on a loaded machine).
+SLOW_SHARE = 0.5
 
 
 def format_seconds(seconds: float) -> str:
@@ -38,6 +43,7 @@ class RunReporter:
         tokens_per_char: float = 1.0,
         tensorboard: bool = False,
         on_evaluation=None,
+        sizing: dict | None = None,
     ):
         self.run_dir, self.sampler, self.quiet = run_dir, sampler, quiet
         # of the held-out text: converts nats/token to bits/char
@@ -51,6 +57,9 @@ class RunReporter:
         self.window_tokens, self.window_start = 0, time.perf_counter()
         self.tokens_per_second = 0.0
         self.loss_ema: float | None = None
+        self.sizing = sizing  # the run's --max-time sizing record: its measured speed
+        self.warned_slow = False
+        self.sampled_at: float | None = None  # when the last epoch's samples were made
 
     def print(self, text: str, *, always: bool = False) -> None:
         """A line on stderr; with quiet only when `always` (the final line)."""
@@ -150,6 +159,29 @@ class RunReporter:
             f"step {p.step:,}  epoch {record['epoch']:.2f}  {train}{held_out}  "
             f"{self.tokens_per_second:,.0f} tok/s  {format_seconds(p.elapsed_s)}{mark}"
         )
+        self._say_if_slow(trainer)
+
+    def _say_if_slow(self, trainer: Trainer) -> None:
+        """Once: training runs far slower than --max-time sizing measured, so the budget buys
+        far fewer steps than it was sized for; --max-steps makes a run repeatable."""
+        measured = (self.sizing or {}).get("tokens_per_s")
+        if self.warned_slow or not measured or trainer.progress.step < 20:
+            return
+        if self.tokens_per_second >= SLOW_SHARE * measured:
+            return
+        self.warned_slow = True
+        c = trainer.config
+        planned = (self.sizing or {}).get("budget_tokens", 0) / (
+            c.batch_size * c.seq_len * trainer.peers.size
+        )
+        steps = f" (about --max-steps {planned:,.0f} is what sizing planned)" if planned else ""
+        self.print(
+            f"note: training runs at {self.tokens_per_second:,.0f} tokens/s, "
+            f"{self.tokens_per_second / measured:.0%} of the {measured:,.0f} that sizing "
+            "measured (is the machine busier now?): this --max-time run will train fewer "
+            f"steps than planned. For a run that trains the same steps every time, give "
+            f"--max-steps{steps}"
+        )
 
     def on_rollback(self, trainer: Trainer, message: str) -> None:
         self.print(f"warning: {message}")
@@ -162,12 +194,18 @@ class RunReporter:
             )
 
     def on_epoch_end(self, trainer: Trainer) -> None:
-        p = trainer.progress
-        length = trainer.config.sample_length
+        """--samples samples, unless the last ones were made less than --sample-every ago."""
+        p, c = trainer.progress, trainer.config
+        now = time.perf_counter()
+        if not c.samples or (
+            self.sampled_at is not None and now - self.sampled_at < (c.sample_every_s or 0)
+        ):
+            return
+        self.sampled_at = now
         bits = bits_per_char(p.last_val_nats, self.tokens_per_char)
         lines = [f"## epoch {p.epoch} (step {p.step}, held-out {bits:.3f} bits/char)\n"]
-        for temperature in SAMPLE_TEMPERATURES:
-            text = self.sampler(length=length, temperature=temperature, seed=p.epoch)
+        for temperature in sorted(SAMPLE_TEMPERATURES[: c.samples]):
+            text = self.sampler(length=c.sample_length, temperature=temperature, seed=p.epoch)
             lines.append(f"### temperature {temperature}\n\n```text\n{text}\n```\n")
             self.print(f"--- sample, temperature {temperature} ---\n{text}")
         with open(self.run_dir / "samples.md", "a", encoding="utf-8") as f:
@@ -263,11 +301,12 @@ def truncate_metrics(path: Path, step: int) -> int:
     if not path.exists():
         return 0
     kept, damaged = [], 0
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        try:
-            if json.loads(line)["step"] <= step:
+    for line in read_lines(path, fix="move it away (it is not the log lstmgen writes)"):
+        row = json_line(line)
+        if isinstance(row, dict) and isinstance(row.get("step"), int):
+            if row["step"] <= step:
                 kept.append(line)
-        except (json.JSONDecodeError, KeyError, TypeError):  # a line cut short by a crash
+        else:  # a line cut short by a crash
             damaged += bool(line.strip())
     tmp = path.with_suffix(".tmp")
     tmp.write_text("".join(line + "\n" for line in kept), encoding="utf-8")

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from lstmgen.errors import LstmgenError, say
+from lstmgen.files import read_json
 from lstmgen.tuning.space import DEFAULT_SPACE, SHORT, short
 
 
@@ -21,7 +22,9 @@ def report(optuna, study, out: Path, quiet: bool) -> dict:
         )
     best = study.best_trial
     run = out / "trials" / f"{best.number:04d}"
-    config = json.loads((run / "config.json").read_text(encoding="utf-8"))
+    config = read_json(run / "config.json", fix="the best trial's run is damaged; tune again")
+    if not isinstance(config, dict):
+        raise LstmgenError(f"{run / 'config.json'} is damaged; tune again")
     best_record = {
         "trial": best.number,
         "bits_per_char": best.value,
@@ -77,6 +80,15 @@ def _print_table(study, optuna) -> None:
 
     for t in sorted(study.get_trials(deepcopy=False), key=key):
         value = "" if t.value is None else f"{t.value:.4f}"
-        cells = [short(t.params[n]) if n in t.params else "" for n in names]
+        cells = [_cell(t, n) for n in names]
         table.add_row(str(t.number), t.state.name.lower(), value, *cells)
     Console(highlight=False, width=max(Console().width, 120)).print(table)
+
+
+def _cell(trial, name: str) -> str:
+    """A trial's setting in the table; a size left to sizing ("auto") shows the one trained."""
+    if name not in trial.params:
+        return ""
+    if trial.params[name] == "auto" and name in trial.user_attrs:
+        return f"{trial.user_attrs[name]} (auto)"
+    return short(trial.params[name])

@@ -8,8 +8,6 @@ under TUNE_DIR/trials/, trained on one token store prepared once in TUNE_DIR/dat
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import math
 import shutil
@@ -21,6 +19,7 @@ from lstmgen.api import prepare, train
 from lstmgen.config import parse_duration
 from lstmgen.data.sources import as_specs
 from lstmgen.errors import Interrupted, LstmgenError, TrainingInterrupted, say
+from lstmgen.files import read_json
 from lstmgen.tuning.report import report
 from lstmgen.tuning.space import defaults_in, read_space, short, suggest
 
@@ -129,12 +128,14 @@ def _duration(flag: str, text: str | None) -> float | None:
 
 def _resumed(out: Path, *, trials, timeout) -> dict:
     try:
-        settings = json.loads((out / STATE_FILE).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
+        settings = read_json(out / STATE_FILE, fix="start the tune again in a new --out")
+    except FileNotFoundError:
         raise LstmgenError(
             f"{out} is not a tune directory (no readable {STATE_FILE}); start one with "
             f"lstmgen tune SOURCES --out {out} --trial-time 60s"
         ) from None
+    if not isinstance(settings, dict):
+        raise LstmgenError(f"{out / STATE_FILE} is damaged; start the tune again in a new --out")
     _check_stops(trials, timeout)
     if trials is not None:
         settings["trials"] = trials
@@ -201,15 +202,14 @@ def _search(optuna, study, out: Path, settings: dict, quiet: bool) -> None:
         shutil.rmtree(run, ignore_errors=True)  # a killed trial's leftovers
         started = time.perf_counter()
         try:
-            with _without_final_line():
-                result = train(
-                    [out / "data"],
-                    out=run,
-                    quiet=True,
-                    on_evaluation=_pruning(optuna, trial, settings),
-                    **budget,
-                    **options,
-                )
+            result = train(  # quiet, and its summary not printed: the tune prints one line
+                [out / "data"],
+                out=run,
+                quiet=True,
+                on_evaluation=_pruning(optuna, trial, settings),
+                **budget,
+                **options,
+            )
         except TrainingInterrupted:
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
             raise Interrupted(
@@ -229,6 +229,10 @@ def _search(optuna, study, out: Path, settings: dict, quiet: bool) -> None:
         finally:
             spent += time.perf_counter() - started
         failures = 0
+        if params.get("hidden") == "auto":  # the size --trial-time's sizing chose, for the table
+            trained = read_json(run / "config.json", fix="start the tune again")["model"]
+            trial.set_user_attr("hidden", trained["hidden"])
+            params = {**params, "hidden": f"{trained['hidden']} (auto)"}
         shown = ", ".join(f"{k} {short(v)}" for k, v in params.items())
         if result.stopped_because == "pruned":
             study.tell(trial, state=optuna.trial.TrialState.PRUNED)
@@ -267,20 +271,6 @@ def _pruning(optuna, trial, settings: dict):
         return "pruned" if trial.should_prune() else None
 
     return report
-
-
-@contextlib.contextmanager
-def _without_final_line():
-    """A trial's own closing line ("stopped (max time) after ...") is not shown: the tune
-    prints one line per trial. Anything else the trial says (warnings) still is."""
-    caught = io.StringIO()
-    try:
-        with contextlib.redirect_stderr(caught):
-            yield
-    finally:
-        for line in caught.getvalue().splitlines():
-            if not line.startswith("stopped ("):
-                say(line)
 
 
 def _seconds(trial) -> float:

@@ -1,0 +1,111 @@
+"""What surprised a newcomer (issue 26): the summary on stdout, samples that can be turned down,
+rounded settings in `info`, the size a tune trial trained, a time budget on a busy machine."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from types import SimpleNamespace
+
+import pytest
+
+from conftest import make_text
+from test_cli import TINY_FLAGS, run_cli
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    path = tmp_path / "c.txt"
+    path.write_text(make_text(6_000))
+    return path
+
+
+def test_the_summary_goes_to_stdout_and_json_is_for_scripts(corpus, tmp_path, capsys):
+    run = tmp_path / "run"
+    code, out, err = run_cli(
+        ["train", corpus, "--out", run, "--epochs", "1", "-q", *TINY_FLAGS], capsys
+    )
+    assert code == 0 and not err  # `-q 2>/dev/null` still tells where the run is
+    assert out.startswith("stopped (epochs) after ") and f"lstmgen generate {run}" in out
+    code, out, err = run_cli(["train", "--resume", run, "--epochs", "2", "-q", "--json"], capsys)
+    result = json.loads(out)
+    assert code == 0 and not err and len(out.splitlines()) == 1
+    assert result["run_dir"] == str(run) and result["stopped_because"] == "epochs"
+    assert result["epochs"] == 2 and 0 < result["best_val_bits_per_char"] < 8
+    assert set(result) >= {"steps", "tokens", "elapsed_s", "last_val_bits_per_char"}
+
+
+def test_samples_can_be_turned_off_and_come_at_most_every_so_often(corpus, tmp_path, capsys):
+    flags = ["--epochs", "3", *TINY_FLAGS]
+    code, out, err = run_cli(["train", corpus, "--out", tmp_path / "a", *flags], capsys)
+    assert code == 0 and err.count("--- sample, temperature") == 4  # epochs of < 1 s: once
+    assert not (tmp_path / "a" / "samples.md").read_text().count("## epoch 2")
+    code, _, err = run_cli(
+        ["train", corpus, "--out", tmp_path / "b", "--samples", "0", *flags], capsys
+    )
+    assert code == 0 and "--- sample" not in err and "step " in err  # the progress stays
+    assert not (tmp_path / "b" / "samples.md").exists()
+    code, _, err = run_cli(
+        ["train", corpus, "--out", tmp_path / "c", "--samples", "1", "--sample-every", "0.001s"]
+        + flags,
+        capsys,
+    )
+    assert code == 0 and err.count("--- sample, temperature 0.8 ---") == 3
+    assert "temperature 0.2" not in err
+    code, _, err = run_cli(["train", corpus, "--out", tmp_path / "d", "--samples", "5"], capsys)
+    assert code == 2 and "--samples 5 must be between 0 and 4" in err
+
+
+def test_info_rounds_tuned_values(trained_run, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    config = json.loads((run / "config.json").read_text())
+    config["model"]["dropout"] = 0.10222612486575872
+    config["train"]["lr"] = 0.0123456789
+    (run / "config.json").write_text(json.dumps(config))
+    code, out, _ = run_cli(["info", run], capsys)
+    assert code == 0 and "dropout 0.102," in out and "lr 0.0123," in out
+
+
+def test_train_help_says_max_time_sizes_the_model(capsys):
+    code, out, _ = run_cli(["train", "--help"], capsys)
+    text = " ".join(out.replace("│", " ").split())  # the help's box, unwrapped
+    assert code == 0 and "[default: 256; with --max-time, sized to the budget unless" in text
+
+
+def test_a_tune_table_shows_the_size_an_auto_trial_trained(corpus, tmp_path, capsys):
+    pytest.importorskip("optuna")
+    from lstmgen.tuning import tune
+
+    space = tmp_path / "space.toml"
+    space.write_text(
+        '[hidden]\nchoices = ["auto", 16]\n[layers]\nvalue = 1\n[embedding]\nvalue = 8\n'
+        "[seq_len]\nvalue = 16\n[batch_size]\nvalue = 4\n[lr]\nlow = 0.003\nhigh = 0.03\n"
+    )
+    tune([corpus], out=tmp_path / "t", trial_steps=4, trials=1, space=space, seed=1)
+    out = capsys.readouterr().out
+    assert "trial 0: " in out and "hidden 256 (auto)" in out  # the default size, untimed
+    assert "256 (auto)" in out.split("trials, best first")[1]  # and in the table
+
+
+def test_a_much_slower_speed_than_sizing_measured_is_said_once(capsys):
+    from lstmgen.training.report import RunReporter
+
+    reporter = RunReporter.__new__(RunReporter)
+    reporter.quiet, reporter.warned_slow = False, False
+    reporter.sizing = {"tokens_per_s": 10_000, "budget_tokens": 4_406 * 512}
+    reporter.console = SimpleNamespace(print=lambda text, **_: print(text))
+    trainer = SimpleNamespace(
+        progress=SimpleNamespace(step=100),
+        config=SimpleNamespace(batch_size=16, seq_len=32),
+        peers=SimpleNamespace(size=1),
+    )
+    reporter.tokens_per_second = 6_000  # 60 %: a busy moment, not worth a word
+    reporter._say_if_slow(trainer)
+    assert capsys.readouterr().out == ""
+    reporter.tokens_per_second = 2_100
+    for _ in range(3):
+        reporter._say_if_slow(trainer)
+    said = capsys.readouterr().out.strip().splitlines()
+    assert len(said) == 1 and "2,100 tokens/s, 21% of the 10,000 that sizing measured" in said[0]
+    assert "--max-steps (about --max-steps 4,406 is what sizing planned)" in said[0]
