@@ -11,7 +11,7 @@ import time
 import pytest
 
 from lstmgen.cli import main
-from lstmgen.config import SampleConfig
+from lstmgen.config import ModelConfig, SampleConfig
 from lstmgen.console import apply_command, unescape, unit_of, write_jsonl
 from lstmgen.sampling.sampler import Event
 
@@ -262,6 +262,7 @@ class FakeModel:
     def __init__(self, events, tokens, kind="bpe"):
         self.made = FakeEvents(events, tokens)
         self.tokenizer = type("Tokenizer", (), {"kind": kind})()
+        self.module = type("Module", (), {"config": ModelConfig(vocab_size=10)})()
 
     def stream_samples(self, prime, settings):
         return self.made

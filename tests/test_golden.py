@@ -79,6 +79,7 @@ ADDED_SINCE = {
         "samples": 4,
         "sample_every": "20s",
     },
+    "model": {"conditions": [], "condition_embedding": 16},
 }
 
 

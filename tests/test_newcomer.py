@@ -109,3 +109,56 @@ def test_a_much_slower_speed_than_sizing_measured_is_said_once(capsys):
     said = capsys.readouterr().out.strip().splitlines()
     assert len(said) == 1 and "2,100 tokens/s, 21% of the 10,000 that sizing measured" in said[0]
     assert "--max-steps (about --max-steps 4,406 is what sizing planned)" in said[0]
+
+
+def test_the_page_has_seed_stop_and_samples_controls(trained_run):
+    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    if not (chromium and driver):
+        pytest.skip("no chromium and chromedriver here (CI installs them: .ci/run)")
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from lstmgen.serve import create_app
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(
+        uvicorn.Config(create_app([trained_run]), port=port, log_level="warning")
+    )
+    threading.Thread(target=server.run, daemon=True).start()
+    while not server.started:
+        time.sleep(0.05)
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage"):
+        options.add_argument(flag)
+    browser = webdriver.Chrome(service=Service(driver), options=options)
+    try:
+        browser.get(f"http://127.0.0.1:{port}/")
+        wait = WebDriverWait(browser, 30)
+        wait.until(lambda b: b.find_elements(By.CSS_SELECTOR, "#model option"))
+
+        def generate(**fields) -> str:
+            for name, value in fields.items():
+                box = browser.find_element(By.ID, name)
+                box.clear()
+                box.send_keys(value)
+            browser.find_element(By.ID, "generate").click()
+            wait.until(lambda b: "chars/s" in b.find_element(By.ID, "status").text)
+            return browser.find_element(By.ID, "text").text
+
+        first = generate(n="2", seed="7", stop_at="\\n", max_tokens="60")
+        assert first.count("----- sample") == 2 and "sample 2" in first
+        assert all(len(s.split("-----\n")[-1]) < 60 for s in first.split("\n\n"))  # stopped
+        assert generate() == first  # the same seed and settings: the same text
+    finally:
+        browser.quit()
+        server.should_exit = True

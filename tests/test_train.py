@@ -247,8 +247,8 @@ def poison_steps(monkeypatch, bad_steps, factor=float("nan")):
     original = LSTMLanguageModel.forward
     calls = {"n": 0}
 
-    def forward(self, idx, state=None, targets=None):
-        logits, loss, state = original(self, idx, state, targets)
+    def forward(self, idx, state=None, targets=None, conditions=None):
+        logits, loss, state = original(self, idx, state, targets, conditions)
         if self.training and loss is not None:
             calls["n"] += 1
             if (calls["n"] > 30) if bad_steps == "all" else (calls["n"] in bad_steps):

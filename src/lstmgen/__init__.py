@@ -7,6 +7,7 @@ __all__ = [
     "LstmgenError",
     "Model",
     "TrainResult",
+    "classify",
     "info",
     "load",
     "prepare",
@@ -30,7 +31,7 @@ def __getattr__(name: str):
         from lstmgen.tuning import tune
 
         return tune
-    if name in ("Model", "TrainResult", "load", "train"):
+    if name in ("Model", "TrainResult", "classify", "load", "train"):
         from lstmgen import api
 
         return getattr(api, name)

@@ -10,10 +10,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from lstmgen.config import RunConfig
+from lstmgen.classification import report
+from lstmgen.config import DataConfig, RunConfig
 from lstmgen.data.prepare import prepare
-from lstmgen.data.sources import as_specs
-from lstmgen.data.store import is_token_store
+from lstmgen.data.sources import as_specs, labelled_documents
+from lstmgen.data.store import TokenStore, is_token_store
 from lstmgen.describe import info as run_info
 from lstmgen.errors import LstmgenError
 from lstmgen.inference import Model, load
@@ -23,7 +24,7 @@ from lstmgen.run import train as train_run
 from lstmgen.threads import ask as use_threads
 from lstmgen.training.distributed import joined
 
-__all__ = ["Model", "TrainResult", "info", "load", "prepare", "train"]
+__all__ = ["Model", "TrainResult", "classify", "info", "load", "prepare", "train"]
 
 Sources = str | Path | Sequence[str | Path]
 
@@ -96,3 +97,77 @@ def train(
 def info(run_dir: str | Path) -> dict:
     """What a run is: config, parameter count, progress, best held-out bits/char."""
     return run_info(Path(run_dir))
+
+
+def classify(
+    run: str | Path,
+    sources: Sources,
+    *,
+    predict: str | None = None,
+    positive: Sequence[str] = (),
+    negative: Sequence[str] = (),
+    checkpoint: str = "best",
+    device: str = "auto",
+    **options,
+) -> dict:
+    """A conditioned run as a classifier of the documents of sources (Model.classify), with
+    accuracy, macro-F1, the confusion matrix and, given positive and negative values, the ROC
+    AUC where the sources have the column's labels (condition_column="Score").
+
+    `options` are reading and cleaning options as for prepare (column="Text", ...); cleaning
+    not given is the run's own, so documents are cleaned as its training text was.
+    """
+    model = load(run, checkpoint=checkpoint, device=device)
+    conditions = model._conditions("classify")
+    recorded = TokenStore.open(Path(run) / "data").meta.get("cleaning", {})
+    config = DataConfig(**{**recorded, **options})
+    texts, rows = labelled_documents(as_specs(sources), config)
+    if not texts:
+        raise LstmgenError("the sources hold no documents to classify")
+    names = config.conditions
+    if len(names) == 1 and len(conditions.columns) == 1:
+        names = conditions.names  # the table may call the run's one column otherwise
+    labels = [dict(zip(names, row, strict=True)) if row else None for row in rows]
+    result = model.classify(texts, column=predict, labels=labels)
+    target = conditions.columns[conditions.column(predict)]
+    truth = [
+        target.values[target.of_document(found[target.name])]
+        if found and target.name in found
+        else None
+        for found in labels
+    ]
+    scores = {"documents": len(texts), "accuracy": None, "macro_f1": None, "confusion": None}
+    if any(label is not None for label in truth):
+        scores = report(
+            result["values"],
+            result["posterior"],
+            [label or "" for label in truth],
+            positive=positive,
+            negative=negative,
+        )
+    values = result["values"]
+    predictions = [
+        {
+            "predicted": predicted,
+            "label": label,
+            "posterior": dict(zip(values, map(float, posterior), strict=True)),
+            "log_likelihood": dict(zip(values, map(float, nats), strict=True)),
+            "characters": characters,
+        }
+        for predicted, label, posterior, nats, characters in zip(
+            result["predicted"],
+            truth,
+            result["posterior"],
+            result["log_likelihood"],
+            result["characters"],
+            strict=True,
+        )
+    ]
+    return {
+        "column": result["column"],
+        "values": values,
+        "prior": dict(zip(values, result["prior"], strict=True)),
+        **scores,
+        "documents": len(texts),
+        "predictions": predictions,
+    }

@@ -45,7 +45,7 @@ FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 
 
 class DiskFull(LstmgenError):
-    """A checkpoint could not be written for want of space; the previous one is whole."""
+    """A checkpoint could not be written for want of space; the previous one, if any, is whole."""
 
 
 def _fsync_file(path: Path) -> None:
@@ -99,6 +99,7 @@ def write_checkpoint(directory: Path, writers: dict[str, Callable[[Path], None]]
     """
     directory.mkdir(parents=True, exist_ok=True)
     recover(directory)
+    previous = all((directory / name).is_file() for name in writers)
     pending = directory / PENDING
     shutil.rmtree(pending, ignore_errors=True)
     try:
@@ -114,9 +115,9 @@ def write_checkpoint(directory: Path, writers: dict[str, Callable[[Path], None]]
         full = is_disk_full(e, directory)
         shutil.rmtree(pending, ignore_errors=True)  # not committed: the previous one stands
         if full:
+            kept = "the previous one there is whole" if previous else "none was saved there yet"
             raise DiskFull(
-                f"the disk is full: the checkpoint could not be written to {directory} "
-                "(the previous one there is whole)"
+                f"the disk is full: the checkpoint could not be written to {directory} ({kept})"
             ) from None
         raise
     _fsync_dir(pending)

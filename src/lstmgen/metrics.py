@@ -21,6 +21,7 @@ def evaluate_tokens(
     limit: int | None = None,
     shard: tuple[int, int] = (0, 1),
     unscored: tuple[int, ...] = (),
+    conditions: np.ndarray | None = None,
 ) -> tuple[float, int]:
     """Total nats and count of predicted tokens over `tokens`, every position after the first
     scored once, except predictions of the `unscored` ids (control tokens: no text).
@@ -30,31 +31,45 @@ def evaluate_tokens(
     from a cold state except the very first ones of the text. With `limit` below the
     sequence's length, each range scores only its first limit/streams predictions: a
     sample spread evenly over the text. shard=(rank, ranks): this process scores every
-    ranks-th range from rank on; the shards' sums add up to the whole.
+    ranks-th range from rank on; the shards' sums add up to the whole. A conditioned model
+    takes each token's condition numbers, conditions (N, C) (store.Documents.of_tokens).
     """
     n_pred = len(tokens) - 1
     if n_pred < 1:
         return 0.0, 0
     device = next(model.parameters()).device
-    inputs, targets, scored, _ = _layout(tokens, streams, warmup, limit)
+    inputs, targets, scored, begins = _layout(tokens, streams, warmup, limit)
     if unscored:
         scored &= ~np.isin(targets, unscored)
     rank, ranks = shard
     inputs, targets, scored = inputs[rank::ranks], targets[rank::ranks], scored[rank::ranks]
     if not len(inputs):  # more processes than ranges: nothing to score here
         return 0.0, 0
+    given = _conditions_of(conditions, begins[rank::ranks], inputs.shape[1], device)
     was_training = model.training
     model.eval()
     x, y, mask = (torch.from_numpy(a).to(device) for a in (inputs, targets, scored))
     total, state = 0.0, None
     for t in range(0, inputs.shape[1], chunk):
-        logits, _, state = model(x[:, t : t + chunk], state)  # (S, c, V)
+        c = None if given is None else given[:, t : t + chunk]
+        logits, _, state = model(x[:, t : t + chunk], state, conditions=c)  # (S, c, V)
         nll = torch.nn.functional.cross_entropy(
             logits.float().transpose(1, 2), y[:, t : t + chunk], reduction="none"
         )  # (S, c)
         total += float((nll * mask[:, t : t + chunk]).sum())
     model.train(was_training)
     return total, int(scored.sum())
+
+
+def _conditions_of(
+    conditions: np.ndarray | None, begins: np.ndarray, width: int, device
+) -> torch.Tensor | None:
+    """The condition numbers (S, W, C) of laid-out rows: column j of row i is the input that
+    predicts tokens[begin[i] + j + 1], and takes that token's conditions (padding: the last)."""
+    if conditions is None:
+        return None
+    positions = np.minimum(begins[:, None] + 1 + np.arange(width), len(conditions) - 1)
+    return torch.from_numpy(np.asarray(conditions[positions], np.int64)).to(device)
 
 
 def _layout(
@@ -87,7 +102,12 @@ def _layout(
 
 @torch.no_grad()
 def nats_by_position(
-    model: LSTMLanguageModel, tokens: np.ndarray, *, streams: int = 16, warmup: int = 256
+    model: LSTMLanguageModel,
+    tokens: np.ndarray,
+    *,
+    streams: int = 16,
+    warmup: int = 256,
+    conditions: np.ndarray | None = None,
 ) -> np.ndarray:
     """Nats of each prediction over `tokens` (entry i: of tokens[i + 1]), laid out and warmed
     up as evaluate_tokens does, for totals over parts of the text (a condition's documents)."""
@@ -99,9 +119,11 @@ def nats_by_position(
     was_training = model.training
     model.eval()
     x, y = (torch.from_numpy(a).to(device) for a in (inputs, targets))
+    given = _conditions_of(conditions, begins, inputs.shape[1], device)
     nll, state = [], None
     for t in range(0, inputs.shape[1], 256):
-        logits, _, state = model(x[:, t : t + 256], state)  # (S, c, V)
+        c = None if given is None else given[:, t : t + 256]
+        logits, _, state = model(x[:, t : t + 256], state, conditions=c)  # (S, c, V)
         nll.append(
             torch.nn.functional.cross_entropy(
                 logits.float().transpose(1, 2), y[:, t : t + 256], reduction="none"
@@ -111,4 +133,49 @@ def nats_by_position(
     values = torch.cat(nll, dim=1).double().numpy()  # (S, W)
     rows, columns = np.nonzero(scored)
     out[begins[rows] + columns] = values[rows, columns]
+    return out
+
+
+@torch.no_grad()
+def document_nats(
+    model: LSTMLanguageModel,
+    documents: list[np.ndarray],
+    conditions: np.ndarray | None,
+    *,
+    skip: int,
+    streams: int = 64,
+    chunk: int = 256,
+) -> np.ndarray:
+    """Total nats of each document's tokens after its first `skip` (what starts a document:
+    the separator and the mark), each document scored on its own from a fresh state, under its
+    row of conditions (N, C). Documents run side by side, sorted by length (little padding)."""
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    lengths = np.array([len(d) for d in documents])
+    order = np.argsort(lengths, kind="stable")
+    out = np.zeros(len(documents), dtype=np.float64)
+    for first in range(0, len(order), streams):
+        rows = order[first : first + streams]
+        width = int(lengths[rows].max()) - 1  # predictions of the longest document
+        if width < 1:
+            continue
+        inputs = np.zeros((len(rows), width), np.int64)
+        targets = np.zeros((len(rows), width), np.int64)
+        scored = np.zeros((len(rows), width), bool)
+        for i, row in enumerate(rows):
+            ids = documents[row]
+            inputs[i, : len(ids) - 1], targets[i, : len(ids) - 1] = ids[:-1], ids[1:]
+            scored[i, max(skip - 1, 0) : len(ids) - 1] = True
+        x, y, mask = (torch.from_numpy(a).to(device) for a in (inputs, targets, scored))
+        given = None if conditions is None else torch.from_numpy(conditions[rows]).to(device)
+        total, state = torch.zeros(len(rows), dtype=torch.float64, device=device), None
+        for t in range(0, width, chunk):
+            logits, _, state = model(x[:, t : t + chunk], state, conditions=given)  # (S, c, V)
+            nll = torch.nn.functional.cross_entropy(
+                logits.float().transpose(1, 2), y[:, t : t + chunk], reduction="none"
+            )  # (S, c)
+            total += (nll * mask[:, t : t + chunk]).sum(1).double()
+        out[rows] = total.cpu().numpy()
+    model.train(was_training)
     return out

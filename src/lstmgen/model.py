@@ -1,4 +1,9 @@
-"""The language model: Embedding → dropout → LSTM/GRU stack → dropout → Linear."""
+"""The language model: Embedding → dropout → LSTM/GRU stack → dropout → Linear.
+
+A conditioned model (a rating, an author per document) joins an embedding of each condition
+column's value to the token's embedding at every input position (Lipton, Vikram & McAuley
+2015), so the condition reaches every step however long the document.
+"""
 
 from __future__ import annotations
 
@@ -19,10 +24,13 @@ class LSTMLanguageModel(nn.Module):
         super().__init__()
         self.config = config
         self.embed = nn.Embedding(config.vocab_size, config.embedding)
+        self.condition_embeds = nn.ModuleList(
+            nn.Embedding(values, config.condition_embedding) for values in config.conditions
+        )
         self.drop = nn.Dropout(config.dropout)
         rnn_class = nn.LSTM if config.cell == "lstm" else nn.GRU
         self.rnn = rnn_class(
-            config.embedding,
+            config.input_size,
             config.hidden,
             config.layers,
             batch_first=True,
@@ -46,6 +54,8 @@ class LSTMLanguageModel(nn.Module):
             self.embed.weight,
             std=0.1 if not self.config.tie_weights else 1 / self.config.hidden**0.5,
         )
+        for table in self.condition_embeds:
+            nn.init.normal_(table.weight, std=0.1)
         if self.config.cell == "lstm":
             # A forget-gate bias of 1 lets gradients flow through long spans from the first step.
             hidden = self.config.hidden
@@ -58,10 +68,18 @@ class LSTMLanguageModel(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
     def forward(
-        self, idx: torch.Tensor, state: State | None = None, targets: torch.Tensor | None = None
+        self,
+        idx: torch.Tensor,
+        state: State | None = None,
+        targets: torch.Tensor | None = None,
+        conditions: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None, State]:
-        """idx (B, T) token ids → logits (B, T, V), mean cross-entropy given targets, new state."""
-        x = self._dropout(self._embed(idx))  # (B, T, E)
+        """idx (B, T) token ids → logits (B, T, V), mean cross-entropy given targets, new state.
+
+        A conditioned model takes each position's condition numbers, conditions (B, T, C), or
+        one set per stream for all its positions, (B, C).
+        """
+        x = self._dropout(self._inputs(idx, conditions))  # (B, T, E + C·E_c)
         out, state = self._rnn(x, state)  # (B, T, H)
         dropped = self._dropout(out)
         logits = self.head(dropped)  # (B, T, V)
@@ -92,6 +110,19 @@ class LSTMLanguageModel(nn.Module):
                 penalty + c.temporal_reg * (out[:, 1:].float() - out[:, :-1].float()).pow(2).mean()
             )
         return penalty
+
+    def _inputs(self, idx: torch.Tensor, conditions: torch.Tensor | None) -> torch.Tensor:
+        """The first layer's input (B, T, input_size): the tokens' embeddings, then each
+        condition column's."""
+        x = self._embed(idx)  # (B, T, E)
+        if not self.condition_embeds:
+            return x
+        if conditions is None:
+            raise ValueError("a conditioned model needs the conditions of its inputs")
+        if conditions.dim() == 2:  # (B, C): the same for every position of a stream
+            conditions = conditions[:, None].expand(-1, idx.size(1), -1)
+        joined = [x] + [table(conditions[..., k]) for k, table in enumerate(self.condition_embeds)]
+        return torch.cat(joined, dim=-1)
 
     def _embed(self, idx: torch.Tensor) -> torch.Tensor:
         p = self.config.embed_dropout
@@ -130,9 +161,12 @@ class LSTMLanguageModel(nn.Module):
         return out, (h, c)
 
     @torch.no_grad()
-    def step(self, token: torch.Tensor, state: State | None) -> tuple[torch.Tensor, State]:
-        """One token per stream, O(1): token (B,) → next-token logits (B, V), new state."""
-        out, state = self.rnn(self.embed(token[:, None]), state)  # (B, 1, H)
+    def step(
+        self, token: torch.Tensor, state: State | None, conditions: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, State]:
+        """One token per stream, O(1): token (B,) and its conditions (B, C) → next-token logits
+        (B, V), new state."""
+        out, state = self.rnn(self._inputs(token[:, None], conditions), state)  # (B, 1, H)
         return self.head(out[:, 0]), state
 
 

@@ -7,7 +7,7 @@ train, tune, generate and serve come from the config's fields (flags.py).
 
 from __future__ import annotations
 
-from lstmgen.cli import evaluate, generate, prepare, runs, serve, train, tune
+from lstmgen.cli import classify, evaluate, generate, prepare, runs, serve, train, tune
 from lstmgen.cli.program import app, main
 from lstmgen.flags import Command
 
@@ -20,6 +20,7 @@ for _command in (
     tune.tune,
     generate.generate,
     evaluate.evaluate,
+    classify.classify,
     serve.serve,
     runs.info,
     runs.plot,

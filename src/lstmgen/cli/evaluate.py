@@ -73,16 +73,23 @@ def evaluate(
 
 
 def condition_table(result: dict) -> list[str]:
-    """The lines of `evaluate --by-condition`: held-out bits/char per condition, then all."""
-    rows = result["conditions"]
-    width = max(len(result["column"]), *(len(v) for v in rows), 3)
-    lines = [f"{result['column']:<{width}}  {'documents':>9}  {'characters':>10}  bits/char"]
-    for value, row in rows.items():
-        bits = "-" if row["bits_per_char"] is None else f"{row['bits_per_char']:.4f}"
-        lines.append(f"{value:<{width}}  {row['documents']:>9,}  {row['characters']:>10,}  {bits}")
-    documents = sum(row["documents"] for row in rows.values())
-    lines.append(
-        f"{'all':<{width}}  {documents:>9,}  {result['characters']:>10,}  "
-        f"{result['bits_per_char']:.4f}"
-    )
+    """The lines of `evaluate --by-condition`: held-out bits/char per value of each condition
+    column, each column's table ending with all its documents."""
+    lines = []
+    for column in result["columns"]:
+        rows, name = column["conditions"], column["column"]
+        width = max(len(name), *(len(v) for v in rows), 3)
+        if lines:
+            lines.append("")
+        lines.append(f"{name:<{width}}  {'documents':>9}  {'characters':>10}  bits/char")
+        for value, row in rows.items():
+            bits = "-" if row["bits_per_char"] is None else f"{row['bits_per_char']:.4f}"
+            lines.append(
+                f"{value:<{width}}  {row['documents']:>9,}  {row['characters']:>10,}  {bits}"
+            )
+        documents = sum(row["documents"] for row in rows.values())
+        lines.append(
+            f"{'all':<{width}}  {documents:>9,}  {result['characters']:>10,}  "
+            f"{result['bits_per_char']:.4f}"
+        )
     return lines

@@ -89,10 +89,9 @@ def info_rows(data: dict) -> list[tuple[str, str]]:
             else f"{best:.4f} bits/char (step {data['best_step']:,})",
         ),
     ]
-    conditions = d.get("conditions")
-    if conditions:
-        counts = ", ".join(f"{v} ({n:,})" for v, n in conditions.get("documents", {}).items())
-        rows.append(("conditions", f"{conditions.get('column')}: {counts} documents"))
+    for column in (d.get("conditions") or {}).get("columns", []):
+        counts = ", ".join(f"{v} ({n:,})" for v, n in column.get("documents", {}).items())
+        rows.append(("conditions", f"{column.get('column')}: {counts} documents"))
     base = data.get("base")
     if base:
         rows.append(

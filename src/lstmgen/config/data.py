@@ -36,14 +36,18 @@ class ReadOptions(Section):
     field: str | None = option(
         help="JSON Lines field holding the text; dotted for nested (review.body).", panel=READING
     )
-    condition_column: str | None = option(
-        help="Table column whose value is each document's condition (a rating, an author); "
-        "generate --condition VALUE then asks for that kind of text.",
+    condition_column: tuple[str, ...] = option(
+        help="Table column whose value is each document's condition (a rating, an author), "
+        "joined to the input at every step; repeatable. generate --condition COLUMN=VALUE then "
+        "asks for that kind of text, and classify predicts it.",
         panel=READING,
+        factory=tuple,
     )
-    condition_field: str | None = option(
-        help="JSON Lines field (dotted for nested) whose value is each document's condition.",
+    condition_field: tuple[str, ...] = option(
+        help="JSON Lines field (dotted for nested) whose value is each document's condition; "
+        "repeatable.",
         panel=READING,
+        factory=tuple,
     )
     delimiter: str | None = option(
         help="CSV delimiter (\\t for tab).",
@@ -60,6 +64,8 @@ class ReadOptions(Section):
 
     def __post_init__(self) -> None:
         self.include, self.exclude = tuple(self.include), tuple(self.exclude)
+        self.condition_column = _names(self.condition_column)
+        self.condition_field = _names(self.condition_field)
         try:
             codecs.lookup(self.encoding)
         except LookupError:
@@ -75,19 +81,19 @@ class ReadOptions(Section):
                 raise LstmgenError(
                     f"--delimiter {self.delimiter!r} must be one character (or \\t / tab)"
                 )
-        if self.condition_column is not None and self.condition_field is not None:
+        if self.condition_column and self.condition_field:
             raise LstmgenError(
                 "give --condition-column (CSV/TSV, Parquet, SQLite) or --condition-field "
                 "(JSON Lines), not both"
             )
-        if self.condition_column is not None and self.column is None and self.query is None:
+        if self.condition_column and self.column is None and self.query is None:
             raise LstmgenError(
-                f"--condition-column {self.condition_column} needs --column: name the column "
+                f"--condition-column {self.condition_column[0]} needs --column: name the column "
                 "that holds the text"
             )
-        if self.condition_field is not None and self.field is None:
+        if self.condition_field and self.field is None:
             raise LstmgenError(
-                f"--condition-field {self.condition_field} needs --field: name the field that "
+                f"--condition-field {self.condition_field[0]} needs --field: name the field that "
                 "holds the text"
             )
         if self.table is not None and self.query is not None:
@@ -98,8 +104,8 @@ class ReadOptions(Section):
             )
 
     @property
-    def condition(self) -> str | None:
-        """The column or field holding each document's condition, if any."""
+    def conditions(self) -> tuple[str, ...]:
+        """The columns or fields holding each document's conditions (none: unconditioned)."""
         return self.condition_column or self.condition_field
 
     @property
@@ -229,7 +235,7 @@ class DataConfig(CleanOptions, ReadOptions):
             raise LstmgenError(
                 f"--min-condition-count {self.min_condition_count} must be 1 or more"
             )
-        if self.condition and self.split == "tail":
+        if self.conditions and self.split == "tail":
             raise LstmgenError(
                 "--split tail cuts a document in two; with conditions the held-out text is "
                 "whole documents (drop --split tail)"
@@ -247,7 +253,15 @@ class DataConfig(CleanOptions, ReadOptions):
         names = ReadOptions.option_names() - {"encoding", "errors"}
         conditions = {"condition_column", "condition_field"}  # recorded only when given
         return {
-            k: v
+            k: list(v) if k in conditions else v
             for k, v in asdict(self).items()
-            if k in names and (k not in conditions or v is not None)
+            if k in names and (k not in conditions or v)
         }
+
+
+def _names(given) -> tuple[str, ...]:
+    """Condition columns (fields) as a tuple of distinct names; one name may come as a str."""
+    names = (given,) if isinstance(given, str) else tuple(given or ())
+    if len(set(names)) != len(names):
+        raise LstmgenError(f"a condition column is named twice: {', '.join(names)}")
+    return names

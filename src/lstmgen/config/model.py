@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from lstmgen.config.options import MODEL, Section, flag_of, option
 from lstmgen.errors import LstmgenError
@@ -12,6 +12,12 @@ from lstmgen.errors import LstmgenError
 @dataclass
 class ModelConfig(Section):
     vocab_size: int = 0  # set from the tokenizer
+    # Values of each condition column (set from the store): one embedding table per column.
+    conditions: tuple[int, ...] = field(default_factory=tuple)
+    # Joined to every input position; a few dimensions carry a rating or an author.
+    condition_embedding: int = option(
+        16, "Embedding size of each condition column's values (runs with conditions).", panel=MODEL
+    )
     # A character needs few dimensions; the hidden state carries the context.
     embedding: int = option(64, "Embedding size.", panel=MODEL)
     # 2×256 beat 2×384 at a 600-s budget on 2 CPU cores (BENCHMARKS.md); --max-time sizes it.
@@ -55,7 +61,8 @@ class ModelConfig(Section):
     )
 
     def __post_init__(self) -> None:
-        for name in ("embedding", "hidden", "layers"):
+        self.conditions = tuple(int(n) for n in self.conditions)
+        for name in ("embedding", "hidden", "layers", "condition_embedding"):
             if getattr(self, name) < 1:
                 raise LstmgenError(f"--{name} must be at least 1 (got {getattr(self, name)})")
         for name in ("dropout", "embed_dropout", "weight_drop"):
@@ -85,12 +92,23 @@ class ModelConfig(Section):
         gates = 4 if self.cell == "lstm" else 3
         rnn = sum(
             gates * self.hidden * (inputs + self.hidden + 2)
-            for inputs in [self.embedding] + [self.hidden] * (self.layers - 1)
+            for inputs in [self.input_size] + [self.hidden] * (self.layers - 1)
         )
+        conditions = sum(self.conditions) * self.condition_embedding
         head = self.vocab_size + (0 if self.tie_weights else self.hidden * self.vocab_size)
-        return self.vocab_size * self.embedding + rnn + head
+        return self.vocab_size * self.embedding + conditions + rnn + head
+
+    @property
+    def input_size(self) -> int:
+        """What the first layer reads at each step: the token's embedding and the conditions'."""
+        return self.embedding + len(self.conditions) * self.condition_embedding
 
 
 # Model settings added after runs already existed, with the value those runs trained with:
 # a run written before AR/TAR became the default resumes (and reloads) without them.
-ADDED_LATER = {"activation_reg": 0.0, "temporal_reg": 0.0}
+ADDED_LATER = {
+    "activation_reg": 0.0,
+    "temporal_reg": 0.0,
+    "conditions": (),
+    "condition_embedding": 16,
+}

@@ -40,9 +40,11 @@ class SampleConfig(Section):
         factory=list,
         escapes=True,
     )
-    condition: str | None = option(
-        help="Generate text of this condition (a value of the run's --condition-column).",
+    condition: list[str] = option(
+        help="Generate text of this condition: COLUMN=VALUE (or VALUE where the run has one "
+        "condition column); repeatable. Columns not given are drawn from the training share.",
         panel=SAMPLING,
+        factory=list,
     )
     seed: int | None = option(help="Same seed and settings, same text.", panel=SAMPLING)
     num_samples: int = option(1, "Samples to generate (as one batch).", panel=SAMPLING)
@@ -57,6 +59,7 @@ class SampleConfig(Section):
         if isinstance(self.stop, str):
             self.stop = [self.stop]
         self.stop = list(self.stop)
+        self.condition = _conditions(self.condition)
         if self.length < 0:
             raise LstmgenError(f"--length {self.length} must be 0 or more")
         if self.min_length < 0 or self.min_length > self.length:
@@ -92,3 +95,15 @@ class SampleConfig(Section):
         if unknown:
             raise LstmgenError(f"unknown sampling setting(s): {', '.join(sorted(unknown))}")
         return cls(**given)
+
+
+def _conditions(given) -> list[str]:
+    """Conditions as a list of 'COLUMN=VALUE' (or bare 'VALUE') texts, from one text, a list
+    of them, or a {column: value} dict (the API's and the server's form)."""
+    if not given:
+        return []
+    if isinstance(given, dict):
+        return [f"{column}={value}" for column, value in given.items()]
+    if isinstance(given, (str, int, float)):
+        return [str(given)]
+    return [str(value) for value in given]

@@ -23,6 +23,7 @@ from lstmgen.data.sources import document_stream
 from lstmgen.data.splits import Piece, Router, SplitPlan, remap_splits
 from lstmgen.data.store import smallest_dtype
 from lstmgen.tokens import BpeTokenizer, CharTokenizer, Conditions, WordCounter, WordTokenizer
+from lstmgen.tokens.conditions import DOCUMENT_MARK
 
 FLUSH_BYTES = 4 << 20  # the char level encodes about this many bytes at a time
 PIECE_CHARS = 1 << 20  # word and BPE text is tokenized in pieces of about this size
@@ -154,9 +155,11 @@ def kept_documents(
     *,
     as_bytes: bool,
     conditions: Conditions | None = None,
+    labels: list | None = None,
 ) -> Iterator[Iterable[Piece]]:
-    """Each document the scan kept, cleaned, as pieces: UTF-8 bytes or text cut at whitespace;
-    a (condition, text) row starts with its condition's control token."""
+    """Each document the scan kept, cleaned, as pieces: UTF-8 bytes or text cut at whitespace.
+    A (conditions, text) row starts with the document mark; its values' numbers are appended
+    to `labels` when given, in document order."""
     cleaner, cleans = Cleaner(config), config.cleans_text
     tally = progress.start(phase)
     documents = document_stream(sources, config, tally=tally, utf8=as_bytes and not cleans)
@@ -168,7 +171,10 @@ def kept_documents(
             continue
         mark = ""
         if isinstance(document, tuple):
-            mark = conditions.mark(document[0]) if conditions else ""
+            if conditions:
+                mark = DOCUMENT_MARK
+                if labels is not None:
+                    labels.append(conditions.of_document(document[0]))
             document = document[1]
         if isinstance(document, str):
             text = mark + (cleaner.text(document) if cleans else document)

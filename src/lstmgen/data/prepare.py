@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
+import numpy as np
+
 from lstmgen.config import DataConfig
 from lstmgen.data.clean import Cleaner
 from lstmgen.data.docsets import DocumentBits, Hasher, HashSet, text_hash
@@ -41,10 +43,12 @@ from lstmgen.data.store import (
     is_token_store,
     refuse_incomplete_store,
     smallest_dtype,
+    write_documents,
 )
 from lstmgen.errors import LstmgenError, say
 from lstmgen.files import staged
 from lstmgen.tokens import CharCounter, CharTokenizer, ConditionedTokenizer, Conditions
+from lstmgen.tokens.conditions import DOCUMENT_MARK, Column, conditions_of
 
 BATCH_CHARS = 1 << 20  # small documents are counted in batches of about this size
 
@@ -62,7 +66,8 @@ class _Scan:
     short: int = 0  # empty or under --min-chars
     duplicates: int = 0
     malformed_rows: int = 0
-    conditions: Counter = field(default_factory=Counter)  # kept documents by condition value
+    # kept documents by condition value, one Counter per condition column
+    conditions: list[Counter] = field(default_factory=list)
 
 
 def _scan(sources: Sequence[Source], config: DataConfig, progress: _Progress) -> _Scan:
@@ -111,7 +116,10 @@ def _scan(sources: Sequence[Source], config: DataConfig, progress: _Progress) ->
             else:
                 scan.counter.merge(counts)
             if condition is not None:
-                scan.conditions[condition] += 1
+                if not scan.conditions:
+                    scan.conditions = [Counter() for _ in condition]
+                for counter, value in zip(scan.conditions, condition, strict=True):
+                    counter[value] += 1
             scan.documents += 1
             scan.characters += length
             scan.largest = max(scan.largest, length)
@@ -145,9 +153,9 @@ def _choose_split(config: DataConfig, scan: _Scan) -> str:
     With conditions, always whole documents: each held-out document keeps its control token.
     """
     whole = scan.documents >= 2 and scan.largest * 4 <= config.val_fraction * scan.characters
-    if config.condition and scan.documents < 2:
+    if config.conditions and scan.documents < 2:
         raise LstmgenError("conditions need at least 2 documents (table rows) to hold one out")
-    if config.condition:
+    if config.conditions:
         return "documents"
     if config.split == "documents" and scan.documents < 2:
         raise LstmgenError(
@@ -158,18 +166,26 @@ def _choose_split(config: DataConfig, scan: _Scan) -> str:
     return config.split
 
 
-def _conditions(config: DataConfig, scan: _Scan) -> Conditions | None:
-    """The conditions of a store read with --condition-column (field); their marks counted."""
-    if not config.condition:
+def _conditions(config: DataConfig, scan: _Scan, base: Conditions | None) -> Conditions | None:
+    """The conditions of a store read with --condition-column (field), its document marks
+    counted; a fine-tune of a conditioned base keeps the base's values (their embeddings)."""
+    names = config.conditions
+    if base is not None and tuple(names) != base.names:
+        raise LstmgenError(
+            f"the base run was trained with the condition column(s) {', '.join(base.names)}; "
+            f"fine-tune it on a table with --condition-column "
+            f"{' --condition-column '.join(base.names)} (or --condition-field)"
+        )
+    if not names:
         return None
-    conditions = Conditions.from_counts(
-        scan.conditions,
-        min_count=config.min_condition_count,
-        column=config.condition,
+    conditions = base or Conditions(
+        tuple(
+            Column.from_counts(name, counts, min_count=config.min_condition_count)
+            for name, counts in zip(names, scan.conditions, strict=True)
+        ),
         separator=config.doc_separator,
     )
-    for value, mark in zip(conditions.values, conditions.marks, strict=True):
-        scan.counter.update(mark, times=conditions.documents[value])
+    scan.counter.update(DOCUMENT_MARK, times=scan.documents)
     return conditions
 
 
@@ -192,8 +208,9 @@ def write_store(
     with progress:
         scan = _scan(sources, config, progress)
         split = _choose_split(config, scan)
-        conditions = _conditions(config, scan)
-        marks = conditions.marks if conditions else []
+        conditions = _conditions(config, scan, conditions_of(base_tokenizer))
+        marks = [DOCUMENT_MARK] if conditions else []
+        labels: list[tuple[int, ...]] = []  # each kept document's condition numbers, in order
         # A control token is one more character before each document.
         characters = scan.characters + (scan.documents if conditions else 0)
         plan = SplitPlan.for_corpus(
@@ -216,7 +233,7 @@ def write_store(
         encoder = encoder_for(tokenizer, smallest_dtype(tokenizer.vocab_size))
         out.mkdir(parents=True, exist_ok=True)
         try:
-            encoding = documents("encoding", as_bytes=encoder.takes_bytes)
+            encoding = documents("encoding", as_bytes=encoder.takes_bytes, labels=labels)
             encoded = write_splits(encoding, plan, encoder, out, train_ids=train_ids)
             if train_ids is not None:
                 tokenizer, unknown = refit_chars(tokenizer, train_ids, config, out, marks=marks)
@@ -231,12 +248,18 @@ def write_store(
         except BaseException:
             shutil.rmtree(out, ignore_errors=True)  # nothing half-written is left
             raise
-    if conditions:  # control tokens are no characters: bits/char is over the text alone
+    sides = np.frombuffer(encoded.pop("document_sides"), dtype=np.uint8)
+    if conditions:  # document marks are no characters: bits/char is over the text alone
         for side in ("train", "val"):
             encoded[f"{side}_characters"] -= encoded[f"{side}_documents"]
         tokenizer = ConditionedTokenizer(tokenizer, conditions)
-    elif base_tokenizer is not base:  # a base's control tokens stay control tokens
-        tokenizer = ConditionedTokenizer(tokenizer, base_tokenizer.conditions)
+        write_documents(
+            out,
+            smallest_dtype(tokenizer.vocab_size),
+            tokenizer.document_id,
+            np.array(labels, np.int64).reshape(len(labels), len(conditions.columns)),
+            sides,
+        )
     meta = {
         "format": STORE_FORMAT,
         "level": tokenizer.kind,

@@ -19,8 +19,9 @@ from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
-from lstmgen.config import ReadOptions
+from lstmgen.config import DataConfig, ReadOptions
 from lstmgen.data import tables
+from lstmgen.data.clean import Cleaner
 from lstmgen.data.corpora import NAMED_CORPORA
 from lstmgen.data.reading import (
     CHUNK_BYTES,
@@ -304,9 +305,9 @@ def _check_table_options(sources: list[Source], options: ReadOptions) -> None:
 
 def _check_conditions(sources: list[Source], options: ReadOptions) -> None:
     """With a condition, every source must be a table read with its text column (or field)."""
-    if options.condition_column is not None:
+    if options.condition_column:
         wanted, flag = {"csv", "tsv", "parquet", "sqlite"}, "--condition-column"
-    elif options.condition_field is not None:
+    elif options.condition_field:
         wanted, flag = {"jsonl"}, "--condition-field"
     else:
         return
@@ -387,3 +388,21 @@ def read_documents(specs: Iterable[str], options: ReadOptions) -> str:
         resolved = resolve_sources(specs, spool_dir=Path(spool), options=options)
         texts = ["".join(doc) for source in resolved for doc in documents(source, options)]
     return DOC_SEPARATOR.join(texts)
+
+
+def labelled_documents(
+    specs: Iterable[str], config: DataConfig
+) -> tuple[list[str], list[tuple[str, ...] | None]]:
+    """Each document of the named sources, cleaned as prepare cleans it, and its condition
+    values where the config names condition columns (fields) (for classify)."""
+    cleaner, texts, labels = Cleaner(config), [], []
+    with tempfile.TemporaryDirectory() as spool:
+        resolved = resolve_sources(specs, spool_dir=Path(spool), options=config)
+        for _, document in document_stream(resolved, config, tally=Tally()):
+            values = None
+            if isinstance(document, tuple):
+                values, document = document
+            text = document if isinstance(document, str) else "".join(document)
+            texts.append(cleaner.text(text) if config.cleans_text else text)
+            labels.append(values)
+    return texts, labels

@@ -73,6 +73,7 @@ class Router:
         self.by_documents = plan.kind == "documents"
         self.cut_tail = cut_tail and plan.kind == "tail"
         self.documents = dict.fromkeys(SIDES, 0)  # all in train in the tail split
+        self.sides = bytearray()  # each document's side in order: 0 train, 1 val
 
     @property
     def train_full(self) -> bool:
@@ -92,6 +93,7 @@ class Router:
         if self.documents[side]:
             write(self.separator)
         self.documents[side] += 1
+        self.sides.append(side == "val")
         return write
 
     def _write_tail(self, piece: Piece) -> None:
@@ -226,6 +228,7 @@ def write_splits(
         "unknown_tokens": unknown,
         # Only where a token is a character is an unknown token one unknown character.
         "unknown_characters": unknown if encoder.ids_are_characters else None,
+        "document_sides": bytes(router.sides),  # popped by the caller: not for meta.json
     }
 
 

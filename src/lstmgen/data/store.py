@@ -1,5 +1,9 @@
 """The on-disk token store: train.bin / val.bin (raw token ids), tokenizer.json, meta.json.
 
+A conditioned store has, beside each side's ids, where each document starts
+(`train.starts.npy`, int64 token positions of the document marks) and its condition numbers
+(`train.conditions.npy`, (documents, columns)): plain .npy arrays, loaded without pickle.
+
 prepare.py writes it (meta.json last, in a folder renamed into place when whole);
 TokenStore opens it memory-mapped and refuses one that is incomplete.
 """
@@ -16,6 +20,7 @@ from lstmgen.files import read_json
 
 STORE_FORMAT = 1
 DOC_SEPARATOR = "\n\n"
+SCAN_IDS = 1 << 22  # write_documents looks for document marks this many ids at a time
 
 
 def smallest_dtype(vocab_size: int) -> np.dtype:
@@ -47,6 +52,60 @@ def refuse_incomplete_store(path: str | Path) -> None:
             f"{path} is an incomplete token store (its preparation did not finish); "
             "prepare it again"
         )
+
+
+DOCUMENT_FILES = (
+    "train.starts.npy",
+    "train.conditions.npy",
+    "val.starts.npy",
+    "val.conditions.npy",
+)
+
+
+def store_files(path: Path) -> list[str]:
+    """The files of a store, meta.json (which marks it whole) last."""
+    documents = [name for name in DOCUMENT_FILES if (Path(path) / name).is_file()]
+    return ["train.bin", "val.bin", *documents, "tokenizer.json", "meta.json"]
+
+
+@dataclass(frozen=True)
+class Documents:
+    """Where each document of one side starts, and its condition numbers (one per column)."""
+
+    starts: np.ndarray  # (D,) int64, ascending; the first is 0
+    values: np.ndarray  # (D, C) int64
+
+    def at(self, positions: np.ndarray) -> np.ndarray:
+        """The condition numbers (..., C) of the documents holding these token positions."""
+        document = np.searchsorted(self.starts, positions, side="right") - 1
+        return self.values[np.maximum(document, 0)]
+
+    def of_tokens(self, length: int) -> np.ndarray:
+        """The condition numbers (length, C) of every token of the side."""
+        return self.at(np.arange(length, dtype=np.int64))
+
+
+def write_documents(
+    folder: Path, dtype: np.dtype, mark_id: int, labels: np.ndarray, sides: np.ndarray
+) -> None:
+    """Beside train.bin and val.bin: each document's start (found at its mark, the only place
+    that id occurs) and its condition numbers; `labels` (D, C) and `sides` (D,) (0 train,
+    1 val) are in the order the documents were written."""
+    for code, side in enumerate(("train", "val")):
+        ids = np.memmap(folder / f"{side}.bin", dtype=dtype, mode="r")
+        found = [
+            np.flatnonzero(ids[i : i + SCAN_IDS] == mark_id) + i
+            for i in range(0, len(ids), SCAN_IDS)
+        ]
+        starts = np.concatenate([np.zeros(0, np.int64), *found]).astype(np.int64)
+        values = labels[sides == code].reshape(-1, labels.shape[1] if labels.ndim == 2 else 0)
+        if len(starts) != len(values) or (len(starts) and starts[0] != 0):
+            raise LstmgenError(
+                f"{side}.bin has {len(starts)} document marks for {len(values)} documents; "
+                "a source holds the reserved character U+100000: prepare again"
+            )
+        np.save(folder / f"{side}.starts.npy", starts)
+        np.save(folder / f"{side}.conditions.npy", values.astype(np.int64))
 
 
 @dataclass
@@ -95,3 +154,19 @@ class TokenStore:
                 raise LstmgenError(f"{file} is missing or truncated; prepare the data again")
             arrays.append(np.memmap(file, dtype=dtype, mode="r"))
         return cls(path=path, meta=meta, train=arrays[0], val=arrays[1])
+
+    def documents(self, side: str) -> Documents | None:
+        """Where each document of train or val starts and its conditions (None: unconditioned)."""
+        if "conditions" not in self.meta:
+            return None
+        try:
+            starts = np.load(self.path / f"{side}.starts.npy", allow_pickle=False)
+            values = np.load(self.path / f"{side}.conditions.npy", allow_pickle=False)
+        except (OSError, ValueError):
+            raise LstmgenError(
+                f"{self.path}: the document conditions of {side}.bin are missing or damaged; "
+                "prepare the data again"
+            ) from None
+        if starts.ndim != 1 or values.ndim != 2 or len(starts) != len(values):
+            raise LstmgenError(f"{self.path}: {side}.conditions.npy is damaged; prepare again")
+        return Documents(starts.astype(np.int64), values.astype(np.int64))

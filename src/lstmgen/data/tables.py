@@ -1,8 +1,8 @@
 """Tables read one document per row: CSV/TSV, JSON Lines, Parquet, SQLite.
 
 Each reader yields the text of the chosen column or field, row by row (None and empty
-values as ""), so the caller can count rows it drops; with a condition column (field), it
-yields (condition, text) pairs. Malformed rows are skipped and
+values as ""), so the caller can count rows it drops; with condition columns (fields), it
+yields (conditions, text) pairs, one condition value per column. Malformed rows are skipped and
 counted in the Tally, or stop with an error under --strict. A line or record longer than
 MAX_RECORD_CHARS is malformed too: it would otherwise be held whole in memory (a CSV with
 an unterminated quote is one field to the end of the file).
@@ -110,12 +110,11 @@ def csv_rows(source: Source, options: ReadOptions, tally: Tally) -> Iterator[str
             return
         except csv.Error as e:
             raise LstmgenError(f"{source.name}: cannot read the header row ({e})") from None
-        for name in (options.column, options.condition_column):
+        for name in (options.column, *options.condition_column):
             if name is not None and name not in header:
                 raise _missing("column", name, source, header)
         index, width = header.index(options.column), len(header)
-        condition = options.condition_column
-        label = _labeller(header.index(condition) if condition is not None else None)
+        label = _labeller([header.index(name) for name in options.condition_column])
         end = reader.line_num  # where the last row ended
         nul_seen = getattr(options, "strip_control", False)  # --strip-control removes them
         while True:
@@ -188,17 +187,21 @@ def _label(value) -> str:
     return " ".join(_text(value).split())
 
 
-def _labeller(condition_index: int | None):
-    """What a reader yields for a row: its text, or (condition, text) with a condition column."""
-    if condition_index is None:
+def _labeller(condition_indices: list[int]):
+    """What a reader yields for a row: its text, or (conditions, text) with condition columns,
+    the conditions a tuple of one value per column."""
+    if not condition_indices:
         return lambda row, text: text
-    return lambda row, text: (_label(row[condition_index]), strip_reserved(_text(text)))
+    return lambda row, text: (
+        tuple(_label(row[i]) for i in condition_indices),
+        strip_reserved(_text(text)),
+    )
 
 
 def jsonl_rows(source: Source, options: ReadOptions, tally: Tally) -> Iterator[str]:
     """The --field (dotted for nested objects) of each JSON Lines record."""
     path = options.field.split(".")
-    condition = options.condition_field.split(".") if options.condition_field else None
+    conditions = [(name, name.split(".")) for name in options.condition_field]
     first = True
     with source.open_binary(tally) as stream:
         chunks = decoded_chunks(
@@ -223,8 +226,9 @@ def jsonl_rows(source: Source, options: ReadOptions, tally: Tally) -> Iterator[s
                 _malformed(source, options, tally, f"line {number}", f"not JSON: {e.msg}")
                 continue
             value = _field(record, path, options.field, source, first=first)
-            if condition is not None:
-                label = _field(record, condition, options.condition_field, source, first=first)
+            labels = tuple(
+                _label(_field(record, keys, name, source, first=first)) for name, keys in conditions
+            )
             first = False
             if isinstance(value, (dict, list)):
                 _malformed(source, options, tally, f"line {number}", f"{options.field} is not text")
@@ -238,7 +242,7 @@ def jsonl_rows(source: Source, options: ReadOptions, tally: Tally) -> Iterator[s
                         "fix the file, or pass --errors replace"
                     )
                 value = SURROGATE.sub("\ufffd", value)
-            yield value if condition is None else (_label(label), strip_reserved(value))
+            yield (labels, strip_reserved(value)) if conditions else value
 
 
 def parquet_rows(source: Source, options: ReadOptions, tally: Tally) -> Iterator[str]:
@@ -265,17 +269,17 @@ def parquet_rows(source: Source, options: ReadOptions, tally: Tally) -> Iterator
                 f"choose the text with --column (columns: {', '.join(names)})"
             )
         column = names[0]
-    for name in (column, options.condition_column):
+    for name in (column, *options.condition_column):
         if name is not None and name not in names:
             raise _missing("column", name, source, names)
-    label = _labeller(1 if options.condition_column else None)
-    wanted = [column, *([options.condition_column] if options.condition_column else [])]
+    wanted = [column, *options.condition_column]
+    label = _labeller(list(range(1, len(wanted))))
     batches = table.iter_batches(batch_size=8192, columns=wanted)
     while True:
         try:
             batch = next(batches, None)
-            values = batch.column(0).to_pylist() if batch is not None else []
-            labels = batch.column(len(wanted) - 1).to_pylist() if batch is not None else []
+            # by name: a batch has the file's column order, not the order asked for
+            columns = [batch.column(n).to_pylist() for n in wanted] if batch is not None else []
         except Exception as e:
             # pyarrow's own types (ArrowInvalid, OSError), or UnicodeDecodeError, for damaged data
             raise LstmgenError(
@@ -284,8 +288,8 @@ def parquet_rows(source: Source, options: ReadOptions, tally: Tally) -> Iterator
         if batch is None:
             return
         tally.bytes_read += batch.nbytes
-        for value, condition in zip(values, labels, strict=True):
-            yield label((value, condition), _text(value))
+        for row in zip(*columns, strict=True):
+            yield label(row, _text(row[0]))
 
 
 def _one_line(error: Exception) -> str:
@@ -329,12 +333,13 @@ def sqlite_rows(source: Source, options: ReadOptions, tally: Tally) -> Iterator[
                     f"table {options.table!r} of {source.name} has no column {options.column!r}; "
                     f"its columns are: {', '.join(columns)}"
                 )
-            if options.condition_column is not None and options.condition_column not in columns:
-                raise LstmgenError(
-                    f"table {options.table!r} of {source.name} has no column "
-                    f"{options.condition_column!r}; its columns are: {', '.join(columns)}"
-                )
-            wanted = [options.column, *filter(None, [options.condition_column])]
+            for name in options.condition_column:
+                if name not in columns:
+                    raise LstmgenError(
+                        f"table {options.table!r} of {source.name} has no column "
+                        f"{name!r}; its columns are: {', '.join(columns)}"
+                    )
+            wanted = [options.column, *options.condition_column]
             query = f"SELECT {', '.join(map(_quote, wanted))} FROM {_quote(options.table)}"
         else:
             query = options.query
@@ -355,13 +360,13 @@ def sqlite_rows(source: Source, options: ReadOptions, tally: Tally) -> Iterator[
                     f"it returns: {', '.join(names)}"
                 )
             index = names.index(options.column)
-        condition = options.condition_column
-        if condition is not None and condition not in names:
-            raise LstmgenError(
-                f"the query on {source.name} returns no column {condition!r}; "
-                f"it returns: {', '.join(names)}"
-            )
-        label = _labeller(names.index(condition) if condition is not None else None)
+        for name in options.condition_column:
+            if name not in names:
+                raise LstmgenError(
+                    f"the query on {source.name} returns no column {name!r}; "
+                    f"it returns: {', '.join(names)}"
+                )
+        label = _labeller([names.index(name) for name in options.condition_column])
         try:
             for row in cursor:
                 yield label(row, _text(row[index]))

@@ -18,12 +18,13 @@ import numpy as np
 from lstmgen.config import RunConfig
 from lstmgen.data.prepare import summary, write_resolved
 from lstmgen.data.sources import as_specs
-from lstmgen.data.store import TokenStore, is_token_store, refuse_incomplete_store
+from lstmgen.data.store import TokenStore, is_token_store, refuse_incomplete_store, store_files
 from lstmgen.device import resolve_device
 from lstmgen.errors import LstmgenError, say, warn
 from lstmgen.files import staged
 from lstmgen.run.finetune import fine_tune_config, initial_weights, open_base
 from lstmgen.tokens import load_tokenizer
+from lstmgen.tokens.conditions import conditions_of
 from lstmgen.tokens.vectors import read_vectors
 from lstmgen.training.batches import max_batch_size
 from lstmgen.training.distributed import world_size
@@ -110,7 +111,7 @@ def create(
         prepared.tokenizer = tokenizer = load_tokenizer(staging / "data" / "tokenizer.json")
         config, prepared = _fit_to_data(config, prepared, quiet=quiet)
         if base is not None:
-            prepared.initial = initial_weights(base, tokenizer.vocab_size)
+            prepared.initial = initial_weights(base, config.model)
             record = base.record(tokenizer.vocab_size)
             config = replace(config, records={**config.records, "base": record})
             if not quiet:
@@ -166,7 +167,7 @@ def _prepare_data(
 def _link_store(store: Path, target: Path) -> None:
     """Put a prepared store's files in the run (hard links where possible: no second copy)."""
     target.mkdir(parents=True)
-    for name in ("train.bin", "val.bin", "tokenizer.json", "meta.json"):
+    for name in store_files(store):
         try:
             os.link(store / name, target / name)
         except OSError:
@@ -197,7 +198,12 @@ def _fit_to_data(
             + f"; using --batch-size {fit}"
         )
         train = replace(train, batch_size=fit)
-    model = replace(config.model, vocab_size=tokenizer.vocab_size)
+    conditions = conditions_of(tokenizer)
+    model = replace(
+        config.model,
+        vocab_size=tokenizer.vocab_size,
+        conditions=conditions.sizes if conditions else (),
+    )
     corpus = {k: store.meta.get(k) for k in CORPUS_KEYS}
     corpus.update({k: store.meta[k] for k in CONDITION_KEYS if k in store.meta})
     config = replace(config, model=model, train=train, level=tokenizer.kind, corpus=corpus)

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import torch
 
-from lstmgen.checkpoint import load_weights
-from lstmgen.config import RunConfig
+from lstmgen.checkpoint import check_weights, load_weights
+from lstmgen.config import ModelConfig, RunConfig
 from lstmgen.config.options import flag_of
 from lstmgen.errors import LstmgenError
 from lstmgen.files import read_progress
@@ -76,6 +76,7 @@ def open_base(spec: str) -> Base:
         weights = run / "model.safetensors"
     if not weights.is_file():
         raise LstmgenError(f"--init-from {spec}: {run} has no saved weights yet (train it first)")
+    check_weights(config.model, weights, config_name=str(run / "config.json"))
     step = int(read_progress(weights).get("step", 0))
     return Base(run, checkpoint, config, tokenizer, weights, step)
 
@@ -101,14 +102,15 @@ def fine_tune_config(config: RunConfig, base: Base) -> RunConfig:
         )
     if config.train.embeddings:
         raise LstmgenError("--embeddings cannot start a fine-tune: the base's embeddings do")
-    if config.data.condition and base.config.level == "bpe":
+    base_conditioned = bool(base.config.model.conditions)
+    if config.data.conditions and not base_conditioned and base.config.level == "bpe":
         raise LstmgenError(
-            f"--init-from {base.run} is a BPE model, whose tokenizer has no room for new "
-            "control tokens; drop --condition-column (or fine-tune a char or word model)"
+            f"--init-from {base.run} is a BPE model, whose tokenizer has no room for the "
+            "document mark of conditions; drop --condition-column (or fine-tune a char or "
+            "word model)"
         )
-    model = replace(
-        config.model, **{name: getattr(base.config.model, name) for name in ARCHITECTURE}
-    )
+    shape = ARCHITECTURE + (("condition_embedding",) if base_conditioned else ())
+    model = replace(config.model, **{name: getattr(base.config.model, name) for name in shape})
     train = config.train
     if "lr" not in config.given:
         train = replace(train, lr=FINE_TUNE_LR)
@@ -118,13 +120,25 @@ def fine_tune_config(config: RunConfig, base: Base) -> RunConfig:
     return replace(config, model=model, train=train, data=data, level=base.config.level)
 
 
-def initial_weights(base: Base, vocab_size: int) -> dict[str, torch.Tensor]:
-    """The base's weights, their vocabulary rows extended to vocab_size with the mean row."""
+def initial_weights(base: Base, model: ModelConfig) -> dict[str, torch.Tensor]:
+    """The base's weights for the new run's model: the vocabulary rows extended with the mean
+    row; where the new run adds conditions, zero input columns for them and fresh condition
+    embeddings, so that step 0 computes what the base computed (Lipton et al.'s "weight
+    transplantation")."""
     module = LSTMLanguageModel(base.config.model)
     load_weights(module, base.weights)
     state = module.state_dict()
-    added = vocab_size - base.config.model.vocab_size
+    added = model.vocab_size - base.config.model.vocab_size
     for name in VOCABULARY_ROWS:
         rows = state[name]  # (V_base, ...)
         state[name] = torch.cat([rows, rows.mean(0, keepdim=True).expand(added, *rows.shape[1:])])
+    weight = state["rnn.weight_ih_l0"]  # (gates·H, the base's inputs)
+    extra = model.input_size - weight.shape[1]
+    if extra > 0:
+        state["rnn.weight_ih_l0"] = torch.cat([weight, weight.new_zeros(len(weight), extra)], 1)
+        # seeded on its own: the run's random streams stay as they would be without it
+        generator = torch.Generator().manual_seed(0)
+        for k, values in enumerate(model.conditions):
+            table = torch.randn(values, model.condition_embedding, generator=generator) * 0.1
+            state[f"condition_embeds.{k}.weight"] = table
     return state

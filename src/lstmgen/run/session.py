@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from lstmgen.checkpoint import (
+    check_weights,
     load_trainer_state,
     load_weights,
     save_trainer_state,
@@ -138,8 +139,11 @@ def _train(
         if config.train.init_from and not (out / "model.safetensors").exists():
             # a fine-tune resumed before its first checkpoint starts from its base again
             base = open_base(config.train.init_from)
-            prepared.initial = initial_weights(base, prepared.tokenizer.vocab_size)
+            prepared.initial = initial_weights(base, config.model)
     tokenizer, store = prepared.tokenizer, prepared.store
+    checkpoint = out / "model.safetensors"
+    if resuming and checkpoint.exists():  # before the model is built from config.json
+        check_weights(config.model, checkpoint, config_name=str(out / "config.json"))
     refuse_training_beyond(
         config.model,
         train_config.batch_size,
@@ -206,8 +210,10 @@ def _train(
         device=device,
         peers=peers,
         unscored=tuple(sorted(getattr(tokenizer, "is_control", ()))),
+        documents=(store.documents("train"), store.documents("val"))
+        if store.documents("train") is not None
+        else None,
     )
-    checkpoint = out / "model.safetensors"
     if resuming and not checkpoint.exists():
         if peers.is_main:
             truncate_metrics(out / "metrics.jsonl", 0)
@@ -355,6 +361,7 @@ def _find_lr(model, store: TokenStore, config: RunConfig, out: Path, reporter) -
         weight_decay=train.weight_decay,
         grad_clip=train.grad_clip,
         seed=train.seed,
+        documents=store.documents("train"),
     )
     seconds = time.perf_counter() - started
     lowest = min(test.losses)

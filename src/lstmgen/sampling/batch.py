@@ -22,8 +22,7 @@ from lstmgen.sampling.sampler import (
     StopMatcher,
     adjust_logits,
     choose,
-    expand_state,
-    prime_state,
+    prime_streams,
     text_of,
 )
 from lstmgen.sampling.stepper import make_stepper
@@ -65,7 +64,8 @@ class RunningBatch:
         self.device = next(model.parameters()).device
         self.banned, self.rules = np.asarray(banned, dtype=np.int64), rules
         self.samples: list[Sample] = []
-        self.joining: list[tuple[list[Sample], torch.Tensor, tuple]] = []
+        # (samples, their logits (n, V), their state, their conditions (n, C) or None)
+        self.joining: list[tuple[list[Sample], torch.Tensor, tuple, np.ndarray | None]] = []
         self.stepper = None
         self.logits = np.zeros((0, model.config.vocab_size), np.float32)  # (B, V)
         self.pending = np.zeros(0, np.int64)  # tokens drawn, not yet fed to the model
@@ -74,14 +74,22 @@ class RunningBatch:
         self.groups: list[tuple[SampleConfig, np.ndarray | None]] = []
 
     def __len__(self) -> int:
-        return len(self.samples) + sum(len(group) for group, _, _ in self.joining)
+        return len(self.samples) + sum(len(group) for group, *_ in self.joining)
 
     def add(
-        self, owner, prime_ids: torch.Tensor, config: SampleConfig, decoders: list, first: int = 0
+        self,
+        owner,
+        prime_ids: torch.Tensor,
+        config: SampleConfig,
+        decoders: list,
+        first: int = 0,
+        conditions: np.ndarray | None = None,
     ) -> None:
         """Prime and queue one sample per decoder (`owner`'s indices first, first + 1, ...;
-        seeded with (seed, 0), (seed, 1), ...); they join at the next step."""
-        logits, state = prime_state(self.model, prime_ids.to(self.device))
+        seeded with (seed, 0), (seed, 1), ...; conditioned by the rows of conditions (n, C)
+        where the model is); they join at the next step."""
+        n = len(decoders)
+        logits, state = prime_streams(self.model, prime_ids.to(self.device), n, conditions)
         seed = config.seed if config.seed is not None else random_seed()
         tail = prime_ids[-config.repetition_window :].cpu().numpy()
         samples = []
@@ -100,8 +108,7 @@ class RunningBatch:
                     position=len(tail) % config.repetition_window,
                 )
             )
-        n = len(samples)
-        self.joining.append((samples, logits.float().cpu().repeat(n, 1), expand_state(state, n)))
+        self.joining.append((samples, logits.float().cpu(), state, conditions))
 
     def drop(self, owners: set) -> None:
         """Forget these owners' samples (their clients went away)."""
@@ -162,15 +169,17 @@ class RunningBatch:
         return ids
 
     def _join(self) -> None:
-        samples = [s for group, _, _ in self.joining for s in group]
-        logits = torch.cat([lg for _, lg, _ in self.joining]).numpy()
-        states = [st for _, _, st in self.joining]
+        samples = [s for group, *_ in self.joining for s in group]
+        logits = torch.cat([lg for _, lg, _, _ in self.joining]).numpy()
+        states = [st for _, _, st, _ in self.joining]
         state = tuple(torch.cat(parts, 1) for parts in zip(*states, strict=True))
+        given = [c for *_, c in self.joining if c is not None]
+        conditions = np.concatenate(given) if given else None
         self.joining = []
         if self.stepper is None:
-            self.stepper = make_stepper(self.model, state, exact_rows=True)
+            self.stepper = make_stepper(self.model, state, conditions, exact_rows=True)
         else:
-            self.stepper.join(state)
+            self.stepper.join(state, conditions)
         recent = np.zeros((len(samples), self.logits.shape[1]), np.int32)
         for row, sample in enumerate(samples):
             seen = sample.history[sample.history >= 0]

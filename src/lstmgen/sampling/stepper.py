@@ -9,6 +9,8 @@ layer and step, and reuses preallocated buffers:
 
 - layer 0's input projection is a lookup table: embedding @ W_ih + biases, one
   row per vocabulary entry, so the first layer only multiplies its hidden state;
+  a conditioned model's condition embeddings are constant per stream, so their part of
+  the projection is one more row per stream, added at every step;
 - the other layers multiply [input, h, 1] by one fused matrix [W_ih; W_hh; b];
 - gates are reordered to (i, f, o, g) with the sigmoid rows negated, so one exp,
   one add and one reciprocal make all three sigmoid gates;
@@ -19,7 +21,8 @@ It gives the same probabilities as the `nn.LSTM` forward up to float rounding
 the work is large matrix products that PyTorch does as fast) use `TorchStepper`,
 which calls the model's own `step`.
 
-Both let streams leave (`keep`) and join (`join`) between steps, for a server's running batch.
+Both let streams leave (`keep`) and join (`join`) between steps, for a server's running batch;
+each stream brings its condition numbers (C,) where the model is conditioned.
 A row's numbers then must not depend on which rows it is computed with: OpenBLAS multiplies one
 row (a matrix-vector product) and a vocabulary that is not a multiple of 16 columns in another
 order than a block of rows, so `exact_rows=True` pads to at least 2 rows and 16k columns;
@@ -37,13 +40,20 @@ from lstmgen.model import LSTMLanguageModel, State
 class TorchStepper:
     """Generic path: the model's own `step` on its device; logits come back as numpy."""
 
-    def __init__(self, model: LSTMLanguageModel, state: State):
+    def __init__(self, model: LSTMLanguageModel, state: State, conditions: np.ndarray | None):
         self.model, self.state = model, state
         self.device = next(model.parameters()).device
+        self.conditions = self._tensor(conditions)  # (B, C) or None
+
+    def _tensor(self, conditions: np.ndarray | None) -> torch.Tensor | None:
+        if conditions is None:
+            return None
+        return torch.as_tensor(np.asarray(conditions, np.int64), device=self.device)
 
     @torch.no_grad()
     def step(self, ids: np.ndarray) -> np.ndarray:
-        logits, self.state = self.model.step(torch.from_numpy(ids).to(self.device), self.state)
+        tokens = torch.from_numpy(ids).to(self.device)
+        logits, self.state = self.model.step(tokens, self.state, self.conditions)
         return logits.float().cpu().numpy()
 
     def keep(self, rows: np.ndarray) -> None:
@@ -53,13 +63,17 @@ class TorchStepper:
             self.state = tuple(s.index_select(1, index) for s in self.state)
         else:
             self.state = self.state.index_select(1, index)
+        if self.conditions is not None:
+            self.conditions = self.conditions.index_select(0, index)
 
-    def join(self, state: State) -> None:
-        """Add streams (their states (L, n, H)) after the current ones."""
+    def join(self, state: State, conditions: np.ndarray | None = None) -> None:
+        """Add streams (their states (L, n, H) and conditions (n, C)) after the current ones."""
         if isinstance(self.state, tuple):
             self.state = tuple(torch.cat([a, b], 1) for a, b in zip(self.state, state, strict=True))
         else:
             self.state = torch.cat([self.state, state], 1)
+        if self.conditions is not None:
+            self.conditions = torch.cat([self.conditions, self._tensor(conditions)])
 
 
 def _reorder(w: np.ndarray, hidden: int) -> np.ndarray:
@@ -75,10 +89,11 @@ class NumpyLSTMStepper:
         self,
         model: LSTMLanguageModel,
         state: tuple[torch.Tensor, torch.Tensor],
+        conditions: np.ndarray | None = None,
         *,
         exact_rows: bool = False,
     ):
-        rnn, H = model.rnn, model.config.hidden
+        rnn, H, E = model.rnn, model.config.hidden, model.config.embedding
         self.min_rows = 2 if exact_rows else 1
         self.layers, self.hidden = model.config.layers, H
         # remove_duplicate=False: with tied weights head.weight is the embedding, and must still
@@ -88,9 +103,17 @@ class NumpyLSTMStepper:
             for name, p in model.named_parameters(remove_duplicate=False)
         }
         bias0 = weights["rnn.bias_ih_l0"] + weights["rnn.bias_hh_l0"]
-        self.table = _reorder(
-            weights["embed.weight"] @ weights["rnn.weight_ih_l0"].T + bias0, H
-        )  # (V, 4H)
+        w_ih = weights["rnn.weight_ih_l0"]  # (4H, E + C·E_c): the token's columns, then each
+        self.table = _reorder(weights["embed.weight"] @ w_ih[:, :E].T + bias0, H)  # (V, 4H)
+        width = model.config.condition_embedding
+        self.condition_tables = [  # (values, 4H) per condition column
+            _reorder(
+                weights[f"condition_embeds.{k}.weight"]
+                @ w_ih[:, E + k * width : E + (k + 1) * width].T,
+                H,
+            )
+            for k in range(len(model.config.conditions))
+        ]
         # layer 0's buffer ends in a 1 too; its bias is in the table
         zero_row = np.zeros((1, 4 * H), np.float32)
         self.w0 = _reorder(
@@ -117,12 +140,27 @@ class NumpyLSTMStepper:
         assert rnn.bias and not rnn.bidirectional and getattr(rnn, "proj_size", 0) == 0
         h, c = (s.detach().float().cpu().numpy() for s in state)  # (L, B, H)
         self.streams = 0
-        self._allocate(h, c)
+        self._allocate(h, c, self._condition_rows(conditions, h.shape[1]))
 
-    def _allocate(self, h: np.ndarray, c: np.ndarray) -> None:
+    def _condition_rows(self, conditions: np.ndarray | None, streams: int) -> np.ndarray | None:
+        """Each stream's conditions' part of layer 0's gates (streams, 4H), or None."""
+        if not self.condition_tables:
+            return None
+        if conditions is None:
+            raise ValueError("a conditioned model needs each stream's conditions")
+        conditions = np.asarray(conditions, np.int64).reshape(streams, -1)
+        rows = np.zeros((streams, self.table.shape[1]), np.float32)
+        for k, table in enumerate(self.condition_tables):
+            rows += table[conditions[:, k]]
+        return rows
+
+    def _allocate(self, h: np.ndarray, c: np.ndarray, extra: np.ndarray | None) -> None:
         self.streams = h.shape[1]
         if self.streams < self.min_rows:  # padding rows, never read
             h, c = (np.pad(a, ((0, 0), (0, self.min_rows - self.streams), (0, 0))) for a in (h, c))
+            if extra is not None:
+                extra = np.pad(extra, ((0, self.min_rows - self.streams), (0, 0)))
+        self.extra = extra  # (B, 4H): the conditions' part of layer 0's gates, or None
         L, B, H = h.shape
         # Each layer's buffer holds [input from below | own h | 1]; layer 0's only [own h | 1].
         self.buf = [np.ones((B, H + 1), np.float32)] + [
@@ -166,6 +204,8 @@ class NumpyLSTMStepper:
             if l == 0:
                 np.take(self.table, ids, axis=0, out=self.rows)
                 g += self.rows
+                if self.extra is not None:
+                    g += self.extra
             np.minimum(sig, 80.0, out=sig)  # keeps exp finite; sigmoid(-80) is 0 in float32 anyway
             np.exp(sig, out=sig)
             sig += 1.0
@@ -184,26 +224,41 @@ class NumpyLSTMStepper:
     def keep(self, rows: np.ndarray) -> None:
         """Continue only the streams at these row positions."""
         h = np.stack([own[rows] for own in self.own])
-        self._allocate(h, self.c[:, rows])
+        extra = None if self.extra is None else self.extra[rows]
+        self._allocate(h, self.c[:, rows], extra)
 
-    def join(self, state: tuple[torch.Tensor, torch.Tensor]) -> None:
-        """Add streams (their states (L, n, H)) after the current ones."""
+    def join(
+        self, state: tuple[torch.Tensor, torch.Tensor], conditions: np.ndarray | None = None
+    ) -> None:
+        """Add streams (their states (L, n, H) and conditions (n, C)) after the current ones."""
         live = np.arange(self.streams)
         h = np.stack([own[live] for own in self.own])
         new_h, new_c = (s.detach().float().cpu().numpy() for s in state)
-        self._allocate(np.concatenate([h, new_h], 1), np.concatenate([self.c[:, live], new_c], 1))
+        extra = None
+        if self.extra is not None:
+            new = self._condition_rows(conditions, new_h.shape[1])
+            extra = np.concatenate([self.extra[live], new])
+        self._allocate(
+            np.concatenate([h, new_h], 1), np.concatenate([self.c[:, live], new_c], 1), extra
+        )
 
 
 def make_stepper(
-    model: LSTMLanguageModel, state: State, *, exact_rows: bool = False
+    model: LSTMLanguageModel,
+    state: State,
+    conditions: np.ndarray | None = None,
+    *,
+    exact_rows: bool = False,
 ) -> TorchStepper | NumpyLSTMStepper:
-    """The fastest path this model and device allow; with exact_rows (a batch whose rows come
-    and go), the numpy path at every batch size, padded so that rows do not affect each other."""
+    """The fastest path this model and device allow, for streams with these states (and
+    condition numbers (B, C) where the model is conditioned); with exact_rows (a batch whose
+    rows come and go), the numpy path at every batch size, padded so that rows do not affect
+    each other."""
     on_cpu = next(model.parameters()).device.type == "cpu"
     streams = (state[0] if isinstance(state, tuple) else state).shape[1]
     # From about 32 streams on, the work is big matrix products, where PyTorch's are as fast or
     # faster.
     numpy_fits = on_cpu and model.config.cell == "lstm" and isinstance(state, tuple)
     if numpy_fits and (exact_rows or streams < 32):
-        return NumpyLSTMStepper(model, state, exact_rows=exact_rows)
-    return TorchStepper(model, state)
+        return NumpyLSTMStepper(model, state, conditions, exact_rows=exact_rows)
+    return TorchStepper(model, state, conditions)

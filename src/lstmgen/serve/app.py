@@ -25,7 +25,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 
-from lstmgen.config import SampleConfig, ServeConfig
+from lstmgen.config import SampleConfig, ServeConfig, random_seed
 from lstmgen.describe import info
 from lstmgen.errors import LstmgenError
 from lstmgen.inference import Model, load
@@ -78,6 +78,7 @@ def create_app(
             level=about["level"],
             parameters=about["parameters"],
             best_val_bits_per_char=about["best_val_bits_per_char"],
+            conditions=conditions_card(models[name]),
         )
     if not models:
         raise LstmgenError("name at least one run directory to serve")
@@ -148,14 +149,16 @@ def create_app(
         name = model_name(body.model, models)
         model, prompts = models[name], check(body, config)
         settings = sample_config(body)
+        conditions = condition_rows(model, body, settings)
         parts = []
         for prompt in prompts:
             ids = model.prime_ids(prompt, quiet=True)
-            context = ids.tolist() if prompt else []  # the first word's spacing follows it
+            # the first word's spacing follows the prompt's text (not a document's start)
+            context = model.tokenizer.encode(prompt).tolist() if prompt else []
             decoders = [model.tokenizer.stream_decoder(context) for _ in range(body.n)]
-            parts.append((ids, settings, decoders))
+            parts.append((ids, settings, decoders, conditions))
         job = Job(parts)
-        answer = Answer(name, body.n, len(prompts), sum(len(ids) for ids, _, _ in parts))
+        answer = Answer(name, body.n, len(prompts), sum(len(part[0]) for part in parts))
         if body.max_tokens > 0:
             try:
                 workers[name].submit(job)
@@ -238,6 +241,23 @@ def sample_config(body: CompletionRequest) -> SampleConfig:
             str(error),
         )
         raise ApiError(400, message, message.split()[0]) from None
+
+
+def conditions_card(model: Model) -> dict[str, list[str]] | None:
+    """What /v1/models says of a run's conditions: each column's values."""
+    if model.conditions is None:
+        return None
+    return {column.name: list(column.values) for column in model.conditions.columns}
+
+
+def condition_rows(model: Model, body: CompletionRequest, settings: SampleConfig):
+    """Each choice's condition numbers (n, C) for a conditioned run (400 for an unknown value);
+    the columns not asked for are drawn with the request's seed."""
+    try:
+        seed = settings.seed if settings.seed is not None else random_seed()
+        return model.condition_rows(body.condition, body.n, seed)
+    except LstmgenError as error:
+        raise ApiError(400, str(error), "condition") from None
 
 
 class Answer:

@@ -14,6 +14,7 @@ import time
 import traceback
 from collections import deque
 
+import numpy as np
 import torch
 
 from lstmgen.config import SampleConfig
@@ -34,9 +35,10 @@ class Job:
     Each item of `queue` is a list of Pieces (one step's worth), or an Exception.
     """
 
-    def __init__(self, parts: list[tuple[torch.Tensor, SampleConfig, list]]):
-        self.parts = parts  # (prime ids, settings, one decoder per sample) per prompt
-        self.samples = sum(config.num_samples for _, config, _ in parts)
+    def __init__(self, parts: list[tuple[torch.Tensor, SampleConfig, list, np.ndarray | None]]):
+        # per prompt: prime ids, settings, one decoder per sample, the samples' conditions
+        self.parts = parts
+        self.samples = sum(part[1].num_samples for part in parts)
         self.loop = asyncio.get_running_loop()
         self.queue: asyncio.Queue = asyncio.Queue()
         self.cancelled = False
@@ -46,10 +48,8 @@ class BatchWorker:
     """Steps one model's running batch in a thread while there are samples to make."""
 
     def __init__(self, model: Model, *, max_batch: int, max_waiting: int):
-        tokenizer = model.tokenizer
-        self.batch = RunningBatch(
-            model.module, banned=tokenizer.never_generated, rules=getattr(tokenizer, "rules", None)
-        )
+        rules = getattr(model.tokenizer, "rules", None)
+        self.batch = RunningBatch(model.module, banned=model.banned, rules=rules)
         self.max_batch, self.max_waiting = max_batch, max_waiting
         self.waiting: deque[Job] = deque()
         self.wake = threading.Condition()
@@ -96,8 +96,8 @@ class BatchWorker:
                     room -= joining[-1].samples
             for job in joining:  # primed here, outside the lock: submit() need not wait
                 first = 0
-                for prime_ids, config, decoders in job.parts if not job.cancelled else []:
-                    self.batch.add(job, prime_ids, config, decoders, first)
+                for prime_ids, config, decoders, rows in job.parts if not job.cancelled else []:
+                    self.batch.add(job, prime_ids, config, decoders, first, rows)
                     first += len(decoders)
             try:
                 gone = {job for job in self.batch.owners() if job.cancelled}

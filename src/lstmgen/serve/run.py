@@ -3,15 +3,17 @@ streams in flight finish (10 s at most) and return."""
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import signal
+import socket
 from collections.abc import Sequence
 from pathlib import Path
 
 import uvicorn
 
 from lstmgen.config import ServeConfig
-from lstmgen.errors import say, warn
+from lstmgen.errors import LstmgenError, say, warn
 from lstmgen.serve.app import create_app
 
 
@@ -25,6 +27,7 @@ def serve(
 ) -> None:
     """Serve these runs over HTTP until interrupted (options: ServeConfig's fields)."""
     config = settings or ServeConfig(**options)
+    listening = bound_socket(config.host, config.port)  # before the runs load: errors at once
     app = create_app(runs, config, device=device, checkpoint=checkpoint)
     if config.api_key is None and not _loopback(config.host):
         warn(
@@ -57,7 +60,7 @@ def serve(
                 return
 
     server.startup = startup  # type: ignore[method-assign]
-    server.run()
+    server.run(sockets=[listening])
     say("lstmgen: server stopped")
 
 
@@ -66,3 +69,32 @@ def _loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return host == "localhost"
+
+
+def bound_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to host and port as uvicorn binds one, or a one-line LstmgenError
+    saying why it cannot be (uvicorn would log the OS's words and exit 3)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family=family, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as error:
+        sock.close()
+        raise LstmgenError(_cannot_listen(host, port, error)) from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def _cannot_listen(host: str, port: int, error: OSError) -> str:
+    hosts = "127.0.0.1 (this machine only) or 0.0.0.0 (every network interface)"
+    if isinstance(error, socket.gaierror) or error.errno == errno.EADDRNOTAVAIL:
+        return (
+            f"--host {host} is not an address of this machine (or a name that resolves to "
+            f"one); give {hosts}"
+        )
+    if error.errno == errno.EADDRINUSE:
+        return f"--port {port} is already in use on {host}; choose another --port (0: any free one)"
+    if error.errno in (errno.EACCES, errno.EPERM):
+        return f"--port {port} needs privileges here; choose a port above 1023"
+    return f"cannot listen on {host}:{port} ({(error.strerror or str(error)).lower()})"

@@ -50,6 +50,7 @@ class AsciiJSON(JSONResponse):
 
 
 class StreamOptions(BaseModel):
+    model_config = ConfigDict(strict=True)
     include_usage: bool = False
 
 
@@ -60,9 +61,12 @@ def at_least(low: float, high: float | None = None) -> dict:
 
 
 class CompletionRequest(BaseModel):
-    """POST /v1/completions; fields other servers take but lstmgen does not are ignored."""
+    """POST /v1/completions; fields other servers take but lstmgen does not are ignored.
 
-    model_config = ConfigDict(extra="ignore")
+    Strict types: "n": "2" or "max_tokens": true is a 422 naming the field, not coerced
+    (a whole number is still a number)."""
+
+    model_config = ConfigDict(extra="ignore", strict=True)
     model: str | None = Field(None, description="A served run's name; optional with one run.")
     prompt: str | list[str] = Field("", description="Text to continue, or a list of them.")
     max_tokens: int = Field(16, description="Tokens to generate per choice.", **at_least(0))
@@ -78,6 +82,12 @@ class CompletionRequest(BaseModel):
     stream_options: StreamOptions | None = None
     repetition_penalty: float = Field(1.0, description="Above 1: recent tokens less likely.")
     min_tokens: int = Field(0, description="No stop ends a choice before this many.", **at_least(0))
+    condition: dict[str, str] | None = Field(
+        None,
+        description="lstmgen's extension: write under these values of the run's condition "
+        'columns, e.g. {"Score": "5"} (GET /v1/models lists them); columns left out are drawn '
+        "from their training share.",
+    )
 
 
 class Choice(BaseModel):
@@ -110,6 +120,9 @@ class ModelCard(BaseModel):
     level: str
     parameters: int
     best_val_bits_per_char: float | None
+    conditions: dict[str, list[str]] | None = Field(
+        None, description="Each condition column's values (runs trained with conditions)."
+    )
 
 
 class ModelList(BaseModel):

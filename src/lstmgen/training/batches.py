@@ -6,6 +6,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from lstmgen.data.store import Documents
+
 
 class StreamBatches:
     """One epoch's batches over a token array.
@@ -18,6 +20,10 @@ class StreamBatches:
     With several processes (`ranks`), the array is cut into B x ranks streams, the global
     batch, and process `rank` reads its own B of them: disjoint, together all of them, and
     the same number of batches on every process.
+
+    With `documents` (a conditioned store), each input position also gets the conditions of
+    the document its target belongs to: the token before a document's mark already asks for
+    that document.
     """
 
     def __init__(
@@ -30,6 +36,7 @@ class StreamBatches:
         epoch: int,
         rank: int = 0,
         ranks: int = 1,
+        documents: Documents | None = None,
     ):
         self.batch_size, self.seq_len = batch_size, seq_len
         streams = batch_size * ranks  # the global batch
@@ -47,6 +54,9 @@ class StreamBatches:
         own = slice(rank * batch_size, (rank + 1) * batch_size)
         self._inputs = tokens[offset : offset + span].reshape(streams, stream_len)[own]
         self._targets = tokens[offset + 1 : offset + 1 + span].reshape(streams, stream_len)[own]
+        self.documents = documents
+        # where each of this process's streams starts, as the position of its first target
+        self._first_target = offset + 1 + np.arange(streams)[own] * stream_len
 
     def __len__(self) -> int:
         return self.steps
@@ -57,6 +67,14 @@ class StreamBatches:
         x = torch.from_numpy(self._inputs[:, cols].astype(np.int64))
         y = torch.from_numpy(self._targets[:, cols].astype(np.int64))
         return x, y
+
+    def conditions(self, index: int) -> torch.Tensor | None:
+        """The conditions (B, T, C) int64 of batch `index`'s inputs (None: unconditioned)."""
+        if self.documents is None:
+            return None
+        start = index * self.seq_len
+        positions = self._first_target[:, None] + np.arange(start, start + self.seq_len)  # (B, T)
+        return torch.from_numpy(self.documents.at(positions))
 
 
 def max_batch_size(num_tokens: int, seq_len: int) -> int:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from lstmgen.data.store import Documents
 from lstmgen.errors import LstmgenError
 from lstmgen.model import LSTMLanguageModel, detach_state
 from lstmgen.training.batches import StreamBatches
@@ -52,13 +53,14 @@ def range_test(
     low: float = 1e-4,
     high: float = 1.0,
     smoothing: float = 0.9,
+    documents: Documents | None = None,
 ) -> RangeTest:
     """Train a copy of `model` for up to `steps` batches at rates from `low` to `high`; suggest a
     peak rate."""
     device = next(model.parameters()).device
     trial = copy.deepcopy(model).train()
     optimizer = make_optimizer(trial, low, weight_decay)
-    batches = StreamBatches(tokens, batch_size, seq_len, seed=seed, epoch=0)
+    batches = StreamBatches(tokens, batch_size, seq_len, seed=seed, epoch=0, documents=documents)
     # a tiny corpus is read again rather than cut the test short
     steps = max(2, min(steps, 4 * len(batches)))
     result, state, average, best = RangeTest(), None, 0.0, math.inf
@@ -71,7 +73,10 @@ def range_test(
             if i % len(batches) == 0:
                 state = None  # back at the start of the text: no carried context
             x, y = (t.to(device) for t in batches.get(i % len(batches)))
-            _, loss, state = trial(x, state, y)
+            conditions = batches.conditions(i % len(batches))
+            if conditions is not None:
+                conditions = conditions.to(device)
+            _, loss, state = trial(x, state, y, conditions=conditions)
             state = detach_state(state)
             value = float(loss.detach())
             if not math.isfinite(value):

@@ -11,6 +11,7 @@ import time
 import torch
 
 from lstmgen.config import TrainConfig
+from lstmgen.data.store import Documents
 from lstmgen.device import autocast_for
 from lstmgen.errors import LstmgenError
 from lstmgen.metrics import evaluate_tokens
@@ -53,6 +54,7 @@ class Trainer:
         threads: ThreadChooser | None = None,
         peers: Peers | None = None,
         unscored: tuple[int, ...] = (),
+        documents: tuple[Documents, Documents] | None = None,
     ):
         self.model, self.config, self.hooks, self.save, self.device = (
             model,
@@ -64,7 +66,10 @@ class Trainer:
         self.train_tokens, self.val_tokens = train_tokens, val_tokens
         self.peers = peers or Peers()  # the other training processes under torchrun, if any
         self.step_model = self.peers.wrap(model)  # DDP under torchrun: gradients are averaged
-        self.unscored = unscored  # control tokens: their predictions are not held-out loss
+        self.unscored = unscored  # document marks: their predictions are not held-out loss
+        # a conditioned store's documents (train, val): each token's conditions come from them
+        self.train_documents = documents[0] if documents else None
+        self.val_conditions = documents[1].of_tokens(len(val_tokens)) if documents else None
         self.optimizer = make_optimizer(model, config.lr, config.weight_decay)
         self.divergence = Divergence(model, self.optimizer, config, self.peers)
         self.threads = threads or ThreadChooser()  # measured, unless --threads says
@@ -156,6 +161,7 @@ class Trainer:
             epoch=epoch,
             rank=self.peers.rank,
             ranks=self.peers.size,
+            documents=self.train_documents,
         )
 
     def fraction_done(self) -> float:
@@ -207,6 +213,7 @@ class Trainer:
             limit=limit,
             shard=(self.peers.rank, self.peers.size),
             unscored=self.unscored,
+            conditions=self.val_conditions,
         )
         nats, count = self.peers.total(nats, count)  # each process scored its share
         count = int(count)
@@ -286,17 +293,20 @@ class Trainer:
                 while reason is None:
                     self.threads.step_starts(p.elapsed_s)
                     x, y = batches.get(p.batch)
+                    conditions = batches.conditions(p.batch)  # (B, T, C) or None
                     if pin:
                         x, y = x.pin_memory(), y.pin_memory()
                     x, y = (
                         x.to(self.device, non_blocking=True),
                         y.to(self.device, non_blocking=True),
                     )
+                    if conditions is not None:
+                        conditions = conditions.to(self.device, non_blocking=True)
                     lr = lr_at(c, p.step, self.fraction_done(), self.total_steps) * p.lr_scale
                     for group in self.optimizer.param_groups:
                         group["lr"] = lr
                     with autocast:
-                        _, loss, state = model(x, self.state, y)
+                        _, loss, state = model(x, self.state, y, conditions=conditions)
                     self.state = detach_state(state)
                     self.model.objective(loss).backward()
                     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), c.grad_clip)
