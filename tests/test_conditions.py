@@ -437,3 +437,28 @@ def test_the_report_counts_pairs_for_the_auc_and_averages_f1_over_values():
     assert scores["macro_f1"] == pytest.approx(0.5)  # value 2 has no document: not averaged
     with pytest.raises(lstmgen.LstmgenError, match="not a value"):
         report(values, posterior, labels, positive=["9"], negative=["1"])
+
+
+def test_each_process_reads_its_streams_conditions_and_each_input_gets_its_targets_document():
+    from lstmgen.data.store import Documents
+    from lstmgen.training.batches import StreamBatches
+
+    tokens = np.arange(1000) % 50
+    starts = np.array([0, 37, 200, 201, 530, 777])
+    documents = Documents(starts, np.array([[k % 3, k % 2] for k in range(len(starts))]))
+    whole = StreamBatches(tokens, 8, 16, seed=1, epoch=2, documents=documents)
+    for rank in (0, 1):
+        own = StreamBatches(tokens, 4, 16, seed=1, epoch=2, rank=rank, ranks=2, documents=documents)
+        for index in (0, len(own) - 1):
+            rows = slice(4 * rank, 4 * rank + 4)
+            assert torch.equal(own.get(index)[0], whole.get(index)[0][rows])
+            assert torch.equal(own.conditions(index), whole.conditions(index)[rows])
+    # input j predicts target j + 1: it takes the document of the target's position
+    x, y = whole.get(3)
+    conditions = whole.conditions(3)
+    for b in range(8):
+        for t in range(16):
+            position = whole._first_target[b] + 3 * 16 + t
+            assert int(y[b, t]) == tokens[position]
+            document = np.searchsorted(starts, position, side="right") - 1
+            assert conditions[b, t].tolist() == documents.values[document].tolist()
