@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import make_text
+from conftest import TINY, make_text
 from lstmgen.cli import main
 from lstmgen.errors import LstmgenError
 from lstmgen.files import JSON_DEPTH_LIMIT, read_json
@@ -47,6 +47,55 @@ def edit_json(path: Path, change) -> None:
     data = json.loads(path.read_text())
     change(data)
     path.write_text(json.dumps(data))
+
+
+# ----- 1: a config.json whose sizes the weights do not hold ---------------------------------
+@pytest.mark.parametrize(
+    "field, value, tensor",
+    [
+        ("hidden", 10**12, "rnn.weight_ih_l0"),
+        ("embedding", 10**12, "embed.weight"),
+        ("vocab_size", 10**12, "embed.weight"),
+        ("layers", 10**12, "model.layers"),
+        ("conditions", [10**12], "condition_embeds.0.weight"),
+    ],
+)
+def test_absurd_size_in_config_is_checked_against_the_weights_header(
+    run, capsys, field, value, tensor
+):
+    edit_json(run / "config.json", lambda d: d["model"].update({field: value}))
+    for command in (
+        ["generate", run, "--length", "5"],
+        ["evaluate", run, run / "samples.md"],
+        ["train", "--resume", run, "--epochs", "3"],
+    ):
+        refused(command, capsys, "config.json", tensor, "restore it or train again")
+
+
+def test_expected_shapes_match_a_model_with_conditions_and_tied_weights():
+    from lstmgen.checkpoint import expected_shapes
+    from lstmgen.config import ModelConfig
+    from lstmgen.model import LSTMLanguageModel
+
+    for config in (
+        ModelConfig(vocab_size=11, embedding=8, hidden=8, layers=2, tie_weights=True),
+        ModelConfig(vocab_size=11, embedding=5, hidden=7, layers=3, cell="gru", conditions=(3, 4)),
+    ):
+        module = LSTMLanguageModel(config)
+        actual = {name: tuple(p.shape) for name, p in module.named_parameters()}
+        assert expected_shapes(config) == actual
+
+
+def test_a_fine_tune_checks_its_base_weights_first(run, tmp_path, capsys):
+    edit_json(run / "config.json", lambda d: d["model"].update({"hidden": 10**12}))
+    corpus = tmp_path / "more.txt"
+    corpus.write_text(make_text(5_000, seed=3))
+    refused(
+        ["train", corpus, "--out", tmp_path / "tuned", "--init-from", run, "--epochs", "1"],
+        capsys,
+        "config.json",
+        "rnn.weight_ih_l0",
+    )
 
 
 # ----- 2, 3, 4: JSON files read within bounds -----------------------------------------------
@@ -199,6 +248,15 @@ def test_memory_estimate_is_not_below_the_weights():
     assert training_bytes(model, 16, 32) > 4 * weights_bytes(model)
 
 
+def test_loading_refuses_a_model_beyond_memory(run, monkeypatch):
+    import lstmgen
+    import lstmgen.checkpoint as checkpoint
+
+    monkeypatch.setattr(checkpoint, "machine_memory_bytes", lambda: 1_000)
+    with pytest.raises(LstmgenError, match=r"needs about .* to load, more than this machine"):
+        lstmgen.load(run)
+
+
 # ----- 11: a level that is not one ------------------------------------------------------------
 def test_level_in_config_must_be_a_level(run, capsys):
     edit_json(run / "config.json", lambda d: d.update({"level": "../../x"}))
@@ -234,6 +292,54 @@ def test_many_samples_are_made_in_batches_with_the_same_texts(trained_run, capsy
     assert [json.loads(line)["text"] for line in batched_jsonl.splitlines()] == [
         json.loads(line)["text"] for line in whole_jsonl.splitlines()
     ]
+
+
+def test_batches_of_a_conditioned_run_draw_conditions_as_one_seeded_set(tmp_path, monkeypatch):
+    import csv
+    import io
+    import random
+
+    import lstmgen
+    from lstmgen.config import SampleConfig
+    from lstmgen.console import write_jsonl
+
+    rng = random.Random(0)
+    with open(tmp_path / "t.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["text", "a", "b"])
+        for _ in range(200):
+            writer.writerow(
+                [make_text(120, seed=rng.randrange(99)), rng.choice("xyz"), rng.choice("pq")]
+            )
+    lstmgen.train(
+        [tmp_path / "t.csv"],
+        out=tmp_path / "run",
+        column="text",
+        condition_column=["a", "b"],
+        max_steps=10,
+        quiet=True,
+        **{k: v for k, v in TINY.items() if k != "dropout"},
+    )
+    model = lstmgen.load(tmp_path / "run")
+    settings = SampleConfig(num_samples=9, length=15, seed=3)
+    rows, sample_text = [], lstmgen.inference.sample_text
+
+    def recorded(*args, conditions=None, first_sample=0, **more):
+        rows.append((first_sample, conditions))
+        return sample_text(*args, conditions=conditions, first_sample=first_sample, **more)
+
+    monkeypatch.setattr("lstmgen.inference.sample_text", recorded)
+    monkeypatch.setattr("lstmgen.console.SAMPLE_BATCH_BYTES", 25_000)  # 2 samples a batch
+    made = []
+    for _ in range(2):
+        out = io.StringIO()
+        write_jsonl(model, "", settings, out)
+        made.append([json.loads(line)["text"] for line in out.getvalue().splitlines()])
+    assert made[0] == made[1] and len(made[0]) == 9  # the same seed, the same set
+    assert [first for first, _ in rows[:5]] == [0, 2, 4, 6, 8]
+    assert np.array_equal(rows[0][1], model.condition_rows(None, 2, 3))  # as made alone
+    drawn = np.concatenate([r for _, r in rows[:5]])
+    assert len(np.unique(drawn, axis=0)) > 1  # each batch draws its own
 
 
 # ----- 10: an address the server cannot listen on -------------------------------------------

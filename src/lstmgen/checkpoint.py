@@ -12,9 +12,11 @@ import warnings
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_model, save_model
 
+from lstmgen.config import ModelConfig
+from lstmgen.config.memory import machine_memory_bytes, refuse_loading_beyond
 from lstmgen.errors import LstmgenError
 from lstmgen.files import damaged, make_readable
 
@@ -37,6 +39,63 @@ def load_weights(model: torch.nn.Module, path: Path) -> None:
             f"{path} does not match the run's config.json (tensors differ); "
             "the run directory is inconsistent"
         )
+
+
+def expected_shapes(model: ModelConfig) -> dict[str, tuple[int, ...]]:
+    """Every tensor's shape in the weights of the model a config describes (arithmetic only:
+    nothing is allocated). With tied weights the output layer's weight is the embedding's."""
+    gates = (4 if model.cell == "lstm" else 3) * model.hidden
+    shapes = {"embed.weight": (model.vocab_size, model.embedding)}
+    for k, values in enumerate(model.conditions):
+        shapes[f"condition_embeds.{k}.weight"] = (values, model.condition_embedding)
+    for layer in range(model.layers):
+        inputs = model.input_size if layer == 0 else model.hidden
+        shapes[f"rnn.weight_ih_l{layer}"] = (gates, inputs)
+        shapes[f"rnn.weight_hh_l{layer}"] = (gates, model.hidden)
+        shapes[f"rnn.bias_ih_l{layer}"] = (gates,)
+        shapes[f"rnn.bias_hh_l{layer}"] = (gates,)
+    if not model.tie_weights:
+        shapes["head.weight"] = (model.vocab_size, model.hidden)
+    shapes["head.bias"] = (model.vocab_size,)
+    return shapes
+
+
+def check_weights(model: ModelConfig, path: Path, *, config_name: str = "config.json") -> None:
+    """Refuse, before the model is built, weights whose header disagrees with the config's
+    shapes, and a model too big for this machine's memory (a damaged config.json must not
+    reach an allocation of 10^15 bytes)."""
+    if not path.is_file():
+        raise LstmgenError(f"{path} is missing; the run has no saved weights yet (train it first)")
+    try:
+        with safe_open(str(path), framework="numpy") as f:
+            names = f.keys()  # safe_open is not iterable
+            found = {name: tuple(f.get_slice(name).get_shape()) for name in names}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise damaged(path, e) from None
+    layers = sum(name.startswith("rnn.weight_hh_l") for name in found)
+    if model.layers != layers:  # before expected_shapes, which lists every layer's tensors
+        raise LstmgenError(
+            f"{config_name} says model.layers {model.layers}, but {path} holds {layers}; one "
+            "of them is damaged: restore it or train again"
+        )
+    expected = expected_shapes(model)
+    if model.tie_weights and "embed.weight" not in found:  # either name of the shared tensor
+        expected["head.weight"] = expected.pop("embed.weight")
+    for name in [*expected, *sorted(found.keys() - expected.keys())]:  # in the model's order
+        want, have = expected.get(name), found.get(name)
+        if want == have:
+            continue
+        said = "no such tensor" if want is None else f"shape {_shape(want)}"
+        held = "does not hold it" if have is None else f"holds {_shape(have)}"
+        raise LstmgenError(
+            f"{config_name} and {path} disagree on {name} ({config_name}: {said}; the weights "
+            f"file {held}); one of them is damaged: restore it or train again"
+        )
+    refuse_loading_beyond(model, config_name, available=machine_memory_bytes())
+
+
+def _shape(shape: tuple[int, ...]) -> str:
+    return "(" + ", ".join(str(n) for n in shape) + ")"
 
 
 def save_trainer_state(state: dict, path: Path) -> None:

@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from lstmgen.checkpoint import load_weights
-from lstmgen.config import RunConfig, SampleConfig, bits_per_char
+from lstmgen.checkpoint import check_weights, load_weights
+from lstmgen.config import RunConfig, SampleConfig, bits_per_char, random_seed
 from lstmgen.data.store import TokenStore
 from lstmgen.device import resolve_device
 from lstmgen.errors import LstmgenError, warn
 from lstmgen.files import recover
-from lstmgen.metrics import evaluate_tokens, nats_by_position
+from lstmgen.metrics import document_nats, evaluate_tokens, nats_by_position
 from lstmgen.model import LSTMLanguageModel
 from lstmgen.sampling.sampler import Event, sample_text
 from lstmgen.tokens import Conditions, load_tokenizer
@@ -58,6 +59,7 @@ class Model:
 
     def __init__(self, module: LSTMLanguageModel, tokenizer, *, run_dir: Path | None = None):
         self.module, self.tokenizer, self.run_dir = module, tokenizer, run_dir
+        self.conditions = conditions_of(tokenizer)  # None: trained without conditions
         self.module.eval()
 
     @property
@@ -80,22 +82,18 @@ class Model:
             )
         return ids
 
-    def prime_ids(
-        self, prime: str, *, quiet: bool = False, condition: str | None = None
-    ) -> torch.Tensor:
+    def prime_ids(self, prime: str, *, quiet: bool = False) -> torch.Tensor:
         """The prime's token ids (T,); no prime: a line break. quiet: no unknown-token warning.
-        With a condition: as in training, a separator, the condition's control token, then the
-        prime."""
-        if condition is not None:
-            conditions = self._conditions("--condition")
-            control = [self.tokenizer.control_id(condition)]
+        A conditioned model starts a document as in training: a separator, the document mark,
+        then the prime."""
+        if self.conditions is not None:
             text = []
             if prime:
                 text = (
                     self.tokenizer.encode(prime) if quiet else self.encode(prime, what="the prime")
                 )
-            start = self.tokenizer.encode(conditions.separator)
-            return torch.tensor([*start, *control, *text], dtype=torch.int64)
+            start = self.tokenizer.encode(self.conditions.separator)
+            return torch.tensor([*start, self.tokenizer.document_id, *text], dtype=torch.int64)
         if prime:
             ids = self.tokenizer.encode(prime) if quiet else self.encode(prime, what="the prime")
             return torch.from_numpy(ids)
@@ -119,20 +117,20 @@ class Model:
         top_k, top_p, repetition_penalty, repetition_window, stop, seed, num_samples. The
         iterator's `tokens[i]` counts the tokens sample i has taken so far. `first_sample`:
         these are samples first_sample, first_sample + 1, ... of a larger set made batch by
-        batch with one seed: each draws from the stream it has in the whole set. Events still
+        batch with one seed: each draws from the stream it has in the whole set, and a
+        conditioned model's batch draws the conditions not asked for on its own. Events still
         count from 0.
         """
         config = SampleConfig.build(settings, **more)
-        prime_ids = self.prime_ids(prime, condition=config.condition)
-        # The first word's spacing follows the prime's text (not the separator before a condition).
+        if config.seed is None:  # drawn here: the conditions not asked for are drawn with it
+            config = replace(config, seed=random_seed())
+        conditions = self.condition_rows(config.condition, config.num_samples, config.seed)
+        if first_sample and conditions is not None:  # a later batch: conditions of its own
+            state = np.random.SeedSequence([config.seed, first_sample]).generate_state(1)
+            conditions = self.condition_rows(config.condition, config.num_samples, int(state[0]))
+        prime_ids = self.prime_ids(prime)
+        # The first word's spacing follows the prime's text (not the separator before a document).
         context = self.tokenizer.encode(prime).tolist() if prime else []
-
-        banned = self.tokenizer.never_generated
-        if config.condition is not None:
-            # Its control token may be drawn (and prints nothing) where a document ends, so the
-            # documents after the first keep the condition too; the other conditions' may not.
-            chosen = self.tokenizer.control_id(config.condition)
-            banned = [i for i in banned if i != chosen]
 
         def events(counted) -> Iterator[Event]:
             made = iter(range(config.num_samples))  # sample_text makes one decoder per sample
@@ -142,8 +140,9 @@ class Model:
                 prime_ids,
                 config,
                 decoder=lambda: counted(next(made), self.tokenizer.stream_decoder(context)),
-                banned=banned,
+                banned=self.banned,
                 rules=getattr(self.tokenizer, "rules", None),
+                conditions=conditions,
                 first_sample=first_sample,
             )
 
@@ -174,12 +173,21 @@ class Model:
         joined = ["".join(pieces) for pieces in texts]
         return joined if config.num_samples > 1 else joined[0]
 
-    def evaluate(self, text: str) -> dict:
-        """Quality on text: bits per character (total bits ÷ characters), nats/token, perplexity."""
+    def evaluate(self, text: str, *, condition=None) -> dict:
+        """Quality on text: bits per character (total bits ÷ characters), nats/token, perplexity.
+
+        A conditioned model scores the text as one document: under the condition given
+        ({"Score": "5"} or "Score=5"), else under the mixture of the first column's values
+        weighted by their training share (the text's marginal likelihood)."""
         ids = self.encode(text, what="the evaluation text")
         if len(ids) < 2:
             raise LstmgenError("the evaluation text needs at least 2 tokens")
-        nats, count = evaluate_tokens(self.module, ids)
+        if self.conditions is None:
+            if condition:
+                self._conditions("--condition")
+            nats, count = evaluate_tokens(self.module, ids)
+        else:
+            nats, count = self._document_nats(text, condition), len(ids)
         per_token = float(nats) / int(count)
         bits = float(bits_per_char(per_token, len(ids) / len(text)))
         return {  # plain floats and ints: json.dumps takes it as it is
@@ -194,8 +202,48 @@ class Model:
             "unknown_characters": int(self.tokenizer.unknown_characters(text)),
         }
 
+    def _document_nats(self, text: str, condition) -> float:
+        """Nats of a text's tokens as one document: under the conditions asked for (the other
+        columns at their most common value), or the mixture over the first column's values."""
+        asked = self.conditions.asked(condition)
+        scores = self.classify([text], labels=None)
+        if not asked:
+            joint = scores["log_likelihood"][0] + np.log(np.maximum(scores["prior"], 1e-12))
+            return float(-(joint.max() + np.log(np.exp(joint - joint.max()).sum())))
+        row = np.array([int(np.argmax(c.prior)) for c in self.conditions.columns])
+        for k, value in asked.items():
+            row[k] = value
+        start = len(self.tokenizer.encode(self.conditions.separator)) + 1
+        nats = document_nats(self.module, [self.document_ids(text)], row[None], skip=start)
+        return float(nats[0])
+
+    @property
+    def banned(self) -> list[int]:
+        """Tokens generation never draws. A conditioned model's document mark may be drawn (it
+        prints nothing) where a document ends: the next document has the same conditions."""
+        if self.conditions is None:
+            return list(self.tokenizer.never_generated)
+        return [i for i in self.tokenizer.never_generated if i != self.tokenizer.document_id]
+
+    def condition_rows(self, asked, n: int, seed: int) -> np.ndarray | None:
+        """Each of n streams' condition numbers (n, C): the values asked for ({"Score": "5"},
+        ["Score=5"] or "5"), the other columns drawn from their training share with the seed;
+        None for a model trained without conditions."""
+        if self.conditions is None:
+            if asked:
+                self._conditions("--condition")
+            return None
+        chosen = self.conditions.asked(asked)
+        rng = np.random.default_rng([seed, 1])  # not the samples' streams (seeded [seed, i])
+        rows = np.zeros((n, len(self.conditions.columns)), np.int64)
+        for k, column in enumerate(self.conditions.columns):
+            rows[:, k] = (
+                chosen[k] if k in chosen else rng.choice(len(column.values), n, p=column.prior)
+            )
+        return rows
+
     def _conditions(self, flag: str) -> Conditions:
-        conditions = conditions_of(self.tokenizer)
+        conditions = self.conditions
         if conditions is None:
             where = f"{self.run_dir} was" if self.run_dir else "this model was"
             raise LstmgenError(
@@ -204,42 +252,97 @@ class Model:
             )
         return conditions
 
-    def evaluate_by_condition(self, ids: np.ndarray | None = None) -> dict:
-        """Bits/char per condition of the run's held-out documents (or of token ids from a
-        conditioned store): each document runs from its control token to the next one;
-        control tokens are not scored."""
+    def evaluate_by_condition(self) -> dict:
+        """Bits/char of the run's held-out documents, per value of each condition column: each
+        document runs from its mark to the next one, scored under its own conditions."""
         conditions = self._conditions("--by-condition")
-        if ids is None:
-            if self.run_dir is None:
-                raise LstmgenError("give the token ids: this model was not loaded from a run")
-            ids = TokenStore.open(self.run_dir / "data").val
-        ids = np.asarray(ids, dtype=np.int64)
-        nats = nats_by_position(self.module, ids)  # nats[i]: of predicting ids[i + 1]
-        value_of = {i: v for v, i in self.tokenizer.control_ids.items()}
-        starts = np.flatnonzero(np.isin(ids, list(value_of)))
-        totals = {v: [0, 0, 0, 0.0] for v in conditions.values}  # documents, chars, tokens, nats
-        for k, start in enumerate(starts):
-            end = int(starts[k + 1]) if k + 1 < len(starts) else len(ids)
-            row = totals[value_of[int(ids[start])]]
-            row[0] += 1
-            row[1] += len(self.tokenizer.decode(ids[start + 1 : end]))
-            row[2] += end - start - 1
-            row[3] += float(nats[start : end - 1].sum())
-        by_condition = {
-            value: {
-                "documents": documents,
-                "characters": characters,
-                "tokens": tokens,
-                "bits_per_char": nats_sum / math.log(2) / characters if characters else None,
-            }
-            for value, (documents, characters, tokens, nats_sum) in totals.items()
-        }
-        characters = sum(row[1] for row in totals.values())
+        if self.run_dir is None:
+            raise LstmgenError(
+                "evaluate_by_condition reads a run's store: load the model from a run"
+            )
+        store = TokenStore.open(self.run_dir / "data")
+        ids, documents = np.asarray(store.val, dtype=np.int64), store.documents("val")
+        nats = nats_by_position(  # nats[i]: of predicting ids[i + 1]
+            self.module, ids, conditions=documents.of_tokens(len(ids))
+        )
+        ends = [*documents.starts[1:].tolist(), len(ids)]
+        rows = []  # (characters, tokens, nats) of each document
+        for start, end in zip(documents.starts.tolist(), ends, strict=True):
+            characters = len(self.tokenizer.decode(ids[start + 1 : end]))
+            rows.append((characters, end - start - 1, float(nats[start : end - 1].sum())))
+        table = np.array(rows, dtype=np.float64).reshape(-1, 3)
+        columns = []
+        for k, column in enumerate(conditions.columns):
+            by_value = {}
+            for number, value in enumerate(column.values):
+                mine = table[documents.values[:, k] == number]
+                characters = int(mine[:, 0].sum())
+                by_value[value] = {
+                    "documents": len(mine),
+                    "characters": characters,
+                    "tokens": int(mine[:, 1].sum()),
+                    "bits_per_char": (
+                        float(mine[:, 2].sum()) / math.log(2) / characters if characters else None
+                    ),
+                }
+            columns.append({"column": column.name, "conditions": by_value})
+        characters = int(table[:, 0].sum())
         return {
-            "bits_per_char": sum(row[3] for row in totals.values()) / math.log(2) / characters,
+            "bits_per_char": float(table[:, 2].sum()) / math.log(2) / characters,
             "characters": characters,
-            "column": conditions.column,
-            "conditions": by_condition,
+            "column": columns[0]["column"],  # the first column's, as before several columns
+            "conditions": columns[0]["conditions"],
+            "columns": columns,
+        }
+
+    def document_ids(self, text: str) -> np.ndarray:
+        """A document's ids as in training: the separator, the document mark, its text."""
+        start = self.tokenizer.encode(self._conditions("classify").separator)
+        text_ids = self.tokenizer.encode(text)
+        return np.concatenate([start, [self.tokenizer.document_id], text_ids]).astype(np.int64)
+
+    def classify(
+        self,
+        texts: list[str],
+        *,
+        column: str | None = None,
+        labels: list[dict] | None = None,
+    ) -> dict:
+        """The model as a classifier (Bayes' rule): each text's log-likelihood under every value
+        of a condition column (the first by default), the posterior with the training prior,
+        and the predicted value. A run with several columns scores the others at each
+        document's own value when `labels` ({column: value} per text) has it, else at their
+        most common value."""
+        conditions = self._conditions("classify")
+        k = conditions.column(column)
+        target = conditions.columns[k]
+        base = np.zeros((len(texts), len(conditions.columns)), np.int64)
+        for j, other in enumerate(conditions.columns):
+            common = int(np.argmax(other.prior))
+            for i in range(len(texts)):
+                given = (labels[i] or {}).get(other.name) if labels else None
+                base[i, j] = other.of_document(given) if given is not None else common
+        documents = [self.document_ids(text) for text in texts]
+        values = len(target.values)
+        rows = np.repeat(base, values, axis=0)  # (N·K, C): document i under each value
+        rows[:, k] = np.tile(np.arange(values), len(texts))
+        start = len(self.tokenizer.encode(conditions.separator)) + 1
+        nats = document_nats(
+            self.module, [d for d in documents for _ in range(values)], rows, skip=start
+        ).reshape(len(texts), values)
+        log_likelihood = -nats
+        prior = np.log(np.maximum(np.array(target.prior), 1e-12))
+        joint = log_likelihood + prior
+        posterior = np.exp(joint - joint.max(1, keepdims=True))
+        posterior /= posterior.sum(1, keepdims=True)
+        return {
+            "column": target.name,
+            "values": list(target.values),
+            "prior": target.prior,
+            "log_likelihood": log_likelihood,  # (N, K) nats
+            "posterior": posterior,  # (N, K)
+            "predicted": [target.values[i] for i in posterior.argmax(1)],
+            "characters": [len(text) for text in texts],
         }
 
 
@@ -257,6 +360,7 @@ def load(run_dir: str | Path, *, checkpoint: str = "best", device: str = "auto")
     """Load a run directory to generate or evaluate (weights of best/ by default, or 'latest')."""
     run_dir = Path(run_dir)
     config = RunConfig.read(run_dir)
+    config_path = run_dir / "config.json"
     if checkpoint not in ("best", "latest"):
         raise LstmgenError(f"checkpoint {checkpoint!r} must be best or latest")
     weights_dir = run_dir
@@ -265,6 +369,8 @@ def load(run_dir: str | Path, *, checkpoint: str = "best", device: str = "auto")
         if (run_dir / "best" / "model.safetensors").is_file():
             weights_dir = run_dir / "best"
     tokenizer = load_tokenizer(run_dir / "tokenizer.json")
+    # before the model is built: a damaged config.json must not allocate what it says
+    check_weights(config.model, weights_dir / "model.safetensors", config_name=str(config_path))
     module = build_model(config, tokenizer)
     load_weights(module, weights_dir / "model.safetensors")
     return Model(module.to(resolve_device(device)), tokenizer, run_dir=run_dir)

@@ -97,16 +97,36 @@ def choose(logits: np.ndarray, config: SampleConfig, uniforms: np.ndarray) -> np
 
 @torch.no_grad()
 def prime_state(
-    model: LSTMLanguageModel, prime_ids: torch.Tensor, chunk: int = 1024
+    model: LSTMLanguageModel,
+    prime_ids: torch.Tensor,
+    conditions: np.ndarray | None = None,
+    chunk: int = 1024,
 ) -> tuple[torch.Tensor, State]:
-    """Run the prime (T,) through the model in chunks; return last logits (1, V) and the state."""
+    """Run the prime (T,) through the model in chunks, for one stream or for one per row of
+    conditions (B, C); return the last logits (B, V) and the state (L, B, H)."""
+    device = prime_ids.device
+    given = None if conditions is None else torch.as_tensor(conditions, device=device)
+    rows = 1 if given is None else len(given)
     state = None
     logits = None
     for start in range(0, len(prime_ids), chunk):
-        out, _, state = model(prime_ids[start : start + chunk][None], state)
+        ids = prime_ids[start : start + chunk][None].expand(rows, -1)
+        out, _, state = model(ids, state, conditions=given)
         logits = out[:, -1]
     assert logits is not None and state is not None
     return logits, state
+
+
+def prime_streams(
+    model: LSTMLanguageModel, prime_ids: torch.Tensor, n: int, conditions: np.ndarray | None
+) -> tuple[torch.Tensor, State]:
+    """The prime run for n streams (their conditions (n, C), if any): once when they share
+    their conditions, else one row each. Last logits (n, V) and the state (L, n, H)."""
+    if conditions is not None and len(np.unique(conditions, axis=0)) > 1:
+        return prime_state(model, prime_ids, conditions)
+    first = None if conditions is None else conditions[:1]
+    logits, state = prime_state(model, prime_ids, first)
+    return logits.expand(n, -1), expand_state(state, n)
 
 
 def expand_state(state: State, n: int) -> State:
@@ -131,6 +151,7 @@ class TokenSampler:
         config: SampleConfig,
         banned: Sequence[int] = (UNKNOWN_ID,),
         rules=None,
+        conditions: np.ndarray | None = None,
         first_sample: int = 0,
     ):
         model.eval()
@@ -142,9 +163,9 @@ class TokenSampler:
         self.seed = config.seed if config.seed is not None else random_seed()
         n = config.num_samples
         device = next(model.parameters()).device
-        logits, state = prime_state(model, prime_ids.to(device))
-        self.logits = np.repeat(logits.float().cpu().numpy(), n, axis=0)
-        self.stepper = make_stepper(model, expand_state(state, n))
+        logits, state = prime_streams(model, prime_ids.to(device), n, conditions)
+        self.logits = logits.float().cpu().numpy().copy()
+        self.stepper = make_stepper(model, state, conditions)
         self.threads = ThreadChooser(recheck_s=5.0, trial_steps=8)  # steps are ~0.2 ms: 16 tries
         self.samples = np.arange(n)  # which sample each live row is
         # first_sample: these are samples first_sample, first_sample + 1, ... of a larger set
@@ -263,6 +284,7 @@ def sample_text(
     decoder=None,
     banned: Sequence[int] = (UNKNOWN_ID,),
     rules=None,
+    conditions: np.ndarray | None = None,
     first_sample: int = 0,
 ) -> Iterator[Event]:
     """Generate config.num_samples texts as one batch, yielding pieces as they are made.
@@ -271,14 +293,15 @@ def sample_text(
     iteration times generation alone). `token_text(id) -> str` is the tokenizer's; or
     `decoder()` makes one streaming decoder per sample (`feed(id) -> str`, `flush() -> str`),
     for tokens whose text depends on the ones before (word spacing, bytes of a character).
-    Every sample ends with exactly one event whose end is set. `first_sample`: the batch's
+    Every sample ends with exactly one event whose end is set. A conditioned model takes each
+    sample's condition numbers, conditions (num_samples, C). `first_sample`: the batch's
     samples are these of a larger set (sample i draws from the stream (seed, first_sample + i));
     its events still count from 0.
     """
     if config.length == 0:
         return iter([Event(i, "", "length") for i in range(config.num_samples)])
     return _events(
-        TokenSampler(model, prime_ids, config, banned, rules, first_sample),
+        TokenSampler(model, prime_ids, config, banned, rules, conditions, first_sample),
         decoder or (lambda: _TextOf(token_text)),
         config,
     )

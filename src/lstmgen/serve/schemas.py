@@ -82,6 +82,12 @@ class CompletionRequest(BaseModel):
     stream_options: StreamOptions | None = None
     repetition_penalty: float = Field(1.0, description="Above 1: recent tokens less likely.")
     min_tokens: int = Field(0, description="No stop ends a choice before this many.", **at_least(0))
+    condition: dict[str, str] | None = Field(
+        None,
+        description="lstmgen's extension: write under these values of the run's condition "
+        'columns, e.g. {"Score": "5"} (GET /v1/models lists them); columns left out are drawn '
+        "from their training share.",
+    )
 
 
 class Choice(BaseModel):
@@ -114,6 +120,9 @@ class ModelCard(BaseModel):
     level: str
     parameters: int
     best_val_bits_per_char: float | None
+    conditions: dict[str, list[str]] | None = Field(
+        None, description="Each condition column's values (runs trained with conditions)."
+    )
 
 
 class ModelList(BaseModel):

@@ -1,6 +1,7 @@
 // The playground: stream /v1/completions into the page, with chars/s. No libraries.
 const $ = (id) => document.getElementById(id);
 let controller = null;
+let cards = {};  // the served models by id, as /v1/models describes them
 
 function headers() {
   const h = { "Content-Type": "application/json" };
@@ -11,11 +12,32 @@ function headers() {
 async function loadModels() {
   const reply = await fetch("/v1/models", { headers: headers() });
   if (!reply.ok) { $("status").textContent = (await reply.json()).error.message; return; }
-  $("model").replaceChildren(...(await reply.json()).data.map((m) => {
+  const models = (await reply.json()).data;
+  cards = Object.fromEntries(models.map((m) => [m.id, m]));
+  $("model").replaceChildren(...models.map((m) => {
     const best = m.best_val_bits_per_char;
     const bits = best ? `, ${best.toFixed(2)} bits/char` : "";
     return new Option(`${m.id} (${m.level}${bits})`, m.id);
   }));
+  showConditions();
+}
+
+// One selector per condition column of the chosen model; "any" leaves the column to chance.
+function showConditions() {
+  const columns = (cards[$("model").value] || {}).conditions || {};
+  $("conditions").replaceChildren(...Object.entries(columns).map(([column, values]) => {
+    const select = document.createElement("select");
+    select.dataset.column = column;
+    select.append(new Option("any", ""), ...values.map((v) => new Option(v, v)));
+    const label = document.createElement("label");
+    label.append(column + " ", select);
+    return label;
+  }));
+}
+
+function conditions() {
+  const chosen = [...$("conditions").querySelectorAll("select")].filter((s) => s.value);
+  return chosen.length ? Object.fromEntries(chosen.map((s) => [s.dataset.column, s.value])) : null;
 }
 
 // "\n" and "\t" typed in the stop field are a line break and a tab, as on the command line.
@@ -34,7 +56,7 @@ async function generate(event) {
   const body = {
     model: $("model").value, prompt: $("prime").value, stream: true,
     temperature: number("temperature"), top_p: number("top_p"),
-    top_k: number("top_k"), max_tokens: number("max_tokens"),
+    top_k: number("top_k"), max_tokens: number("max_tokens"), condition: conditions(),
     n: number("n"),
     seed: $("seed").value === "" ? undefined : number("seed"),
     stop: $("stop_at").value ? [unescapeStop($("stop_at").value)] : undefined,
@@ -86,4 +108,5 @@ $("prime").addEventListener("keydown", (e) => {  // Ctrl+Enter generates, as in 
   if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) $("form").requestSubmit();
 });
 $("key").addEventListener("change", loadModels);
+$("model").addEventListener("change", showConditions);
 loadModels();
