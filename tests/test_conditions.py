@@ -309,7 +309,7 @@ def one_line_error(code: int, err: str) -> str:
     return err.strip()
 
 
-def test_cli_generates_on_conditions_and_evaluates_per_condition(late_run, capsys):
+def test_cli_generates_on_conditions_and_evaluates_per_condition(late_run, tmp_path, capsys):
     code, out, _ = run_cli(
         ["generate", late_run, "--condition", "label=2", "--condition", "kind=a"]
         + ["--length", "500", "--seed", "1", "--temperature", "0.5"],
@@ -330,6 +330,15 @@ def test_cli_generates_on_conditions_and_evaluates_per_condition(late_run, capsy
     )
     code, out, _ = run_cli(["info", late_run], capsys)
     assert "conditions  label: 0 (" in out and "kind: a (" in out
+    review = tmp_path / "one.txt"
+    review.write_text(late_rows(4, seed=12)[3]["text"], encoding="utf-8")  # label 3
+    bits = {}
+    for label in ("3", "0"):
+        code, out, _ = run_cli(
+            ["evaluate", late_run, review, "--condition", f"label={label}", "--json"], capsys
+        )
+        bits[label] = json.loads(out)["bits_per_char"]
+    assert bits["3"] < bits["0"]
 
 
 def test_cli_classifies_labelled_documents(late_run, tmp_path, capsys):

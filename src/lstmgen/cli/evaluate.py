@@ -30,6 +30,15 @@ def evaluate(
             "with --condition-column or --condition-field).",
         ),
     ] = False,
+    condition: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Score the text under this condition, COLUMN=VALUE (a run trained with "
+            "--condition-column); repeatable. \\[default: the mixture of the first column's "
+            "values by their training share]",
+            show_default=False,
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     checkpoint: Annotated[str, typer.Option(help="best or latest.")] = "best",
     encoding: Annotated[str, typer.Option(help="Text encoding of the sources.")] = "utf-8",
@@ -45,6 +54,10 @@ def evaluate(
             else "name the held-out text to measure (files, folders or '-'), or pass "
             "--by-condition for the run's own held-out documents per condition"
         )
+    if by_condition and condition:
+        raise LstmgenError(
+            "--by-condition scores each document under its own condition; drop --condition"
+        )
     api().use_threads(threads)
     model = api().load(run, checkpoint=checkpoint, device=device)
     if by_condition:
@@ -55,7 +68,8 @@ def evaluate(
         for line in condition_table(result):
             print(line)
         return
-    result = model.evaluate(read_documents(sources, ReadOptions(encoding=encoding, errors=errors)))
+    text = read_documents(sources, ReadOptions(encoding=encoding, errors=errors))
+    result = model.evaluate(text, condition=condition)
     if as_json:
         print(json.dumps(result))
         return
