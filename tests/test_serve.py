@@ -28,8 +28,9 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 import lstmgen
-from lstmgen.config import ModelConfig
+from lstmgen.config import ModelConfig, SampleConfig
 from lstmgen.model import LSTMLanguageModel
+from lstmgen.sampling.batch import RunningBatch
 from lstmgen.sampling.stepper import NumpyLSTMStepper
 from lstmgen.serve import create_app
 
@@ -230,12 +231,69 @@ def test_exact_rows_give_the_same_bits_at_every_batch_size():
     state = tuple(torch.randn(2, 9, 48) for _ in range(2))
     ids = np.arange(1, 10)
     full = NumpyLSTMStepper(model, state, exact_rows=True).step(ids).copy()
-    for size in (1, 2, 5):
+    for size in (2, 5):
         part = NumpyLSTMStepper(model, tuple(s[:, :size] for s in state), exact_rows=True)
         assert np.array_equal(part.step(ids[:size]), full[:size])
     joined = NumpyLSTMStepper(model, tuple(s[:, :4] for s in state), exact_rows=True)
     joined.join(tuple(s[:, 4:] for s in state))
     assert np.array_equal(joined.step(ids), full)
+    # A lone row takes generate's path (no padding row): the same bits as generate's stepper,
+    # and a batched row's numbers up to rounding.
+    one = tuple(s[:, :1] for s in state)
+    lone = NumpyLSTMStepper(model, one, exact_rows=True).step(ids[:1])
+    assert np.array_equal(lone, NumpyLSTMStepper(model, one).step(ids[:1]))
+    np.testing.assert_allclose(lone, full[:1], rtol=0, atol=1e-5)
+    left = NumpyLSTMStepper(model, state, exact_rows=True)
+    left.keep(np.array([3]))  # a batch that empties down to one row goes on on the lone path
+    fourth = NumpyLSTMStepper(model, tuple(s[:, 3:4] for s in state)).step(ids[3:4])
+    assert np.array_equal(left.step(ids[3:4]), fourth)
+
+
+def seeded_settings(count: int) -> list[tuple[str, SampleConfig]]:
+    """Prompts and settings of `count` seeded requests, varied as clients vary them."""
+    prompts = ["The", "A cat", "", "Dog", "the house of the"]
+    return [
+        (
+            prompts[i % len(prompts)],
+            SampleConfig(
+                length=60 + 7 * (i % 5),
+                temperature=[1.0, 0.8, 0.0, 1.2][i % 4],
+                top_k=[None, 5, None, 20][i % 4],
+                top_p=0.9 if i % 6 == 1 else None,
+                repetition_penalty=1.3 if i % 3 == 0 else 1.0,
+                stop=["."] if i % 7 == 2 else [],
+                seed=100 + i,
+            ),
+        )
+        for i in range(count)
+    ]
+
+
+def batch_texts(model, requests, size: int) -> list[str]:
+    """Each request's text from a RunningBatch that holds `size` of them at a time (a new one
+    joins as soon as one ends, as the server's do)."""
+    batch = RunningBatch(model.module, banned=model.banned)
+    texts, waiting = [""] * len(requests), list(enumerate(requests))
+    while waiting or len(batch):
+        while waiting and len(batch) < size:
+            index, (prompt, config) = waiting.pop(0)
+            decoder = model.tokenizer.stream_decoder(model.tokenizer.encode(prompt).tolist())
+            batch.add(index, model.prime_ids(prompt, quiet=True), config, [decoder])
+        for piece in batch.step():
+            texts[piece.sample.owner] += piece.text
+    return texts
+
+
+def test_seeded_requests_give_the_same_text_alone_and_in_batches_of_1_2_7_and_64(trained_run):
+    model = lstmgen.load(trained_run)
+    requests = seeded_settings(64)
+    alone = batch_texts(model, requests, 1)
+    # a lone request is generate's text: the same stepper path (no padding row)
+    for (prompt, config), text in list(zip(requests, alone, strict=True))[:8]:
+        assert text == model.generate(prompt, config)
+    for size in (2, 7, 64):
+        assert batch_texts(model, requests, size) == alone, f"batches of {size}"
+    assert len(set(alone)) > 40
 
 
 # ----- schemathesis: the server keeps its own OpenAPI schema ----------------------------------

@@ -23,10 +23,15 @@ which calls the model's own `step`.
 
 Both let streams leave (`keep`) and join (`join`) between steps, for a server's running batch;
 each stream brings its condition numbers (C,) where the model is conditioned.
-A row's numbers then must not depend on which rows it is computed with: OpenBLAS multiplies one
-row (a matrix-vector product) and a vocabulary that is not a multiple of 16 columns in another
-order than a block of rows, so `exact_rows=True` pads to at least 2 rows and 16k columns;
-each row's logits are then the same bits at every batch size (tests/test_batch.py).
+A row's numbers then should not depend on which rows it is computed with: OpenBLAS multiplies
+a block of rows (gemm) in the same order at every row count from 2 on, but a vocabulary that is
+not a multiple of 16 columns in another order, so `exact_rows=True` pads the output layer to 16k
+columns; each row's logits are then the same bits at every batch size from 2 on
+(tests/test_serve.py). A lone row takes generate's matrix-vector path (gemv) instead: padding it
+to 2 rows made the server's lone request cost 2-10x generate's matrix work (BENCHMARKS.md,
+serve). gemv rounds in another order, so a lone row's logits match a batched row's to ~1e-6, not
+in every bit; the sampled text is the same unless a draw falls within that of a boundary, and
+tests/test_serve.py checks seeded texts alone and in batches of 2, 7 and 64.
 """
 
 from __future__ import annotations
@@ -94,7 +99,6 @@ class NumpyLSTMStepper:
         exact_rows: bool = False,
     ):
         rnn, H, E = model.rnn, model.config.hidden, model.config.embedding
-        self.min_rows = 2 if exact_rows else 1
         self.layers, self.hidden = model.config.layers, H
         # remove_duplicate=False: with tied weights head.weight is the embedding, and must still
         # be found.
@@ -134,9 +138,10 @@ class NumpyLSTMStepper:
         ]
         head = np.concatenate([weights["head.weight"].T, weights["head.bias"][None]])  # (H + 1, V)
         self.vocab = head.shape[1]
+        self.head_one = np.ascontiguousarray(head, dtype=np.float32)  # a lone row: gemv
+        self.head_rows = self.head_one  # a block of rows: gemm
         if exact_rows:  # zero columns up to a multiple of 16 (see the module docstring)
-            head = np.pad(head, ((0, 0), (0, -self.vocab % 16)))
-        self.head = np.ascontiguousarray(head, dtype=np.float32)
+            self.head_rows = np.pad(self.head_one, ((0, 0), (0, -self.vocab % 16)))
         assert rnn.bias and not rnn.bidirectional and getattr(rnn, "proj_size", 0) == 0
         h, c = (s.detach().float().cpu().numpy() for s in state)  # (L, B, H)
         self.streams = 0
@@ -156,10 +161,7 @@ class NumpyLSTMStepper:
 
     def _allocate(self, h: np.ndarray, c: np.ndarray, extra: np.ndarray | None) -> None:
         self.streams = h.shape[1]
-        if self.streams < self.min_rows:  # padding rows, never read
-            h, c = (np.pad(a, ((0, 0), (0, self.min_rows - self.streams), (0, 0))) for a in (h, c))
-            if extra is not None:
-                extra = np.pad(extra, ((0, self.min_rows - self.streams), (0, 0)))
+        self.head = self.head_one if self.streams == 1 else self.head_rows
         self.extra = extra  # (B, 4H): the conditions' part of layer 0's gates, or None
         L, B, H = h.shape
         # Each layer's buffer holds [input from below | own h | 1]; layer 0's only [own h | 1].
@@ -176,7 +178,6 @@ class NumpyLSTMStepper:
         self.rows = np.empty((B, 4 * H), np.float32)
         self.tmp = np.empty((B, H), np.float32)
         self.logits = np.empty((B, self.head.shape[1]), np.float32)
-        self.ids = np.zeros(B, np.int64)  # padding rows read token 0, never used
         # Views made once: slicing costs as much as the arithmetic at batch size 1.
         self.views = (g[:, : 3 * H], g[:, 3 * H :], g[:, :H], g[:, H : 2 * H], g[:, 2 * H : 3 * H])
         self.plan = [
@@ -196,9 +197,6 @@ class NumpyLSTMStepper:
         """ids (B,) → next-token logits (B, V). The returned array is reused by the next call."""
         g, tmp = self.gates, self.tmp
         sig, cand, i, f, o = self.views
-        if len(ids) < len(g):
-            self.ids[: len(ids)] = ids
-            ids = self.ids
         for l, (x, w, c, h, above) in enumerate(self.plan):
             np.matmul(x, w, out=g)
             if l == 0:
@@ -252,8 +250,8 @@ def make_stepper(
 ) -> TorchStepper | NumpyLSTMStepper:
     """The fastest path this model and device allow, for streams with these states (and
     condition numbers (B, C) where the model is conditioned); with exact_rows (a batch whose
-    rows come and go), the numpy path at every batch size, padded so that rows do not affect
-    each other."""
+    rows come and go), the numpy path at every batch size, its output layer padded so that
+    rows do not affect each other."""
     on_cpu = next(model.parameters()).device.type == "cpu"
     streams = (state[0] if isinstance(state, tuple) else state).shape[1]
     # From about 32 streams on, the work is big matrix products, where PyTorch's are as fast or
