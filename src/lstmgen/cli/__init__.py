@@ -7,7 +7,17 @@ train, tune, generate and serve come from the config's fields (flags.py).
 
 from __future__ import annotations
 
-from lstmgen.cli import classify, evaluate, generate, prepare, runs, serve, train, tune
+from lstmgen.cli import (
+    classify,
+    evaluate,
+    export,
+    generate,
+    prepare,
+    runs,
+    serve,
+    train,
+    tune,
+)
 from lstmgen.cli.program import app, main
 from lstmgen.flags import Command
 
@@ -22,6 +32,7 @@ for _command in (
     evaluate.evaluate,
     classify.classify,
     serve.serve,
+    export.export,
     runs.info,
     runs.plot,
 ):

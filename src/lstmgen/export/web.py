@@ -1,0 +1,98 @@
+"""The web folder: index.html and page.js beside model.onnx, generating in the browser with
+onnxruntime-web's WebAssembly backend, no server behind it (any static file server will do).
+
+The runtime's files are copied into `ort/` (so the page also works offline) from
+`--runtime-dir`, $LSTMGEN_ONNXRUNTIME_WEB or an `npm install onnxruntime-web` under
+build/npm/ or node_modules/; with `--runtime-url` the page loads them from there instead.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+from lstmgen.errors import LstmgenError
+from lstmgen.inference import Model
+
+STATIC = Path(__file__).parent / "static"
+# onnxruntime-web's WebAssembly build: its script, the module that loads the .wasm, the .wasm
+RUNTIME_FILES = ("ort.wasm.min.js", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm")
+RUNTIME_ENV = "LSTMGEN_ONNXRUNTIME_WEB"
+NPM_DIST = Path("node_modules") / "onnxruntime-web" / "dist"
+REPO = Path(__file__).resolve().parents[3]  # a source checkout's root (build/npm lives there)
+
+
+def runtime_candidates(runtime_dir: str | Path | None) -> list[Path]:
+    """Where onnxruntime-web's files are looked for, in order."""
+    if runtime_dir is not None:
+        return [Path(runtime_dir)]
+    found = [Path(os.environ[RUNTIME_ENV])] if os.environ.get(RUNTIME_ENV) else []
+    for root in (Path.cwd(), REPO):
+        found += [root / "build" / "npm" / NPM_DIST, root / NPM_DIST]
+    return found
+
+
+def find_runtime(runtime_dir: str | Path | None) -> Path | None:
+    """The first folder holding onnxruntime-web's WebAssembly files, or None."""
+    for folder in runtime_candidates(runtime_dir):
+        if all((folder / name).is_file() for name in RUNTIME_FILES):
+            return folder
+    return None
+
+
+def check_web(model: Model, runtime_dir, runtime_url: str | None) -> Path | None:
+    """What the page needs, checked before anything is written: the level, and the runtime's
+    folder (None when the page loads it from runtime_url)."""
+    tokenizer = getattr(model.tokenizer, "inner", model.tokenizer)
+    if tokenizer.kind == "bpe":
+        raise LstmgenError(
+            "--format web supports char and word runs; BPE in the browser is not supported yet "
+            "(--format onnx exports BPE runs)"
+        )
+    if tokenizer.kind == "word" and tokenizer.format != 2:
+        raise LstmgenError(
+            "--format web needs a word run made by lstmgen 0.x or later (tokenizer format 2); "
+            "this run's words are in format 1: --format onnx exports it"
+        )
+    if runtime_url is not None:
+        if not runtime_url.startswith(("https://", "http://")):
+            raise LstmgenError(f"--runtime-url {runtime_url!r} must be an http(s):// URL")
+        return None
+    folder = find_runtime(runtime_dir)
+    if folder is None:
+        where = runtime_dir or "build/npm/ or node_modules/"
+        raise LstmgenError(
+            f"onnxruntime-web's files ({', '.join(RUNTIME_FILES)}) are not in {where}; run "
+            "`npm install --prefix build/npm onnxruntime-web`, or pass --runtime-dir or "
+            "--runtime-url"
+        )
+    return folder
+
+
+def write_page(
+    folder: Path, model: Model, manifest: dict, *, runtime: Path | None, runtime_url: str | None
+) -> None:
+    """index.html, page.js and the runtime (into ort/, unless runtime_url) into folder."""
+    if runtime is not None:
+        (folder / "ort").mkdir()
+        for name in RUNTIME_FILES:
+            shutil.copyfile(runtime / name, folder / "ort" / name)
+        base = "ort/"
+    else:
+        base = runtime_url.rstrip("/") + "/"
+    html = (STATIC / "index.html").read_text(encoding="utf-8")
+    title = f"lstmgen: {model.run_dir.name if model.run_dir else 'model'}"
+    html = html.replace("{{TITLE}}", _escape(title)).replace("{{RUNTIME}}", _escape(base))
+    (folder / "index.html").write_text(html, encoding="utf-8")
+    shutil.copyfile(STATIC / "page.js", folder / "page.js")
+    # the manifest again as a script: the page also reads it where fetch() of JSON is refused
+    script = "window.LSTMGEN_MODEL = " + json.dumps(manifest, ensure_ascii=True) + ";\n"
+    (folder / "model.js").write_text(script, encoding="utf-8")
+
+
+def _escape(text: str) -> str:
+    return (
+        text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
+    )

