@@ -296,6 +296,46 @@ def test_seeded_requests_give_the_same_text_alone_and_in_batches_of_1_2_7_and_64
     assert len(set(alone)) > 40
 
 
+def test_a_long_prompt_runs_in_bounded_chunks_between_the_steps_of_streams_in_flight(trained_run):
+    model = lstmgen.load(trained_run)
+    config = SampleConfig(length=40, seed=5, temperature=1.0)
+    long_prompt = "the cat and the dog and the house " * 6  # 204 characters
+    alone = batch_texts(model, [(long_prompt, config)], 1)[0]
+    batch = RunningBatch(model.module, banned=model.banned, prime_chunk=16)
+    decoder = model.tokenizer.stream_decoder
+    batch.add("running", model.prime_ids("The"), SampleConfig(length=200, seed=1), [decoder()])
+    batch.step()  # the running stream is in flight
+    batch.add(
+        "long",
+        model.prime_ids(long_prompt),
+        config,
+        [decoder(model.tokenizer.encode(long_prompt).tolist())],
+    )
+    done, steps, text = [0], 0, ""
+    while batch.priming:
+        pieces = batch.step()
+        steps += 1
+        assert [p.sample.owner for p in pieces if p.sample.owner == "running"] == ["running"]
+        done.append(batch.priming[0].done if batch.priming else len(long_prompt))
+        text += "".join(p.text for p in pieces if p.sample.owner == "long")
+    assert steps == -(-len(long_prompt) // 16) and max(np.diff(done)) <= 16
+    while "long" in batch.owners():
+        text += "".join(p.text for p in batch.step() if p.sample.owner == "long")
+    # cut at the same places as with no stream in flight (every 16 tokens): the same text
+    idle = RunningBatch(model.module, banned=model.banned, prime_chunk=16)
+    idle.add(
+        "long",
+        model.prime_ids(long_prompt),
+        config,
+        [decoder(model.tokenizer.encode(long_prompt).tolist())],
+    )
+    again = ""
+    while len(idle):
+        again += "".join(p.text for p in idle.step())
+    assert text == again and len(text) == 40
+    assert alone == model.generate(long_prompt, config)  # shorter than the default chunk
+
+
 # ----- schemathesis: the server keeps its own OpenAPI schema ----------------------------------
 def test_openapi_schema_holds(url):
     schema = schemathesis.openapi.from_url(f"{url}/openapi.json")

@@ -6,6 +6,10 @@ text each made. Each sample keeps what makes its text its own: its random stream
 (seed, sample index), as in TokenSampler), its settings, stop strings, decoder and penalty
 window; samples with equal settings are drawn in one call. The numpy stepper's exact rows
 (stepper.py) make a seeded request's text the same alone or batched with any others.
+
+A new request's prompt is run in chunks of at most `prime_chunk` tokens, one chunk before each
+step of the streams in flight (llama.cpp's server does the same), so a long prompt costs them
+bounded pauses rather than one long one. With no stream in flight it runs at once.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from lstmgen.sampling.sampler import (
     StopMatcher,
     adjust_logits,
     choose,
-    prime_streams,
+    expand_state,
     text_of,
 )
 from lstmgen.sampling.stepper import make_stepper
@@ -52,6 +56,19 @@ class Piece(NamedTuple):
     end: str | None
 
 
+@dataclass(eq=False)
+class Priming:
+    """A request's samples whose prompt is being run, chunk by chunk."""
+
+    samples: list[Sample]
+    prime_ids: torch.Tensor  # (T,)
+    conditions: np.ndarray | None  # (n, C) of the samples, or None
+    rows: torch.Tensor | None  # the conditions the prompt runs under: one row, or one per sample
+    done: int = 0  # tokens of the prompt run so far
+    state: tuple | None = None
+    logits: torch.Tensor | None = None  # (rows, V) after the last token run
+
+
 def _settings(config: SampleConfig) -> tuple:
     return (config.temperature, config.top_k, config.top_p, config.repetition_penalty)
 
@@ -59,8 +76,14 @@ def _settings(config: SampleConfig) -> tuple:
 class RunningBatch:
     """Live samples of many requests; one `step()` gives each its next token."""
 
-    def __init__(self, model: LSTMLanguageModel, *, banned=(UNKNOWN_ID,), rules=None):
+    def __init__(
+        self, model: LSTMLanguageModel, *, banned=(UNKNOWN_ID,), rules=None, prime_chunk=256
+    ):
         self.model = model.eval()
+        # 256 tokens of a 2x256 model's prompt: ~10 ms on one core, the pause a stream in
+        # flight sees (benchmarks/serve_load.py --long-prompt)
+        self.prime_chunk = prime_chunk
+        self.priming: list[Priming] = []  # oldest first
         self.device = next(model.parameters()).device
         self.banned, self.rules = np.asarray(banned, dtype=np.int64), rules
         self.samples: list[Sample] = []
@@ -74,7 +97,8 @@ class RunningBatch:
         self.groups: list[tuple[SampleConfig, np.ndarray | None]] = []
 
     def __len__(self) -> int:
-        return len(self.samples) + sum(len(group) for group, *_ in self.joining)
+        waiting = sum(len(group) for group, *_ in self.joining)
+        return len(self.samples) + waiting + sum(len(p.samples) for p in self.priming)
 
     def add(
         self,
@@ -85,11 +109,13 @@ class RunningBatch:
         first: int = 0,
         conditions: np.ndarray | None = None,
     ) -> None:
-        """Prime and queue one sample per decoder (`owner`'s indices first, first + 1, ...;
-        seeded with (seed, 0), (seed, 1), ...; conditioned by the rows of conditions (n, C)
-        where the model is); they join at the next step."""
-        n = len(decoders)
-        logits, state = prime_streams(self.model, prime_ids.to(self.device), n, conditions)
+        """Queue one sample per decoder (`owner`'s indices first, first + 1, ...; seeded with
+        (seed, 0), (seed, 1), ...; conditioned by the rows of conditions (n, C) where the model
+        is); they join the step after their prompt has run (chunk by chunk, see above)."""
+        rows = None
+        if conditions is not None:  # the prompt runs once when the samples share conditions
+            distinct = len(np.unique(conditions, axis=0)) > 1
+            rows = torch.as_tensor(conditions if distinct else conditions[:1], device=self.device)
         seed = config.seed if config.seed is not None else random_seed()
         tail = prime_ids[-config.repetition_window :].cpu().numpy()
         samples = []
@@ -108,18 +134,47 @@ class RunningBatch:
                     position=len(tail) % config.repetition_window,
                 )
             )
-        self.joining.append((samples, logits.float().cpu(), state, conditions))
+        self.priming.append(Priming(samples, prime_ids.to(self.device), conditions, rows))
+
+    @torch.no_grad()
+    def _prime(self) -> None:
+        """Run the waiting prompts: at most prime_chunk tokens in all while streams are in
+        flight, every prompt whole while none are. A prompt is cut at the same places either
+        way (every prime_chunk tokens), so its numbers do not depend on the load."""
+        budget = self.prime_chunk if self.samples else None
+        while self.priming:
+            job = self.priming[0]
+            left = len(job.prime_ids) - job.done
+            size = min(left, self.prime_chunk - job.done % self.prime_chunk)
+            if budget is not None:
+                if size > budget:  # not cut shorter: the places stay those of an idle batch
+                    return
+                budget -= size
+            rows = 1 if job.rows is None else len(job.rows)
+            ids = job.prime_ids[job.done : job.done + size][None].expand(rows, -1)
+            out, _, job.state = self.model(ids, job.state, conditions=job.rows)
+            job.logits, job.done = out[:, -1], job.done + size
+            if job.done == len(job.prime_ids):
+                self.priming.pop(0)
+                n, logits, state = len(job.samples), job.logits, job.state
+                if rows == 1 and n > 1:
+                    logits, state = logits.expand(n, -1), expand_state(state, n)
+                self.joining.append((job.samples, logits.float().cpu(), state, job.conditions))
 
     def drop(self, owners: set) -> None:
         """Forget these owners' samples (their clients went away)."""
         self.joining = [j for j in self.joining if j[0][0].owner not in owners]
+        self.priming = [p for p in self.priming if p.samples[0].owner not in owners]
         self._keep([r for r, s in enumerate(self.samples) if s.owner not in owners])
 
     def owners(self) -> set:
-        return {s.owner for s in self.samples} | {j[0][0].owner for j in self.joining}
+        joining = {j[0][0].owner for j in self.joining} | {p.samples[0].owner for p in self.priming}
+        return {s.owner for s in self.samples} | joining
 
     def step(self) -> list[Piece]:
         """One token for every live sample; the pieces of text they made (ended samples leave)."""
+        if self.priming:
+            self._prime()
         if len(self.pending):
             self.logits = self.stepper.step(self.pending)
         if self.joining:
