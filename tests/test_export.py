@@ -3,6 +3,7 @@ and 8; the web page gives Python's greedy text in headless Chromium; int8; bad i
 
 from __future__ import annotations
 
+import csv
 import json
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import pytest
 import torch
 
 import lstmgen
+from conftest import TINY, make_text
 
 onnx = pytest.importorskip("onnx", reason="needs the export extra: pip install 'lstmgen[export]'")
 pytest.importorskip("onnxruntime", reason="needs the export extra: pip install 'lstmgen[export]'")
@@ -65,7 +67,8 @@ def check_parity(run: Path, out: Path, prime: str, condition=None) -> None:
     model = lstmgen.load(run, device="cpu")
     graph = OnnxModel(out / "model.onnx")
     for batch in (1, 8):
-        conditions = model.condition_rows(condition, batch, seed=batch)
+        # a conditioned model: each row's conditions drawn (a batch of mixed values)
+        conditions = model.condition_rows(None, batch, seed=batch)
         gap = max_logit_gap(model, graph, batch, conditions)
         print(f"{run.name}: batch {batch}, {STEPS} steps: max |logit gap| {gap:.2e}")
         assert gap < TOLERANCE
@@ -108,3 +111,62 @@ def test_greedy_text_equals_lstmgen_generate_at_temperature_0(char_onnx, trained
     text = onnx_samples(graph, model, "The dog", temperature=0, length=150)[0]
     assert done.stdout.rstrip("\n").endswith(text.rstrip("\n"))
     assert text.strip() and text.rstrip("\n") in done.stdout
+
+
+# ----- word and BPE levels, a GRU, a conditioned model ---------------------------------------
+def train_tiny(root: Path, name: str, **options) -> Path:
+    corpus = root / "corpus.txt"
+    if not corpus.exists():
+        corpus.write_text(make_text(30_000), encoding="utf-8")
+    lstmgen.train([corpus], out=root / name, epochs=1, quiet=True, **{**TINY, **options})
+    return root / name
+
+
+def conditioned_run(root: Path) -> Path:
+    rows = [
+        {"stars": str(1 + i % 3), "text": make_text(300, seed=i) + " " + "!?."[i % 3] * 3}
+        for i in range(120)
+    ]
+    table = root / "reviews.csv"
+    with open(table, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, ["stars", "text"])
+        writer.writeheader()
+        writer.writerows(rows)
+    lstmgen.train(
+        [table],
+        out=root / "conditioned",
+        column="text",
+        condition_column=["stars"],
+        epochs=1,
+        quiet=True,
+        **TINY,
+    )
+    return root / "conditioned"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "name, options",
+    [
+        ("word", {"level": "word"}),
+        ("bpe", {"level": "bpe", "vocab_size": 300}),
+        ("gru", {"cell": "gru", "layers": 2}),
+    ],
+)
+def test_other_levels_and_cells_match_pytorch(tmp_path, name, options):
+    run = train_tiny(tmp_path, name, **options)
+    export(run, out=tmp_path / "out")
+    manifest = json.loads((tmp_path / "out" / "lstmgen-model.json").read_text(encoding="utf-8"))
+    assert manifest["level"] == options.get("level", "char")
+    check_parity(run, tmp_path / "out", "The cat sat")
+
+
+@pytest.mark.slow
+def test_a_conditioned_model_takes_its_conditions_as_an_input(tmp_path):
+    run = conditioned_run(tmp_path)
+    export(run, out=tmp_path / "out")
+    graph = onnx.load(str(tmp_path / "out" / "model.onnx"))
+    assert [i.name for i in graph.graph.input] == ["ids", "h0", "c0", "conditions"]
+    manifest = json.loads((tmp_path / "out" / "lstmgen-model.json").read_text(encoding="utf-8"))
+    assert manifest["conditions"]["columns"][0]["values"] == ["1", "2", "3"]
+    check_parity(run, tmp_path / "out", "The dog", condition={"stars": "3"})
