@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -170,3 +171,73 @@ def test_a_conditioned_model_takes_its_conditions_as_an_input(tmp_path):
     manifest = json.loads((tmp_path / "out" / "lstmgen-model.json").read_text(encoding="utf-8"))
     assert manifest["conditions"]["columns"][0]["values"] == ["1", "2", "3"]
     check_parity(run, tmp_path / "out", "The dog", condition={"stars": "3"})
+
+
+# ----- the web page in headless Chromium -----------------------------------------------------
+def browser_or_skip() -> None:
+    from lstmgen.export import browser
+    from lstmgen.export.web import find_runtime
+
+    why = browser.missing()
+    if why:
+        pytest.skip(why)
+    if find_runtime(None) is None:
+        pytest.skip(
+            "onnxruntime-web is not installed (.ci/run installs it: "
+            "npm install --prefix build/npm onnxruntime-web)"
+        )
+
+
+def test_the_web_folder_loads_the_runtime_from_a_url_when_asked(trained_run, tmp_path):
+    url = "https://cdn.jsdelivr.net/npm/onnxruntime-web@1.31.1/dist/"
+    export(trained_run, out=tmp_path / "web", format="web", runtime_url=url)
+    html = (tmp_path / "web" / "index.html").read_text(encoding="utf-8")
+    assert f'src="{url}ort.wasm.min.js"' in html and not (tmp_path / "web" / "ort").exists()
+
+
+@pytest.mark.slow
+def test_greedy_text_in_the_browser_equals_pythons(trained_run, tmp_path):
+    browser_or_skip()
+    from lstmgen.export import browser
+
+    export(trained_run, out=tmp_path / "web", format="web")
+    model = lstmgen.load(trained_run, device="cpu")
+    with browser.page(tmp_path / "web") as page:
+        for prime in ("The cat ", "Über"):  # a character the model never saw, too
+            text, chars_per_s = page.generate(prime, temperature=0, length=200)
+            assert text == model.generate(prime, temperature=0, length=200)
+            assert chars_per_s > 0
+        # the filters: top-k 1 and a tiny top-p leave only the likeliest token
+        greedy = model.generate("", temperature=0, length=100)
+        assert page.generate("", temperature=1, top_k=1, length=100, seed=1)[0] == greedy
+        assert page.generate("", temperature=1, top_p=0.001, length=100, seed=2)[0] == greedy
+        # seeded sampling: the page's own generator, the same text for the same seed
+        first = page.generate("The ", temperature=1.5, length=150, seed=7)[0]
+        assert page.generate("The ", temperature=1.5, length=150, seed=7)[0] == first
+        assert page.generate("The ", temperature=1.5, length=150, seed=8)[0] != first
+        page.screenshot(tmp_path / "export-page.png")
+        if os.environ.get("LSTMGEN_EXPORT_SCREENSHOT"):  # docs/export-page.png for the manual
+            page.screenshot(Path(os.environ["LSTMGEN_EXPORT_SCREENSHOT"]))
+
+
+@pytest.mark.slow
+def test_word_and_conditioned_pages_match_python(tmp_path):
+    browser_or_skip()
+    from lstmgen.export import browser
+
+    word = train_tiny(tmp_path, "word", level="word")
+    conditioned = conditioned_run(tmp_path)
+    for run in (word, conditioned):
+        export(run, out=tmp_path / f"{run.name}-web", format="web")
+    model = lstmgen.load(word, device="cpu")
+    with browser.page(tmp_path / "word-web") as page:
+        for prime in ("The cat  sat, on a zebra!!", ""):
+            assert page.generate(prime, temperature=0, length=60)[0] == model.generate(
+                prime, temperature=0, length=60
+            )
+    model = lstmgen.load(conditioned, device="cpu")
+    with browser.page(tmp_path / "conditioned-web") as page:
+        for number, stars in enumerate(("1", "2", "3")):
+            text = page.generate("The dog", temperature=0, length=150, condition={0: number})[0]
+            python = model.generate("The dog", temperature=0, length=150, condition=[stars])
+            assert text == python

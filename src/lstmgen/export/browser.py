@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+FIELDS = ("temperature", "top_k", "top_p", "length", "seed")  # the form's number boxes
 CHROMIUM_FLAGS = (
     "--headless=new",
     "--no-sandbox",
@@ -104,13 +105,14 @@ class Page:
         number → value number), generate; return (text, chars/s) when done."""
         from selenium.webdriver.support.ui import Select
 
-        self.browser.execute_script(
-            "arguments[0].value = arguments[1]", self.element("prime"), prime
-        )
-        for name, value in fields.items():
-            box = self.element(name)
-            box.clear()
-            box.send_keys(str(value))
+        fill = "arguments[0].value = arguments[1]"
+        self.browser.execute_script(fill, self.element("prime"), prime)
+        for name in FIELDS:  # a field not given is emptied: the page's default
+            value = fields.pop(name, None)
+            shown = "" if value is None else str(value)
+            self.browser.execute_script(fill, self.element(name), shown)
+        if fields:
+            raise TypeError(f"the page has no fields {sorted(fields)}")
         for k, value in (condition or {}).items():
             Select(self.element(f"condition-{k}")).select_by_value(str(value))
         self.element("generate").click()
