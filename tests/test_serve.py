@@ -25,6 +25,7 @@ import torch
 import uvicorn
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
+from prometheus_client.parser import text_string_to_metric_families
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 import lstmgen
@@ -334,6 +335,65 @@ def test_a_long_prompt_runs_in_bounded_chunks_between_the_steps_of_streams_in_fl
         again += "".join(p.text for p in idle.step())
     assert text == again and len(text) == 40
     assert alone == model.generate(long_prompt, config)  # shorter than the default chunk
+
+
+# ----- /metrics -------------------------------------------------------------------------------
+def read_metrics(http) -> dict[str, float]:
+    """The samples of GET /metrics: {'name{labels}': value}."""
+    reply = http.get("/metrics")
+    assert reply.status_code == 200 and reply.headers["content-type"].startswith("text/plain")
+    samples = {}
+    for family in text_string_to_metric_families(reply.text):
+        for sample in family.samples:
+            labels = ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
+            samples[f"{sample.name}{{{labels}}}"] = sample.value
+    return samples
+
+
+def test_metrics_count_known_requests_and_each_request_is_logged(trained_run, capfd):
+    app = create_app([trained_run], max_batch=8, max_tokens=100)
+    name = f'model="{trained_run.name}"'
+    with TestClient(app) as http:
+        before = read_metrics(http)
+        assert before.get('lstmgen_requests_total{status="200"}', 0) == 0
+        for seed in (1, 2):
+            body = {"prompt": "The", "max_tokens": 25, "seed": seed}
+            assert http.post("/v1/completions", json=body).status_code == 200
+        body = {"prompt": "A", "max_tokens": 10, "n": 3, "stream": True, "seed": 3}
+        with http.stream("POST", "/v1/completions", json=body) as reply:
+            assert "".join(reply.iter_text()).endswith("data: [DONE]\n\n")
+        bad = http.post("/v1/completions", json={"prompt": "a", "top_p": 1.5})
+        assert bad.status_code == 400
+        assert http.post("/v1/completions", json={"max_tokens": "many"}).status_code == 422
+        after = read_metrics(http)
+    assert after['lstmgen_requests_total{status="200"}'] == 3
+    assert after['lstmgen_requests_total{status="400"}'] == 1
+    assert after['lstmgen_requests_total{status="422"}'] == 1
+    assert after[f"lstmgen_tokens_generated_total{{{name}}}"] == 2 * 25 + 3 * 10
+    assert after["lstmgen_time_to_first_token_seconds_count{}"] == 3
+    assert after["lstmgen_request_seconds_count{}"] == 3
+    assert after[f"lstmgen_batch_steps_total{{{name}}}"] >= 25 + 25 + 10
+    assert after[f'lstmgen_batch_size_bucket{{le="+Inf",{name}}}'] >= 3
+    assert (
+        after[f'lstmgen_batch_size_bucket{{le="2.0",{name}}}']
+        < after[f'lstmgen_batch_size_bucket{{le="+Inf",{name}}}']
+    )  # the 3 samples of one request were stepped together
+    assert after[f"lstmgen_batch_samples{{{name}}}"] == 0
+    assert after[f"lstmgen_queue_samples{{{name}}}"] == 0
+    assert 0 < after["lstmgen_event_loop_seconds_total{}"] < 5
+    log = capfd.readouterr().err.splitlines()
+    lines = [line for line in log if line.startswith("lstmgen: POST /v1/completions")]
+    assert len(lines) == 5
+    assert lines[0].startswith("lstmgen: POST /v1/completions 200 25 tokens ")
+    assert lines[0].endswith(" s") and lines[2].startswith("lstmgen: POST /v1/completions 200 30 ")
+    assert lines[3].startswith("lstmgen: POST /v1/completions 400 0 tokens")
+
+
+def test_metrics_need_the_api_key_when_one_is_set(trained_run):
+    with TestClient(create_app([trained_run], api_key="sesame")) as http:
+        assert http.get("/metrics").status_code == 401
+        keyed = http.get("/metrics", headers={"Authorization": "Bearer sesame"})
+        assert keyed.status_code == 200 and "lstmgen_requests_total" in keyed.text
 
 
 # ----- schemathesis: the server keeps its own OpenAPI schema ----------------------------------

@@ -95,6 +95,7 @@ class RunningBatch:
         self.rule_state = np.zeros(0, np.int64)
         self.recent = np.zeros((0, model.config.vocab_size), np.int32)  # counts in the window
         self.groups: list[tuple[SampleConfig, np.ndarray | None]] = []
+        self.drawn = 0  # tokens drawn by the last step
 
     def __len__(self) -> int:
         waiting = sum(len(group) for group, *_ in self.joining)
@@ -180,8 +181,10 @@ class RunningBatch:
         if self.joining:
             self._join()
         if not self.samples:
+            self.drawn = 0
             return []
         ids = self._draw()
+        self.drawn = len(ids)
         self.pending = ids
         pieces, staying = [], []
         for row, (sample, token) in enumerate(zip(self.samples, ids.tolist(), strict=True)):

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
@@ -31,6 +31,7 @@ from lstmgen.errors import LstmgenError
 from lstmgen.inference import Model, load
 from lstmgen.serve.batcher import BatchWorker, Job, Overloaded
 from lstmgen.serve.body_limit import BodyLimit
+from lstmgen.serve.metrics import Observed, ServeMetrics
 from lstmgen.serve.schemas import (
     ERRORS,
     MAX_N,
@@ -83,12 +84,17 @@ def create_app(
     if not models:
         raise LstmgenError("name at least one run directory to serve")
     workers: dict[str, BatchWorker] = {}
+    metrics = ServeMetrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         for name, model in models.items():
             workers[name] = BatchWorker(
-                model, max_batch=config.max_batch, max_waiting=4 * config.max_batch
+                model,
+                max_batch=config.max_batch,
+                max_waiting=4 * config.max_batch,
+                name=name,
+                metrics=metrics,
             )
         yield
         for worker in workers.values():
@@ -100,7 +106,9 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.workers = workers  # one per model, started with the app
+    app.state.metrics = metrics
     app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
+    app.add_middleware(Observed, metrics=metrics)  # outermost: sees every status, 413 included
     bearer = HTTPBearer(auto_error=False)
 
     def authorised(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
@@ -136,6 +144,11 @@ def create_app(
     async def health() -> dict:
         return {"status": "ok"}
 
+    @app.get("/metrics", dependencies=keyed, include_in_schema=False)
+    async def prometheus_metrics() -> Response:
+        body, content_type = metrics.text()
+        return Response(body, media_type=content_type)
+
     @app.get("/v1/models", dependencies=keyed, responses=ERRORS)
     async def list_models() -> ModelList:
         return ModelList(data=list(cards.values()))
@@ -146,6 +159,7 @@ def create_app(
         responses={**ERRORS, 200: {"content": {"text/event-stream": {}}}},
     )
     async def completions(body: CompletionRequest, request: Request) -> Completion:
+        arrived = time.perf_counter()
         name = model_name(body.model, models)
         model, prompts = models[name], check(body, config)
         settings = sample_config(body)
@@ -159,6 +173,8 @@ def create_app(
             parts.append((ids, settings, decoders, conditions))
         job = Job(parts)
         answer = Answer(name, body.n, len(prompts), sum(len(part[0]) for part in parts))
+        answer.metrics, answer.started = metrics, arrived
+        request.state.answer = answer  # its tokens, for the request's log line
         if body.max_tokens > 0:
             try:
                 workers[name].submit(job)
@@ -268,6 +284,9 @@ class Answer:
         self.model, self.n, self.choices = model, n, n * prompts
         self.prompt_tokens = prompt_tokens
         self.tokens = [0] * self.choices
+        self.metrics: ServeMetrics | None = None  # where its first token's time is recorded
+        self.started = time.perf_counter()
+        self.loop_s = 0.0  # the event loop's time on this answer's pieces
 
     def usage(self) -> Usage:
         """Tokens of the prompts and of the choices made so far."""
@@ -283,10 +302,14 @@ class Answer:
         if empty:  # max_tokens 0
             yield {i: ["", "length"] for i in range(self.choices)}
             return
-        ended = 0
+        ended, first = 0, True
         try:
             while ended < self.choices:
                 items = [await job.queue.get()]
+                took = time.perf_counter()
+                if first and self.metrics is not None:
+                    self.metrics.first_token.observe(took - self.started)
+                first = False
                 while not job.queue.empty():
                     items.append(job.queue.get_nowait())
                 merged: dict[int, list] = {}
@@ -300,9 +323,12 @@ class Answer:
                         entry[0] += piece.text
                         entry[1] = piece.end
                         ended += piece.end is not None
+                self.loop_s += time.perf_counter() - took
                 yield merged
         finally:
             job.cancelled = True  # a client gone: its samples leave at the next step
+            if self.metrics is not None:
+                self.metrics.event_loop.inc(self.loop_s)
 
     async def whole(self, job: Job, empty: bool, request: Request) -> Completion:
         """The whole completion, once every choice has ended (the non-streaming answer)."""
@@ -323,11 +349,14 @@ class Answer:
         """Server-sent events: one per step with new text, then usage if asked, then [DONE]."""
         head = {"id": self.id, "object": "text_completion", "created": self.created}
         async for merged in self.pieces(job, empty):
+            started = time.perf_counter()
             choices = [
                 {"index": i, "text": text, "finish_reason": end, "logprobs": None}
                 for i, (text, end) in sorted(merged.items())
             ]
-            yield sse({**head, "model": self.model, "choices": choices})
+            event = sse({**head, "model": self.model, "choices": choices})
+            self.loop_s += time.perf_counter() - started
+            yield event
         if usage:
             yield sse(
                 {**head, "model": self.model, "choices": [], "usage": self.usage().model_dump()}

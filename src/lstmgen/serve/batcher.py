@@ -3,7 +3,8 @@
 Requests (`Job`s) wait in a queue and join the batch between steps while it has room
 (`max_batch` samples); each step's pieces of text go back to the event loop in one call, where
 every job's asyncio queue receives its own. A job whose client went away is cancelled and its
-samples leave at the next step.
+samples leave at the next step. The thread computes with the threads `generate` would use
+(threads.py: --threads / LSTMGEN_THREADS, or one against all cores, timed on its own steps).
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ from lstmgen.config import SampleConfig
 from lstmgen.errors import say
 from lstmgen.inference import Model
 from lstmgen.sampling.batch import Piece, RunningBatch
-from lstmgen.threads import requested as requested_threads
-from lstmgen.threads import use as use_threads
+from lstmgen.serve.metrics import ServeMetrics
+from lstmgen.threads import ThreadChooser
 
 
 class Overloaded(Exception):
@@ -47,9 +48,19 @@ class Job:
 class BatchWorker:
     """Steps one model's running batch in a thread while there are samples to make."""
 
-    def __init__(self, model: Model, *, max_batch: int, max_waiting: int):
+    def __init__(
+        self,
+        model: Model,
+        *,
+        max_batch: int,
+        max_waiting: int,
+        name: str = "model",
+        metrics: ServeMetrics | None = None,
+    ):
         rules = getattr(model.tokenizer, "rules", None)
         self.batch = RunningBatch(model.module, banned=model.banned, rules=rules)
+        self.metrics = metrics or ServeMetrics()
+        self.name = name
         self.max_batch, self.max_waiting = max_batch, max_waiting
         self.waiting: deque[Job] = deque()
         self.wake = threading.Condition()
@@ -80,9 +91,15 @@ class BatchWorker:
         self.thread.join()
 
     def _run(self) -> None:
-        use_threads(requested_threads() or 1)  # the event loop and the clients need a core
+        threads = ThreadChooser(recheck_s=5.0, trial_steps=8)  # as generate's (sampler.py)
+        metrics, name = self.metrics, self.name
+        batch_gauge = metrics.batch.labels(model=name)
+        queue_gauge = metrics.queue.labels(model=name)
+        tokens, steps = metrics.tokens.labels(model=name), metrics.steps.labels(model=name)
+        sizes = metrics.batch_size.labels(model=name)
         held: list[Piece] = []  # pieces not yet handed over
         sent = time.perf_counter()
+        drawn = stepped = 0  # tokens and steps not yet counted in the metrics
         while True:
             with self.wake:
                 while not (self.waiting or len(self.batch) or self.stopping):
@@ -94,6 +111,7 @@ class BatchWorker:
                 while self.waiting and self.waiting[0].samples <= room:
                     joining.append(self.waiting.popleft())
                     room -= joining[-1].samples
+                queued = sum(j.samples for j in self.waiting)
             for job in joining:  # primed here, outside the lock: submit() need not wait
                 first = 0
                 for prime_ids, config, decoders, rows in job.parts if not job.cancelled else []:
@@ -104,8 +122,12 @@ class BatchWorker:
                 if gone:
                     self.batch.drop(gone)
                 self.most = max(self.most, len(self.batch))
+                threads.step_starts(time.perf_counter())
                 made = self.batch.step()
+                threads.step_ends(time.perf_counter())
                 held += made
+                drawn += self.batch.drawn
+                stepped += 1
                 # Wake the event loop every 10 ms, not every step (~0.1 ms): an SSE event per
                 # token per client cost more than the token (BENCHMARKS.md, serve).
                 if (
@@ -115,6 +137,12 @@ class BatchWorker:
                 ):
                     self._deliver(held)
                     held, sent = [], time.perf_counter()
+                    tokens.inc(drawn)
+                    steps.inc(stepped)
+                    sizes.observe(self.batch.drawn)
+                    batch_gauge.set(len(self.batch))
+                    queue_gauge.set(queued)
+                    drawn = stepped = 0
             except Exception as error:  # a bug: tell the waiting clients, keep serving others
                 say(traceback.format_exc())
                 owners = self.batch.owners()
@@ -123,17 +151,20 @@ class BatchWorker:
                 for job in owners:
                     job.loop.call_soon_threadsafe(job.queue.put_nowait, error)
 
-    @staticmethod
-    def _deliver(pieces: list[Piece]) -> None:
-        """Hand one step's pieces to their jobs: one call into the event loop for all of them."""
+    def _deliver(self, pieces: list[Piece]) -> None:
+        """Hand the pieces made since the last call to their jobs: one call into the event
+        loop for all of them."""
         if not pieces:
             return
         by_job: dict[Job, list[Piece]] = {}
         for piece in pieces:
             by_job.setdefault(piece.sample.owner, []).append(piece)  # type: ignore[arg-type]
+        event_loop = self.metrics.event_loop
 
         def put() -> None:
+            started = time.perf_counter()
             for job, mine in by_job.items():
                 job.queue.put_nowait(mine)
+            event_loop.inc(time.perf_counter() - started)
 
         next(iter(by_job)).loop.call_soon_threadsafe(put)
