@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -241,3 +242,85 @@ def test_word_and_conditioned_pages_match_python(tmp_path):
             text = page.generate("The dog", temperature=0, length=150, condition={0: number})[0]
             python = model.generate("The dog", temperature=0, length=150, condition=[stars])
             assert text == python
+
+
+# ----- int8 -----------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_int8_is_smaller_and_nearly_as_good(trained_run, char_onnx, tmp_path):
+    from lstmgen.data.store import TokenStore
+    from lstmgen.export.generate import onnx_bits_per_char
+
+    done = cli("export", str(trained_run), "--quantize", "int8", "--out", str(tmp_path / "int8"))
+    assert done.returncode == 0, done.stderr
+    assert "int8" in json.loads((tmp_path / "int8" / "lstmgen-model.json").read_text())["quantize"]
+    fp32_bytes = (char_onnx / "model.onnx").stat().st_size
+    int8_bytes = (tmp_path / "int8" / "model.onnx").stat().st_size
+    assert int8_bytes < fp32_bytes / 2
+    model = lstmgen.load(trained_run, device="cpu")
+    held_out = np.asarray(TokenStore.open(trained_run / "data").val, dtype=np.int64)
+    characters = len(model.tokenizer.decode(held_out))
+    fp32 = onnx_bits_per_char(OnnxModel(char_onnx / "model.onnx"), held_out, characters)
+    int8 = onnx_bits_per_char(OnnxModel(tmp_path / "int8" / "model.onnx"), held_out, characters)
+    described = json.loads((char_onnx / "lstmgen-model.json").read_text())
+    assert abs(fp32 - described["held_out_bits_per_char"]) < 0.05  # one stream vs evaluation's
+    assert fp32 - 0.02 < int8 < fp32 + 0.1
+    text = onnx_samples(OnnxModel(tmp_path / "int8" / "model.onnx"), model, "The", temperature=0)
+    assert len(text[0]) == 500
+
+
+# ----- bad input --------------------------------------------------------------------------------
+def one_line_error(done: subprocess.CompletedProcess, *words: str) -> None:
+    assert done.returncode == 2, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert done.stderr.startswith("lstmgen: error:")
+    for word in words:
+        assert word in done.stderr
+
+
+def test_bad_input_is_one_line_with_exit_2(trained_run, tmp_path):
+    untrained = tmp_path / "untrained"
+    shutil.copytree(trained_run, untrained, ignore=shutil.ignore_patterns("*.safetensors"))
+    one_line_error(cli("export", str(untrained), "--out", str(tmp_path / "a")), "no checkpoint")
+    one_line_error(cli("export", str(tmp_path / "nowhere"), "--out", str(tmp_path / "a")), "run")
+    done = cli("export", str(trained_run), "--format", "tflite", "--out", str(tmp_path / "a"))
+    one_line_error(done, "tflite", "onnx, web")
+    done = cli("export", str(trained_run), "--quantize", "int4", "--out", str(tmp_path / "a"))
+    one_line_error(done, "int4", "int8")
+    (tmp_path / "taken").mkdir()
+    done = cli("export", str(trained_run), "--out", str(tmp_path / "taken"))
+    one_line_error(done, "exists", "--overwrite")
+    done = cli("export", str(trained_run), "--out", str(trained_run / "exported"))
+    one_line_error(done, "inside the run")
+    empty = tmp_path / "empty-runtime"
+    empty.mkdir()
+    done = cli("export", str(trained_run), "--format", "web")
+    one_line_error(done, "--out")
+    done = cli(
+        "export", str(trained_run), "--format", "web", "--runtime-dir", str(empty),
+        "--out", str(tmp_path / "w"),
+    )  # fmt: skip
+    one_line_error(done, "onnxruntime-web", "--runtime-url")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty-runtime", "taken", "untrained"]
+
+
+def test_an_interrupted_export_leaves_no_half_written_folder(trained_run, tmp_path, monkeypatch):
+    import lstmgen.export.web as web
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(web, "write_page", interrupted)
+    runtime = tmp_path / "runtime"
+    runtime.mkdir()
+    for name in web.RUNTIME_FILES:
+        (runtime / name).write_text("")
+    with pytest.raises(KeyboardInterrupt):
+        export(trained_run, out=tmp_path / "web", format="web", runtime_dir=runtime)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["runtime"]
+    # replacing a folder: the old one stays whole
+    export(trained_run, out=tmp_path / "web")
+    before = sorted(p.name for p in (tmp_path / "web").iterdir())
+    with pytest.raises(KeyboardInterrupt):
+        export(trained_run, out=tmp_path / "web", format="web", runtime_dir=runtime, overwrite=True)
+    assert sorted(p.name for p in (tmp_path / "web").iterdir()) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["runtime", "web"]

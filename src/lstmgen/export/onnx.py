@@ -7,6 +7,7 @@ conditioned model takes each stream's condition numbers (batch, columns) as one 
 
 from __future__ import annotations
 
+import logging
 import warnings
 from pathlib import Path
 
@@ -88,7 +89,11 @@ def quantize_int8(source: Path, target: Path) -> None:
     """onnxruntime's dynamic int8 quantization: int8 weights, activations quantized per call."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8)
+    logging.disable(logging.WARNING)  # its advice to pre-process is for convolutional graphs
+    try:
+        quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8)
+    finally:
+        logging.disable(logging.NOTSET)
 
 
 def session(path: Path, threads: int | None = None):
