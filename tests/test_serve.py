@@ -396,6 +396,37 @@ def test_metrics_need_the_api_key_when_one_is_set(trained_run):
         assert keyed.status_code == 200 and "lstmgen_requests_total" in keyed.text
 
 
+def test_the_batch_thread_chooses_its_threads_as_generate_does(trained_run, monkeypatch):
+    import lstmgen.serve.batcher as batcher
+    import lstmgen.threads
+    from lstmgen.threads import ThreadChooser, cores
+
+    made: list[ThreadChooser] = []
+
+    class Recorded(ThreadChooser):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.steps = 0
+            made.append(self)
+
+        def step_ends(self, now: float) -> None:
+            self.steps += 1
+            super().step_ends(now)
+
+    monkeypatch.delenv("LSTMGEN_THREADS", raising=False)
+    monkeypatch.setattr(lstmgen.threads, "_asked", None)  # as set by no --threads
+    monkeypatch.setattr(batcher, "ThreadChooser", Recorded)
+    with TestClient(create_app([trained_run])) as http:
+        assert http.post("/v1/completions", json={"max_tokens": 20}).status_code == 200
+    assert len(made) == 1 and made[0].steps == 20
+    assert made[0].candidates == sorted({1, cores()})  # not 1 alone, as before
+    monkeypatch.setenv("LSTMGEN_THREADS", "3")
+    with TestClient(create_app([trained_run])):
+        pass
+    assert made[1].candidates == [3]
+    lstmgen.threads.use(1)  # as the other tests run (conftest)
+
+
 # ----- schemathesis: the server keeps its own OpenAPI schema ----------------------------------
 def test_openapi_schema_holds(url):
     schema = schemathesis.openapi.from_url(f"{url}/openapi.json")
