@@ -28,7 +28,9 @@ def export(
         str,
         typer.Option(help="none, or int8: onnxruntime's dynamic quantization (a smaller file)."),
     ] = "none",
-    overwrite: Annotated[bool, typer.Option(help="Replace --out if it exists.")] = False,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace --out if it exists.")
+    ] = False,
     runtime_dir: Annotated[
         Path | None,
         typer.Option(
