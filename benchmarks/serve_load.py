@@ -36,6 +36,7 @@ import httpx
 
 OUT = Path(__file__).resolve().parent / "results" / "issue23"
 BUSY = "while True: pass"
+LONG_STREAM_TOKENS = 2000  # --long-prompt: the 16 streams run for seconds
 LONG_PROMPT = (
     "The quick brown fox jumps over the lazy dog, and the module returns a list of the "
     "values it has read from the file. "
@@ -111,7 +112,7 @@ async def long_prompt_load(url: str, streams: int, tokens: int, with_prompt: boo
             for i in range(streams)
         ]
         running = [asyncio.create_task(stream_one(http, body)) for body in bodies]
-        await asyncio.sleep(1.0)  # all streaming by now
+        await asyncio.sleep(0.5)  # all streaming by now, for seconds yet
         long = None
         if with_prompt:
             body = {"prompt": LONG_PROMPT[:4000], "max_tokens": 20, "stream": True, "seed": 99}
@@ -237,7 +238,7 @@ def main() -> None:
             port = s.getsockname()[1]
         server = subprocess.Popen(
             [sys.executable, "-m", "lstmgen", "serve", str(args.run), "--port", str(port)]
-            + ["--max-tokens", str(max(args.max_tokens, 400)), "--max-batch", "64"],
+            + ["--max-tokens", str(max(args.max_tokens, LONG_STREAM_TOKENS)), "--max-batch", "64"],
             stderr=subprocess.PIPE,
             text=True,
         )
@@ -284,7 +285,7 @@ def measure(args: argparse.Namespace, url: str, server_pid: int, offline: dict) 
     """The rows: one per client count, or the long-prompt pair."""
     rows = []
     if args.long_prompt:
-        tokens = str(max(args.max_tokens, 400))  # streams that outlast the long prompt
+        tokens = str(max(args.max_tokens, LONG_STREAM_TOKENS))  # they outlast the long prompt
         for with_prompt in (False, True):
             extra = ["--long-prompt", "--streams", str(args.streams), "--max-tokens", tokens]
             row = run_clients(url, server_pid, extra + (["--with-prompt"] if with_prompt else []))
