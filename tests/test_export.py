@@ -222,14 +222,29 @@ def test_greedy_text_in_the_browser_equals_pythons(trained_run, tmp_path):
 
 
 @pytest.mark.slow
-def test_word_and_conditioned_pages_match_python(tmp_path):
+def test_word_bpe_and_conditioned_pages_match_python(tmp_path):
     browser_or_skip()
     from lstmgen.export import browser
 
     word = train_tiny(tmp_path, "word", level="word")
+    unicode = "Café naïve — “quoted” 日本語 don't 1,000 x\n"
+    (tmp_path / "bpe.txt").write_text((make_text(3000) + unicode) * 8, encoding="utf-8")
+    bpe = tmp_path / "bpe"
+    lstmgen.train([tmp_path / "bpe.txt"], out=bpe, level="bpe", vocab_size=400, epochs=1,
+                  quiet=True, **TINY)  # fmt: skip
     conditioned = conditioned_run(tmp_path)
-    for run in (word, conditioned):
+    for run in (word, bpe, conditioned):
         export(run, out=tmp_path / f"{run.name}-web", format="web")
+    model = lstmgen.load(bpe, device="cpu")
+    with browser.page(tmp_path / "bpe-web") as page:
+        encode = "return encode(arguments[0])"
+        for text in ("The cat sat", unicode, "  a\n\n\tb  c's <unk> 3.14 ¡€𝄞!", "日本"):
+            ids = page.browser.execute_script(encode, text)
+            assert ids == model.tokenizer.encode(text).tolist()
+        for prime in ("Café ", ""):
+            assert page.generate(prime, temperature=0, length=80)[0] == model.generate(
+                prime, temperature=0, length=80
+            )
     model = lstmgen.load(word, device="cpu")
     with browser.page(tmp_path / "word-web") as page:
         for prime in ("The cat  sat, on a zebra!!", ""):

@@ -59,6 +59,10 @@ def manifest(model: Model, described: dict, *, checkpoint: str, quantize: str) -
         "start_ids": model.prime_ids("", quiet=True).tolist(),
         "conditions": conditions,
         "tokens": token_texts(model),
+        # BPE: each id's bytes (hex), for decoding without the tokenizers library
+        "token_bytes": [piece.hex() for piece in inner.token_bytes]
+        if inner.kind == "bpe"
+        else None,
         "sampling": {
             "temperature": defaults.temperature,
             "top_k": defaults.top_k,

@@ -1,4 +1,4 @@
-"""The web folder: index.html and page.js beside model.onnx, generating in the browser with
+"""The web folder: index.html, page.js and bpe.js beside model.onnx, generating in the browser with
 onnxruntime-web's WebAssembly backend, no server behind it (any static file server will do).
 
 The runtime's files are copied into `ort/` (so the page also works offline) from
@@ -46,15 +46,10 @@ def check_web(model: Model, runtime_dir, runtime_url: str | None) -> Path | None
     """What the page needs, checked before anything is written: the level, and the runtime's
     folder (None when the page loads it from runtime_url)."""
     tokenizer = getattr(model.tokenizer, "inner", model.tokenizer)
-    if tokenizer.kind == "bpe":
-        raise LstmgenError(
-            "--format web supports char and word runs; BPE in the browser is not supported yet "
-            "(--format onnx exports BPE runs)"
-        )
     if tokenizer.kind == "word" and tokenizer.format != 2:
         raise LstmgenError(
-            "--format web needs a word run made by lstmgen 0.x or later (tokenizer format 2); "
-            "this run's words are in format 1: --format onnx exports it"
+            "--format web needs a word run of word format 2 (tokens keep their spacing); this "
+            "run's words are format 1, whose spacing is guessed back: --format onnx exports it"
         )
     if runtime_url is not None:
         if not runtime_url.startswith(("https://", "http://")):
@@ -86,7 +81,8 @@ def write_page(
     title = f"lstmgen: {model.run_dir.name if model.run_dir else 'model'}"
     html = html.replace("{{TITLE}}", _escape(title)).replace("{{RUNTIME}}", _escape(base))
     (folder / "index.html").write_text(html, encoding="utf-8")
-    shutil.copyfile(STATIC / "page.js", folder / "page.js")
+    for script in ("page.js", "bpe.js"):
+        shutil.copyfile(STATIC / script, folder / script)
     # the manifest again as a script: the page also reads it where fetch() of JSON is refused
     script = "window.LSTMGEN_MODEL = " + json.dumps(manifest, ensure_ascii=True) + ";\n"
     (folder / "model.js").write_text(script, encoding="utf-8")

@@ -24,9 +24,38 @@ let stopping = false;
 
 // ---- tokens: the prime's ids, and each id's text ------------------------------------------
 const idOf = new Map();
-meta.tokens.forEach((text, id) => {
+(meta.tokens ?? []).forEach((text, id) => {
   if (id !== meta.unknown_id && text !== "") idOf.set(text, id);
 });
+let bpeEncode = null; // the BPE level: made from tokenizer.json when the page loads
+const tokenBytes = (meta.token_bytes ?? []).map(
+  (hex) => new Uint8Array((hex.match(/../g) ?? []).map((pair) => parseInt(pair, 16))),
+);
+// BPE: [owed * V + id] → the continuation bytes owed after the token, or -1: banned
+const nextOwed = utf8Rules(tokenBytes);
+
+function owedAfter(bytes, owed) {
+  // bpe.py's _owed_after: continuation bytes owed after these bytes, or -1 (not UTF-8)
+  for (const b of bytes) {
+    if (b >= 0x80 && b < 0xc0) {
+      if (owed === 0) return -1;
+      owed--;
+    } else if (owed || b === 0xc0 || b === 0xc1 || b >= 0xf5) return -1;
+    else owed = b < 0x80 ? 0 : b < 0xe0 ? 1 : b < 0xf0 ? 2 : 3;
+  }
+  return owed;
+}
+
+function utf8Rules(pieces) {
+  // bpe.py's Utf8Rules: a sample's text stays well-formed UTF-8
+  const table = new Int8Array(4 * pieces.length).fill(-1);
+  pieces.forEach((bytes, id) => {
+    for (let owed = 0; owed < 4; owed++) {
+      if (bytes.length) table[owed * pieces.length + id] = owedAfter(bytes, owed);
+    }
+  });
+  return table;
+}
 
 function spell(token) {
   // words.py's spell(): a token outside the vocabulary, written with pieces inside it
@@ -42,6 +71,7 @@ function spell(token) {
 
 function encode(text) {
   text = text.replace(RESERVED, "");
+  if (meta.level === "bpe") return bpeEncode(text);
   if (meta.level === "char") return Array.from(text, (ch) => idOf.get(ch) ?? meta.unknown_id);
   const ids = [];
   for (const match of text.matchAll(WORD_TOKEN)) {
@@ -70,9 +100,12 @@ function mulberry32(seed) {
   };
 }
 
-function adjust(logits, s) {
+function adjust(logits, s, owed) {
   const x = Float32Array.from(logits);
   for (const id of meta.banned) x[id] = -Infinity;
+  if (meta.level === "bpe") {
+    for (let id = 0; id < x.length; id++) if (nextOwed[owed * x.length + id] < 0) x[id] = -Infinity;
+  }
   if (!s.greedy) {
     const scale = Math.fround(1 / s.temperature);
     for (let i = 0; i < x.length; i++) x[i] = scale > 0 ? x[i] * scale : isFinite(x[i]) ? 0 : x[i];
@@ -188,9 +221,17 @@ async function generate() {
   const started = performance.now();
   let characters = 0;
   let text = "";
+  let owed = 0; // BPE: continuation bytes the text still owes
+  const bytes = new TextDecoder("utf-8");
   for (let step = 0; step < s.length && !stopping; step++) {
-    const token = choose(adjust(logits, s), s, random());
-    const piece = meta.tokens[token];
+    const token = choose(adjust(logits, s, owed), s, random());
+    let piece;
+    if (meta.level !== "bpe") piece = meta.tokens[token];
+    else {
+      owed = nextOwed[owed * meta.vocab_size + token];
+      const control = meta.conditions && token === meta.conditions.document_id;
+      piece = control ? "" : bytes.decode(tokenBytes[token], { stream: true });
+    }
     text += piece;
     characters += Array.from(piece).length;
     made.textContent = text;
@@ -226,6 +267,10 @@ function buildForm() {
 async function start() {
   buildForm();
   try {
+    if (meta.level === "bpe") {
+      const saved = await (await fetch("tokenizer.json")).json();
+      bpeEncode = makeBpeEncoder(saved.tokenizer);
+    }
     ort.env.wasm.wasmPaths = new URL(document.body.dataset.runtime, location.href).href;
     ort.env.wasm.numThreads = 1; // threads need cross-origin isolation, which a plain server lacks
     session = await ort.InferenceSession.create("model.onnx", { executionProviders: ["wasm"] });
