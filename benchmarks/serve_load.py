@@ -128,6 +128,26 @@ async def long_prompt_load(url: str, streams: int, tokens: int, with_prompt: boo
     }
 
 
+def summary(raw: dict) -> dict:
+    """A load's figures: chars/s, p50/p99 latency and first token (raw: clients_load's)."""
+    latencies, first = raw["latencies"], raw["first_tokens"]
+    rest = {k: v for k, v in raw.items() if k not in ("latencies", "first_tokens", "chars")}
+    return {
+        **rest,
+        "seconds": round(raw["seconds"], 2),
+        "chars_per_s": round(raw["chars"] / raw["seconds"]),
+        "latency_p50_s": round(quantile(latencies, 50), 3) if latencies else None,
+        "latency_p99_s": round(quantile(latencies, 99), 3) if latencies else None,
+        "first_token_p50_s": round(quantile(first, 50), 4) if first else None,
+        "first_token_p99_s": round(quantile(first, 99), 4) if first else None,
+    }
+
+
+async def load(url: str, clients: int, completions: int, tokens: int) -> dict:
+    """One load run from this process (benchmarks/gpu_check.py's serve part): its summary."""
+    return summary(await clients_load(url, clients, completions, tokens))
+
+
 def client_main(args: argparse.Namespace) -> None:
     """The client process: run one load, print its results and this process's CPU seconds."""
     started_cpu = time.process_time()
@@ -295,20 +315,10 @@ def measure(args: argparse.Namespace, url: str, server_pid: int, offline: dict) 
     for clients in map(int, args.clients.split(",")):
         extra = ["--clients", str(clients), "--completions", str(args.completions)]
         raw = run_clients(url, server_pid, extra + ["--max-tokens", str(args.max_tokens)])
-        latencies, first = raw.pop("latencies"), raw.pop("first_tokens")
         offline_rate = offline[1] if clients == 1 else offline[64]
-        chars_per_s = raw.pop("chars") / raw["seconds"]
-        row = {
-            **raw,
-            "seconds": round(raw["seconds"], 2),
-            "chars_per_s": round(chars_per_s),
-            "ratio_to_offline": round(chars_per_s / offline_rate, 2),
-            "offline": "1 stream" if clients == 1 else "64 samples as one batch",
-            "latency_p50_s": round(quantile(latencies, 50), 3) if latencies else None,
-            "latency_p99_s": round(quantile(latencies, 99), 3) if latencies else None,
-            "first_token_p50_s": round(quantile(first, 50), 4) if first else None,
-            "first_token_p99_s": round(quantile(first, 99), 4) if first else None,
-        }
+        row = summary(raw)
+        row["ratio_to_offline"] = round(raw["chars"] / raw["seconds"] / offline_rate, 2)
+        row["offline"] = "1 stream" if clients == 1 else "64 samples as one batch"
         rows.append(row)
         print(json.dumps(row), flush=True)
     return rows
