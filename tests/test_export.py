@@ -339,3 +339,20 @@ def test_an_interrupted_export_leaves_no_half_written_folder(trained_run, tmp_pa
         export(trained_run, out=tmp_path / "web", format="web", runtime_dir=runtime, overwrite=True)
     assert sorted(p.name for p in (tmp_path / "web").iterdir()) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["runtime", "web"]
+
+
+def test_the_manuals_onnxruntime_example_writes_lstmgens_greedy_text(char_onnx, trained_run):
+    """docs/commands/export.md's Python example, with onnxruntime alone, on the tiny run."""
+    page = (Path(__file__).parents[1] / "docs" / "commands" / "export.md").read_text("utf-8")
+    code = page.split("```python\n", 1)[1].split("```", 1)[0]
+    code = code.replace('"export/shakespeare"', repr(str(char_onnx))).replace("ROMEO:", "The cat")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    model = lstmgen.load(trained_run, device="cpu")
+    assert done.stdout == model.generate("The cat", temperature=0, length=200) + "\n"
+
+
+def test_the_latest_checkpoint_exports_too(trained_run, tmp_path):
+    export(trained_run, out=tmp_path / "latest", checkpoint="latest")
+    manifest = json.loads((tmp_path / "latest" / "lstmgen-model.json").read_text("utf-8"))
+    assert manifest["checkpoint"] == "latest" and manifest["held_out_bits_per_char"] > 0
