@@ -151,10 +151,22 @@ def test_metrics_log_symlinked_to_a_device(run, capsys):
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
-def test_meta_json_as_a_fifo_does_not_hang(run, capsys):
+def test_a_fifo_in_the_run_does_not_hang(run, capsys):
+    import subprocess
+    import sys
+
     (run / "data" / "meta.json").unlink()
     os.mkfifo(run / "data" / "meta.json")
     refused(["train", "--resume", run, "--epochs", "3"], capsys, "meta.json", "prepare")
+    (run / "tokenizer.json").unlink()
+    os.mkfifo(run / "tokenizer.json")  # opening it to read would wait for a writer forever
+    done = subprocess.run(
+        [sys.executable, "-m", "lstmgen", "info", str(run)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2 and "tokenizer.json is not a regular file" in done.stderr
 
 
 def test_tokenizer_symlink_loop(run, capsys):
