@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
+import time
 
 import numpy as np
 import torch
 
 from lstmgen.model import LSTMLanguageModel
+from lstmgen.threads import ThreadChooser
 
 
 @torch.no_grad()
@@ -152,6 +154,9 @@ def document_nats(
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
+    # one thread against all cores, timed on these very steps: beside a busy process, two
+    # spinning threads made classify 3x slower (BENCHMARKS.md, issue 22)
+    threads = ThreadChooser(recheck_s=5.0, trial_steps=3)
     lengths = np.array([len(d) for d in documents])
     order = np.argsort(lengths, kind="stable")
     out = np.zeros(len(documents), dtype=np.float64)
@@ -171,11 +176,13 @@ def document_nats(
         given = None if conditions is None else torch.from_numpy(conditions[rows]).to(device)
         total, state = torch.zeros(len(rows), dtype=torch.float64, device=device), None
         for t in range(0, width, chunk):
+            threads.step_starts(time.perf_counter())
             logits, _, state = model(x[:, t : t + chunk], state, conditions=given)  # (S, c, V)
             nll = torch.nn.functional.cross_entropy(
                 logits.float().transpose(1, 2), y[:, t : t + chunk], reduction="none"
             )  # (S, c)
             total += (nll * mask[:, t : t + chunk]).sum(1).double()
+            threads.step_ends(time.perf_counter())
         out[rows] = total.cpu().numpy()
     model.train(was_training)
     return out
