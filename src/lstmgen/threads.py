@@ -74,9 +74,9 @@ class ThreadChooser:
     under each count; the one with the lower median step time is kept until the next look.
     """
 
-    def __init__(self, *, recheck_s: float = 60.0, trial_steps: int = 4):
+    def __init__(self, *, recheck_s: float = 60.0, trial_steps: int = 4, most: int | None = None):
         fixed = requested()
-        self.candidates = [fixed] if fixed else sorted({1, cores()})
+        self.candidates = [fixed] if fixed else sorted({1, max(1, most or cores())})
         self.recheck_s, self.trial_steps = recheck_s, trial_steps
         self.chosen = self.candidates[-1]
         self.times: dict[int, list[float]] = {}

@@ -16,8 +16,8 @@ from lstmgen.flags import with_options
 ServeThreads = Annotated[
     int | None,
     typer.Option(
-        help="CPU threads the batch computes with. \\[default: as generate: one or all cores, "
-        "whichever its steps run faster on; LSTMGEN_THREADS sets it too]",
+        help="CPU threads the batch computes with. \\[default: one or all cores but one (the "
+        "HTTP side keeps a core), whichever its steps run faster on; LSTMGEN_THREADS sets it too]",
         show_default=False,
     ),
 ]

@@ -4,7 +4,7 @@ Requests (`Job`s) wait in a queue and join the batch between steps while it has 
 (`max_batch` samples); each step's pieces of text go back to the event loop in one call, where
 every job's asyncio queue receives its own. A job whose client went away is cancelled and its
 samples leave at the next step. The thread computes with the threads `generate` would use
-(threads.py: --threads / LSTMGEN_THREADS, or one against all cores, timed on its own steps).
+(threads.py: --threads / LSTMGEN_THREADS, or one against all cores but one, timed on its own steps).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from lstmgen.errors import say
 from lstmgen.inference import Model
 from lstmgen.sampling.batch import Piece, RunningBatch
 from lstmgen.serve.metrics import ServeMetrics
-from lstmgen.threads import ThreadChooser
+from lstmgen.threads import ThreadChooser, cores
 
 
 class Overloaded(Exception):
@@ -91,7 +91,11 @@ class BatchWorker:
         self.thread.join()
 
     def _run(self) -> None:
-        threads = ThreadChooser(recheck_s=5.0, trial_steps=8)  # as generate's (sampler.py)
+        # One thread against all cores but one, timed on its own steps: the event loop and the
+        # clients keep a core. On 2 cores, computing with both made 16 clients' p99 first token
+        # 116 ms against 36 ms with one, and 64 clients' chars/s 15,001 against 17,126
+        # (benchmarks/results/issue23, BENCHMARKS.md).
+        threads = ThreadChooser(recheck_s=5.0, trial_steps=8, most=cores() - 1)
         metrics, name = self.metrics, self.name
         batch_gauge = metrics.batch.labels(model=name)
         queue_gauge = metrics.queue.labels(model=name)
