@@ -13,6 +13,9 @@ from pathlib import Path
 os.environ["OMP_NUM_THREADS"] = "1"
 os.environ["LSTMGEN_THREADS"] = "1"  # lstmgen's own choice is measured: not in tests
 os.environ["MKL_NUM_THREADS"] = "1"
+# fp32 whatever the CPU: CPUs with bf16 would train in bf16 by default (device.py), and the
+# tests' numbers (the golden weights) must be the same on every machine.
+os.environ["LSTMGEN_CPU_BF16"] = "0"
 
 import pytest  # noqa: E402
 import torch  # noqa: E402

@@ -67,9 +67,10 @@ def test_a_missing_onednn_primitive_is_caught_at_the_check(monkeypatch, fresh_de
         mixed_precision(CPU, "bf16")
 
 
-def test_auto_on_a_cpu_waits_for_the_measurement(monkeypatch, fresh_detection):
+def test_auto_on_a_cpu_with_bf16_takes_it_unless_switched_off(monkeypatch, fresh_detection):
     monkeypatch.setattr(device_module, "cpu_bf16_missing", lambda: None)  # a CPU with bf16
-    assert mixed_precision(CPU, "auto") is None  # CPU_BF16_BY_DEFAULT is off
+    monkeypatch.setattr(device_module, "CPU_BF16_BY_DEFAULT", False)  # LSTMGEN_CPU_BF16=0
+    assert mixed_precision(CPU, "auto") is None
     monkeypatch.setattr(device_module, "CPU_BF16_BY_DEFAULT", True)
     assert mixed_precision(CPU, "auto") == torch.bfloat16
     assert mixed_precision(CPU, "fp32") is None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import platform
 from pathlib import Path
 
@@ -36,9 +37,12 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-# `--precision auto` on a CPU that has bf16: fp32 until benchmarks/cpu_bf16.py measures bf16
-# training faster there at equal held-out bits/char (issue 25). The one switch to flip.
-CPU_BF16_BY_DEFAULT = False
+# `--precision auto` on a CPU that has bf16 natively: bf16. benchmarks/cpu_bf16.py on an AMD
+# EPYC with avx512_bf16 (2 minutes a run, one core each): 1.38x fp32's tokens/s at 2x192 and
+# 1.49x at 2x512, and lower held-out bits/char at equal time (-0.035 and -0.123; BENCHMARKS.md,
+# issue 25). LSTMGEN_CPU_BF16=0 keeps fp32 (the test suite sets it: the same numbers on every
+# machine).
+CPU_BF16_BY_DEFAULT = os.environ.get("LSTMGEN_CPU_BF16", "1") != "0"
 # The flags of CPUs whose oneDNN runs bf16 natively; elsewhere it emulates (slower than fp32)
 # or has no bf16 LSTM primitive at all ("could not create a primitive descriptor").
 NATIVE_BF16_FLAGS = {

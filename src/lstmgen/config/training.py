@@ -90,7 +90,8 @@ class TrainConfig(Section):
     precision: str = option(
         "auto",
         "Training arithmetic: fp32, bf16 (autocast; an error where the device lacks it) or "
-        "auto (bf16 on GPUs that have it, fp32 on CPUs). Generation computes in fp32.",
+        "auto (bf16 on GPUs and CPUs that have it natively, fp32 elsewhere). Generation computes "
+        "in fp32.",
         panel=TRAINING,
     )
 
