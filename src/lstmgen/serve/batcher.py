@@ -93,8 +93,8 @@ class BatchWorker:
     def _run(self) -> None:
         # One thread against all cores but one, timed on its own steps: the event loop and the
         # clients keep a core. On 2 cores, computing with both made 16 clients' p99 first token
-        # 116 ms against 36 ms with one, and 64 clients' chars/s 15,001 against 17,126
-        # (benchmarks/results/issue23, BENCHMARKS.md).
+        # 131 ms against 36 ms with one, and 64 clients' chars/s 14,445 against 17,126
+        # (benchmarks/results/issue23/threads2 and threads1, BENCHMARKS.md).
         threads = ThreadChooser(recheck_s=5.0, trial_steps=8, most=cores() - 1)
         metrics, name = self.metrics, self.name
         batch_gauge = metrics.batch.labels(model=name)
