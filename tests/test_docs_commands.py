@@ -98,6 +98,7 @@ WORLD = {
     "zen.txt": zen,
     "reviews.csv": reviews,
     "amazon_reviews_sample.csv": reviews,
+    "held-out-reviews.csv": reviews,
 }
 
 
