@@ -95,15 +95,21 @@ def test_a_much_slower_speed_than_sizing_measured_is_said_once(capsys):
     reporter.quiet, reporter.warned_slow = False, False
     reporter.sizing = {"tokens_per_s": 10_000, "budget_tokens": 4_406 * 512}
     reporter.console = SimpleNamespace(print=lambda text, **_: print(text))
+    progress = SimpleNamespace(step=100, tokens=60_000, elapsed_s=10.0)
     trainer = SimpleNamespace(
-        progress=SimpleNamespace(step=100),
+        progress=progress,
         config=SimpleNamespace(batch_size=16, seq_len=32),
         peers=SimpleNamespace(size=1),
+        fraction_done=lambda: 0.5,
     )
-    reporter.tokens_per_second = 6_000  # 60 %: a busy moment, not worth a word
+    reporter.tokens_per_second = 1_000  # one slow interval (a curve point): the run's average
+    reporter._say_if_slow(trainer)  # is 60 %, not worth a word
+    assert capsys.readouterr().out == ""
+    progress.tokens = 21_000  # the run's average: 2,100 tokens/s
+    trainer.fraction_done = lambda: 0.05  # too early to judge
     reporter._say_if_slow(trainer)
     assert capsys.readouterr().out == ""
-    reporter.tokens_per_second = 2_100
+    trainer.fraction_done = lambda: 0.2
     for _ in range(3):
         reporter._say_if_slow(trainer)
     said = capsys.readouterr().out.strip().splitlines()

@@ -165,9 +165,13 @@ class RunReporter:
         """Once: training runs far slower than --max-time sizing measured, so the budget buys
         far fewer steps than it was sized for; --max-steps makes a run repeatable."""
         measured = (self.sizing or {}).get("tokens_per_s")
-        if self.warned_slow or not measured or trainer.progress.step < 20:
+        p = trainer.progress
+        # the run's own average so far, after a tenth of it: one interval's rate dips below
+        # half at a curve point or a sample on an idle machine (seen in make demo)
+        if self.warned_slow or not measured or trainer.fraction_done() < 0.1:
             return
-        if self.tokens_per_second >= SLOW_SHARE * measured:
+        rate = p.tokens / max(p.elapsed_s, 1e-9)
+        if rate >= SLOW_SHARE * measured:
             return
         self.warned_slow = True
         c = trainer.config
@@ -176,8 +180,8 @@ class RunReporter:
         )
         steps = f" (about --max-steps {planned:,.0f} is what sizing planned)" if planned else ""
         self.print(
-            f"note: training runs at {self.tokens_per_second:,.0f} tokens/s, "
-            f"{self.tokens_per_second / measured:.0%} of the {measured:,.0f} that sizing "
+            f"note: training runs at {rate:,.0f} tokens/s, "
+            f"{rate / measured:.0%} of the {measured:,.0f} that sizing "
             "measured (is the machine busier now?): this --max-time run will train fewer "
             f"steps than planned. For a run that trains the same steps every time, give "
             f"--max-steps{steps}"
