@@ -186,7 +186,7 @@ def main() -> None:
     scores = models["conditioned"].classify(texts)
     result["classify_reviews_per_minute"] = round(len(texts) / (time.perf_counter() - started) * 60)
     result["swapped"] = swapped_table(scores, labels)
-    own = swapped_table({**scores, "log_likelihood": scores["log_likelihood"]}, labels)
+    own = result["swapped"]
     result["conditioned_document_bits_per_char"] = {
         value: own[value].get(value) for value in scores["values"]
     }
