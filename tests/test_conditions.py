@@ -70,7 +70,7 @@ def late_run(tmp_path_factory) -> Path:
         out=root / "run",
         column="text",
         condition_column=["label", "kind"],
-        max_steps=1200,
+        max_steps=1500,
         lr=0.02,
         quiet=True,
         **SMALL,
