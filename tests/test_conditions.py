@@ -471,3 +471,21 @@ def test_each_process_reads_its_streams_conditions_and_each_input_gets_its_targe
             assert int(y[b, t]) == tokens[position]
             document = np.searchsorted(starts, position, side="right") - 1
             assert conditions[b, t].tolist() == documents.values[document].tolist()
+
+
+def test_classify_and_evaluate_mistakes_are_one_line(late_run, tmp_path, capsys):
+    empty = tmp_path / "empty.csv"
+    empty.write_text("text\n", encoding="utf-8")  # a header and no rows
+    code, _, err = run_cli(["classify", late_run, empty, "--column", "text"], capsys)
+    assert "no documents" in one_line_error(code, err)
+    table = write_csv(tmp_path / "some.csv", late_rows(4))
+    code, _, err = run_cli(
+        ["classify", late_run, table, "--column", "text", "--predict", "stars"], capsys
+    )
+    assert one_line_error(code, err) == (
+        "lstmgen: error: unknown condition column 'stars'; this model's: label, kind"
+    )
+    code, _, err = run_cli(
+        ["evaluate", late_run, "--by-condition", "--condition", "label=1"], capsys
+    )
+    assert "drop --condition" in one_line_error(code, err)

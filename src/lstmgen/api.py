@@ -118,7 +118,7 @@ def classify(
     not given is the run's own, so documents are cleaned as its training text was.
     """
     model = load(run, checkpoint=checkpoint, device=device)
-    conditions = model._conditions("classify")
+    conditions = model.require_conditions("classify")
     recorded = TokenStore.open(Path(run) / "data").meta.get("cleaning", {})
     config = DataConfig(**{**recorded, **options})
     texts, rows = labelled_documents(as_specs(sources), config)

@@ -184,7 +184,7 @@ class Model:
             raise LstmgenError("the evaluation text needs at least 2 tokens")
         if self.conditions is None:
             if condition:
-                self._conditions("--condition")
+                self.require_conditions("--condition")
             nats, count = evaluate_tokens(self.module, ids)
         else:
             nats, count = self._document_nats(text, condition), len(ids)
@@ -231,7 +231,7 @@ class Model:
         None for a model trained without conditions."""
         if self.conditions is None:
             if asked:
-                self._conditions("--condition")
+                self.require_conditions("--condition")
             return None
         chosen = self.conditions.asked(asked)
         rng = np.random.default_rng([seed, 1])  # not the samples' streams (seeded [seed, i])
@@ -242,7 +242,7 @@ class Model:
             )
         return rows
 
-    def _conditions(self, flag: str) -> Conditions:
+    def require_conditions(self, flag: str) -> Conditions:
         conditions = self.conditions
         if conditions is None:
             where = f"{self.run_dir} was" if self.run_dir else "this model was"
@@ -255,7 +255,7 @@ class Model:
     def evaluate_by_condition(self) -> dict:
         """Bits/char of the run's held-out documents, per value of each condition column: each
         document runs from its mark to the next one, scored under its own conditions."""
-        conditions = self._conditions("--by-condition")
+        conditions = self.require_conditions("--by-condition")
         if self.run_dir is None:
             raise LstmgenError(
                 "evaluate_by_condition reads a run's store: load the model from a run"
@@ -263,7 +263,7 @@ class Model:
         store = TokenStore.open(self.run_dir / "data")
         ids, documents = np.asarray(store.val, dtype=np.int64), store.documents("val")
         nats = nats_by_position(  # nats[i]: of predicting ids[i + 1]
-            self.module, ids, conditions=documents.of_tokens(len(ids))
+            self.module, ids, documents=documents
         )
         ends = [*documents.starts[1:].tolist(), len(ids)]
         rows = []  # (characters, tokens, nats) of each document
@@ -297,7 +297,7 @@ class Model:
 
     def document_ids(self, text: str) -> np.ndarray:
         """A document's ids as in training: the separator, the document mark, its text."""
-        start = self.tokenizer.encode(self._conditions("classify").separator)
+        start = self.tokenizer.encode(self.require_conditions("classify").separator)
         text_ids = self.tokenizer.encode(text)
         return np.concatenate([start, [self.tokenizer.document_id], text_ids]).astype(np.int64)
 
@@ -313,7 +313,7 @@ class Model:
         and the predicted value. A run with several columns scores the others at each
         document's own value when `labels` ({column: value} per text) has it, else at their
         most common value."""
-        conditions = self._conditions("classify")
+        conditions = self.require_conditions("classify")
         k = conditions.column(column)
         target = conditions.columns[k]
         base = np.zeros((len(texts), len(conditions.columns)), np.int64)

@@ -8,6 +8,7 @@ import time
 import numpy as np
 import torch
 
+from lstmgen.data.store import Documents
 from lstmgen.model import LSTMLanguageModel
 from lstmgen.threads import ThreadChooser
 
@@ -23,7 +24,7 @@ def evaluate_tokens(
     limit: int | None = None,
     shard: tuple[int, int] = (0, 1),
     unscored: tuple[int, ...] = (),
-    conditions: np.ndarray | None = None,
+    documents: Documents | None = None,
 ) -> tuple[float, int]:
     """Total nats and count of predicted tokens over `tokens`, every position after the first
     scored once, except predictions of the `unscored` ids (control tokens: no text).
@@ -34,7 +35,7 @@ def evaluate_tokens(
     sequence's length, each range scores only its first limit/streams predictions: a
     sample spread evenly over the text. shard=(rank, ranks): this process scores every
     ranks-th range from rank on; the shards' sums add up to the whole. A conditioned model
-    takes each token's condition numbers, conditions (N, C) (store.Documents.of_tokens).
+    takes the documents of `tokens` (store.Documents): each token gets its document's conditions.
     """
     n_pred = len(tokens) - 1
     if n_pred < 1:
@@ -47,7 +48,7 @@ def evaluate_tokens(
     inputs, targets, scored = inputs[rank::ranks], targets[rank::ranks], scored[rank::ranks]
     if not len(inputs):  # more processes than ranges: nothing to score here
         return 0.0, 0
-    given = _conditions_of(conditions, begins[rank::ranks], inputs.shape[1], device)
+    given = _conditions_of(documents, begins[rank::ranks], inputs.shape[1], device)
     was_training = model.training
     model.eval()
     x, y, mask = (torch.from_numpy(a).to(device) for a in (inputs, targets, scored))
@@ -64,14 +65,15 @@ def evaluate_tokens(
 
 
 def _conditions_of(
-    conditions: np.ndarray | None, begins: np.ndarray, width: int, device
+    documents: Documents | None, begins: np.ndarray, width: int, device
 ) -> torch.Tensor | None:
     """The condition numbers (S, W, C) of laid-out rows: column j of row i is the input that
-    predicts tokens[begin[i] + j + 1], and takes that token's conditions (padding: the last)."""
-    if conditions is None:
+    predicts tokens[begin[i] + j + 1], and takes that token's document's conditions. Looked up
+    for these positions only: a per-token array of a large held-out split would not fit."""
+    if documents is None:
         return None
-    positions = np.minimum(begins[:, None] + 1 + np.arange(width), len(conditions) - 1)
-    return torch.from_numpy(np.asarray(conditions[positions], np.int64)).to(device)
+    positions = begins[:, None] + 1 + np.arange(width)
+    return torch.from_numpy(documents.at(positions)).to(device)
 
 
 def _layout(
@@ -109,7 +111,7 @@ def nats_by_position(
     *,
     streams: int = 16,
     warmup: int = 256,
-    conditions: np.ndarray | None = None,
+    documents: Documents | None = None,
 ) -> np.ndarray:
     """Nats of each prediction over `tokens` (entry i: of tokens[i + 1]), laid out and warmed
     up as evaluate_tokens does, for totals over parts of the text (a condition's documents)."""
@@ -121,7 +123,7 @@ def nats_by_position(
     was_training = model.training
     model.eval()
     x, y = (torch.from_numpy(a).to(device) for a in (inputs, targets))
-    given = _conditions_of(conditions, begins, inputs.shape[1], device)
+    given = _conditions_of(documents, begins, inputs.shape[1], device)
     nll, state = [], None
     for t in range(0, inputs.shape[1], 256):
         c = None if given is None else given[:, t : t + 256]

@@ -80,10 +80,6 @@ class Documents:
         document = np.searchsorted(self.starts, positions, side="right") - 1
         return self.values[np.maximum(document, 0)]
 
-    def of_tokens(self, length: int) -> np.ndarray:
-        """The condition numbers (length, C) of every token of the side."""
-        return self.at(np.arange(length, dtype=np.int64))
-
 
 def write_documents(
     folder: Path, dtype: np.dtype, mark_id: int, labels: np.ndarray, sides: np.ndarray

@@ -69,7 +69,7 @@ class Trainer:
         self.unscored = unscored  # document marks: their predictions are not held-out loss
         # a conditioned store's documents (train, val): each token's conditions come from them
         self.train_documents = documents[0] if documents else None
-        self.val_conditions = documents[1].of_tokens(len(val_tokens)) if documents else None
+        self.val_documents = documents[1] if documents else None
         self.optimizer = make_optimizer(model, config.lr, config.weight_decay)
         self.divergence = Divergence(model, self.optimizer, config, self.peers)
         self.threads = threads or ThreadChooser()  # measured, unless --threads says
@@ -213,7 +213,7 @@ class Trainer:
             limit=limit,
             shard=(self.peers.rank, self.peers.size),
             unscored=self.unscored,
-            conditions=self.val_conditions,
+            documents=self.val_documents,
         )
         nats, count = self.peers.total(nats, count)  # each process scored its share
         count = int(count)
