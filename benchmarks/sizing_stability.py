@@ -75,7 +75,7 @@ def main() -> None:
     args = parser.parse_args()
     if not args.corpus.is_file():
         raise SystemExit(f"needs {args.corpus} (the shared corpora)")
-    load_start = open("/proc/loadavg").read().strip()
+    load_start = Path("/proc/loadavg").read_text().strip()
     pairs = []
     for i in range(args.pairs):
         order = ("idle", "busy") if i % 2 == 0 else ("busy", "idle")
@@ -102,7 +102,7 @@ def main() -> None:
         "budget_s": args.budget,
         "machine": f"{platform.platform()}, {os.cpu_count()} cores",
         "load_average_start": load_start,
-        "load_average_end": open("/proc/loadavg").read().strip(),
+        "load_average_end": Path("/proc/loadavg").read_text().strip(),
         "pairs": pairs,
         "same_size": f"{sum(p['same_size'] for p in pairs)} of {len(pairs)}",
         "within_0.05_bpc": f"{sum(abs(p['bpc_gap']) <= 0.05 for p in pairs)} of {len(pairs)}",
