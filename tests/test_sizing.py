@@ -212,13 +212,23 @@ def test_sizing_stops_climbing_after_its_share_of_the_budget(monkeypatch):
     assert (chosen.hidden, chosen.limited_by) == (sizing.LADDER[2], "sizing time")
 
 
-def test_sizing_speed_reads_one_threads_cpu_time_so_load_does_not_shrink_the_model():
-    alone = {1: [0.010, 0.011, 0.010], 2: [0.008, 0.009, 0.008]}
-    assert sizing.sizing_speed(alone, [0.010, 0.010, 0.011], 512) == pytest.approx(512 / 0.008)
-    # beside a busy process: both counts take twice as long on the clock, the CPU time is as alone
+def test_sizing_speed_reads_one_threads_cpu_time_so_load_does_not_change_the_model():
+    alone = {1: [0.010, 0.011, 0.010]}
+    assert sizing.sizing_speed(alone, [0.010, 0.010, 0.011], 512) == pytest.approx(512 / 0.010)
+    # beside a busy process: the step takes twice as long on the clock, its CPU time is as alone
     loaded = {n: [2 * t for t in times] for n, times in alone.items()}
     assert sizing.sizing_speed(loaded, [0.010, 0.010, 0.011], 512) == pytest.approx(512 / 0.010)
-    assert sizing.sizing_speed(loaded, [], 512) == pytest.approx(512 / 0.016)  # e.g. on a GPU
+    # no one-thread CPU time (a GPU, or threads fixed above one): the faster count's clock
+    fixed = {2: [0.016, 0.018, 0.016]}
+    assert sizing.sizing_speed(fixed, [], 512) == pytest.approx(512 / 0.016)
+
+
+def test_a_cpu_whose_threads_lstmgen_chooses_is_sized_by_one_thread(monkeypatch):
+    used = []
+    monkeypatch.setattr(sizing.threads, "requested", lambda: None)
+    monkeypatch.setattr(sizing.threads, "use", used.append)
+    sizing.measure_speed(ModelConfig(vocab_size=33, hidden=64), 4, 16, torch.device("cpu"))
+    assert set(used) == {1}
 
 
 def test_a_one_thread_step_is_timed_in_cpu_time_too(monkeypatch):
@@ -241,3 +251,41 @@ def test_a_one_thread_step_is_timed_in_cpu_time_too(monkeypatch):
     assert len(seen["cpu"]) == len(seen["wall"]) >= 5
     assert statistics.median(seen["cpu"]) < statistics.median(seen["wall"]) / 2
     assert speed == pytest.approx(4 * 16 / statistics.median(seen["cpu"]))
+
+
+def test_a_budget_of_few_epochs_trains_with_the_short_run_dropout_and_lr(monkeypatch, tmp_path):
+    """Issue 25: side by side, dropout 0.03 and lr 0.015 win 60-s runs and lose 600-s ones,
+    so a --max-time budget that reads fewer than SHORT_RUN_EPOCHS epochs takes them, unless
+    the user set them; a longer budget keeps the defaults."""
+    monkeypatch.setattr(  # 1,000 tokens/s at every size: the epochs follow from the budget
+        sizing,
+        "measure_speed",
+        lambda config, batch_size, seq_len, device, **_: (1000.0, count_parameters(config)),
+    )
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(make_text(), encoding="utf-8")  # ~18,000 training tokens
+    common = dict(max_steps=1, batch_size=4, seq_len=16, quiet=True)
+
+    def config_of(name, **options):
+        lstmgen.train([corpus], out=tmp_path / name, **common, **options)
+        return json.loads((tmp_path / name / "config.json").read_text())
+
+    short = config_of("short", max_time="10s")  # 9,000 tokens: half an epoch
+    assert (short["model"]["dropout"], short["train"]["lr"]) == (0.03, 0.015)
+    assert short["sizing"]["short_run"] == sizing.SHORT_RUN
+    long = config_of("long", max_time="1h")  # ~180 epochs
+    assert (long["model"]["dropout"], long["train"]["lr"]) == (0.1, 0.01)
+    assert "short_run" not in long["sizing"]
+    mine = config_of("mine", max_time="10s", dropout=0.2)  # what the user sets stays
+    assert (mine["model"]["dropout"], mine["train"]["lr"]) == (0.2, 0.015)
+    assert mine["sizing"]["short_run"] == {"lr": 0.015}
+    # another run's config brings its settings, but not what its budget chose
+    again = config_of("again", max_time="1h", config=str(tmp_path / "short"))
+    assert (again["model"]["dropout"], again["train"]["lr"]) == (0.1, 0.01)
+
+
+def test_short_run_settings_leave_what_the_user_or_the_lr_finder_sets():
+    assert sizing.short_run_settings(1.0, set()) == sizing.SHORT_RUN
+    assert sizing.short_run_settings(sizing.SHORT_RUN_EPOCHS, set()) == {}
+    assert sizing.short_run_settings(1.0, {"lr"}) == {"dropout": 0.03}
+    assert sizing.short_run_settings(1.0, set(), lr_finder=True) == {"dropout": 0.03}

@@ -240,8 +240,10 @@ class RunConfig:
         settings = {**config.model.to_dict(), **config.train.to_dict(), "level": config.level}
         names = ModelConfig.option_names() | TrainConfig.option_names() | {"level"}
         dropped = set(NOT_REUSED)
-        if config.records.get("sizing"):
+        sizing = config.records.get("sizing") or {}
+        if sizing:
             dropped.add("hidden")
+        dropped.update(sizing.get("short_run", {}))  # chosen for that budget: chosen again
         if given.get("lr_finder"):
             dropped.add("lr")
         if given.get("embeddings"):

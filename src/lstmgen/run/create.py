@@ -30,8 +30,10 @@ from lstmgen.training.batches import max_batch_size
 from lstmgen.training.distributed import world_size
 from lstmgen.training.sizing import (
     PARAMETERS_PER_TOKEN,
+    SHORT_RUN_EPOCHS,
     SIZING_SHARE,
     TOKENS_PER_PARAMETER,
+    short_run_settings,
     size_for_budget,
 )
 
@@ -262,11 +264,21 @@ def _size_model(config: RunConfig, train_tokens: int, *, quiet: bool) -> RunConf
         "budget_tokens": round(chosen.budget_tokens),
         "limited_by": chosen.limited_by,
     }
-    return replace(
-        config,
-        model=replace(config.model, hidden=chosen.hidden),
-        records={**config.records, "sizing": record},
-    )
+    model, train = replace(config.model, hidden=chosen.hidden), config.train
+    epochs = chosen.budget_tokens / max(train_tokens, 1)
+    short = short_run_settings(epochs, config.given, lr_finder=train.lr_finder)
+    if short:
+        record["short_run"] = short
+        model = replace(model, dropout=short.get("dropout", model.dropout))
+        train = replace(train, lr=short.get("lr", train.lr))
+        if not quiet:
+            chosen_text = " ".join(f"--{k} {v:g}" for k, v in short.items())
+            say(
+                f"{chosen_text} for a budget of ~{epochs:.1f} epochs: in fewer than "
+                f"{SHORT_RUN_EPOCHS:g} they train better than the defaults (set --dropout or "
+                "--lr to choose yourself)"
+            )
+    return replace(config, model=model, train=train, records={**config.records, "sizing": record})
 
 
 def _pretrained_embeddings(

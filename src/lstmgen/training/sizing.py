@@ -28,6 +28,12 @@ LADDER = (64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048)
 TOKENS_PER_PARAMETER = 4.0
 # at most this many parameters per training token: a guard against fitting noise
 PARAMETERS_PER_TOKEN = 2.0
+# A budget that reads fewer epochs than this trains with SHORT_RUN's dropout and peak lr in
+# place of the defaults (where the user set neither). Side by side on three corpora, they won
+# every run of 1.6-3 epochs (by 0.026-0.032 nats/char), lost those of 11-21 (by 0.014-0.034),
+# and around 5.5 epochs the two were within 0.017 either way (BENCHMARKS.md, issue 25).
+SHORT_RUN_EPOCHS = 5.0
+SHORT_RUN = {"dropout": 0.03, "lr": 0.015}
 SIZING_SHARE = 0.03  # of the budget, at most, spent timing sizes
 TRAINING_SHARE = 0.9  # of the budget, the rest goes to evaluations and checkpoints
 
@@ -52,9 +58,9 @@ def measure_speed(
     seconds: float = 0.15,
 ) -> tuple[float, int]:
     """Training tokens/s of a model of this config (forward, backward, step), and its parameter
-    count: the median step time, under the faster of one thread and all cores (as training
-    will choose), so a burst of load on the machine does not decide the size; and with one
-    thread, at least what the step's CPU time gives (see sizing_speed)."""
+    count: the median of at least 5 steps (a burst of load does not decide the size), on a
+    CPU on one thread and in its CPU time unless the user fixed the thread count, on a GPU on
+    the clock (see sizing_speed)."""
     model = LSTMLanguageModel(config).to(device).train()
     optimizer = make_optimizer(model, 1e-3, 0.0)
     x = torch.randint(0, config.vocab_size, (batch_size, seq_len), device=device)
@@ -76,7 +82,10 @@ def measure_speed(
 
     cpu_s: list[float] = []
     fixed = threads.requested()
-    candidates = [fixed] if fixed or device.type != "cpu" else sorted({1, threads.cores()})
+    # On a CPU whose thread count lstmgen chooses, one thread is timed (in CPU time, below):
+    # all cores' clock time swung from 31,000 to 45,000 tokens/s on an idle 2-core machine
+    # between runs, enough to change the size chosen (issue 25, item 3).
+    candidates = [fixed] if fixed or device.type != "cpu" else [1]
     times: dict[int, list[float]] = {n: [] for n in candidates}
     for n in candidates:  # warm-up: allocations, kernel choice, the thread pool
         threads.use(n)
@@ -97,15 +106,16 @@ def measure_speed(
 
 
 def sizing_speed(wall_s: dict[int, list[float]], one_thread_cpu_s: list[float], tokens: int):
-    """Tokens/s to size by: the faster thread count's median step time on the clock, or, if
-    faster, one thread's median step in CPU time. Another process on the machine stretches a
-    step on the clock but hardly its CPU time (one thread computes in the calling thread), so
-    the size follows the machine, not the load of the moment (issue 17: a busy-loop beside
-    the sizing made it pick 2×128 where it picks 2×192 alone)."""
-    fastest = min(statistics.median(t) for t in wall_s.values())
+    """Tokens/s to size by: one thread's median step in CPU time where it was timed (a CPU),
+    else the faster thread count's median step on the clock (a GPU, or a thread count the
+    user fixed above one). Another process on the machine stretches a step on the clock but
+    hardly its CPU time (one thread computes in the calling thread), so the size follows the
+    machine, not the load of the moment (issue 17: a busy-loop beside the sizing made it
+    pick 2×128 where it picks 2×192 alone). Training may then run faster on all cores: on 2
+    cores by 1.04-1.34× over a run (issue 25), so the size is, if anything, on the small side."""
     if one_thread_cpu_s:
-        fastest = min(fastest, statistics.median(one_thread_cpu_s))
-    return tokens / fastest
+        return tokens / statistics.median(one_thread_cpu_s)
+    return tokens / min(statistics.median(t) for t in wall_s.values())
 
 
 def size_for_budget(
@@ -152,3 +162,12 @@ def size_for_budget(
                 chosen.limited_by = limit
             break
     return chosen
+
+
+def short_run_settings(epochs: float, given, *, lr_finder: bool = False) -> dict:
+    """SHORT_RUN's settings a budget of `epochs` epochs takes, less those the user set (or
+    --lr-finder chooses): empty for a longer budget."""
+    if epochs >= SHORT_RUN_EPOCHS:
+        return {}
+    taken = set(given) | ({"lr"} if lr_finder else set())
+    return {k: v for k, v in SHORT_RUN.items() if k not in taken}
