@@ -1,8 +1,10 @@
 """lstmgen tune: reproducible, resumable after SIGKILL, pruning recorded, --config, errors."""
 
+import contextlib
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -52,6 +54,15 @@ def trials_of(folder):
     return [(t.number, t.state.name, t.params, t.value) for t in study.trials]
 
 
+def finished_trials(folder) -> int:
+    """Completed trials, read with sqlite3 read-only while the search runs: optuna.load_study
+    creates the schema where it is missing, and so raced the child creating it (a UNIQUE
+    constraint failure on alembic_version killed the child once)."""
+    uri = f"file:{folder / 'study.db'}?mode=ro"
+    with contextlib.closing(sqlite3.connect(uri, uri=True)) as db:
+        return db.execute("SELECT COUNT(*) FROM trials WHERE state = 'COMPLETE'").fetchone()[0]
+
+
 def test_a_seeded_search_is_reproducible(setup, tmp_path):
     corpus, space = setup
     runs = []
@@ -81,9 +92,9 @@ def test_a_killed_search_resumes_with_its_finished_trials(setup, tmp_path):
         while time.monotonic() < deadline and child.poll() is None:
             if (out / "study.db").exists():
                 try:
-                    if any(state == "COMPLETE" for _, state, _, _ in trials_of(out)):
+                    if finished_trials(out):
                         break
-                except Exception:  # the database is being created
+                except sqlite3.Error:  # the database is being created
                     pass
             time.sleep(0.05)
     finally:
