@@ -23,21 +23,10 @@ import sys
 import time
 from pathlib import Path
 
+from contention import Busy  # one busy-loop process for a `with` block
+
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT.parent / "shared" / "data" / "tinyshakespeare.txt"
-
-
-class Busy:
-    """One busy-loop process for the duration of a `with` block."""
-
-    def __enter__(self):
-        self.process = subprocess.Popen([sys.executable, "-c", "while True: pass"])
-        time.sleep(0.5)
-        return self
-
-    def __exit__(self, *exc):
-        self.process.kill()
-        self.process.wait()
 
 
 def train(corpus: Path, out: Path, budget: float) -> dict:

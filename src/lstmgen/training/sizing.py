@@ -30,8 +30,8 @@ TOKENS_PER_PARAMETER = 4.0
 PARAMETERS_PER_TOKEN = 2.0
 # A budget that reads fewer epochs than this trains with SHORT_RUN's dropout and peak lr in
 # place of the defaults (where the user set neither). Side by side on three corpora, they won
-# every run of 1.6-3 epochs (by 0.026-0.032 nats/char), lost those of 11-21 (by 0.014-0.034),
-# and around 5.5 epochs the two were within 0.017 either way (BENCHMARKS.md, issue 25).
+# every run of 1.6-3.3 epochs (by 0.020-0.032 nats/char) and lost every run of 11-21 (by
+# 0.014-0.034); between 5.5 and 6.1 epochs the two were within 0.007 (BENCHMARKS.md, issue 25).
 SHORT_RUN_EPOCHS = 5.0
 SHORT_RUN = {"dropout": 0.03, "lr": 0.015}
 SIZING_SHARE = 0.03  # of the budget, at most, spent timing sizes
