@@ -64,7 +64,7 @@ def resume_and_die(run, kill_at: int) -> None:
     """In a forked child: resume the run, SIGKILLing this process at the kill_at-th filesystem
     operation of checkpoint writing (kill_at < 0: never; the test kills it from outside)."""
     import lstmgen.checkpoint as ck
-    import lstmgen.files as files
+    import lstmgen.files.checkpoints as files
     import lstmgen.run.session as session
 
     # OpenMP's worker threads do not survive a fork: a parallel region in the child would wait

@@ -29,7 +29,11 @@ def export(
         typer.Option(help="none, or int8: onnxruntime's dynamic quantization (a smaller file)."),
     ] = "none",
     overwrite: Annotated[
-        bool, typer.Option("--overwrite", help="Replace --out if it exists.")
+        bool,
+        typer.Option(
+            "--overwrite",
+            help="Replace an earlier export in --out (only one holding nothing else).",
+        ),
     ] = False,
     runtime_dir: Annotated[
         Path | None,

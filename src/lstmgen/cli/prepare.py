@@ -22,7 +22,11 @@ def prepare(
         typer.Option("--out", "-o", help="Token store folder to create.", show_default=False),
     ] = None,
     overwrite: Annotated[
-        bool, typer.Option("--overwrite", help="Replace the token store already in --out.")
+        bool,
+        typer.Option(
+            "--overwrite",
+            help="Replace the token store in --out (only one holding nothing else).",
+        ),
     ] = False,
     sqlite: Sqlite = None,
     quiet: Annotated[

@@ -40,7 +40,11 @@ def train(
     ] = None,
     overwrite: Annotated[
         bool,
-        typer.Option("--overwrite", help="Replace the run already in --out.", rich_help_panel=DATA),
+        typer.Option(
+            "--overwrite",
+            help="Replace the run in --out (only one holding nothing else).",
+            rich_help_panel=DATA,
+        ),
     ] = False,
     sqlite: Sqlite = None,
     quiet: Annotated[

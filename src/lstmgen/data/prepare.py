@@ -40,13 +40,14 @@ from lstmgen.data.sources import as_specs, document_stream, resolve_sources
 from lstmgen.data.splits import SplitPlan, remap_splits, write_splits
 from lstmgen.data.store import (
     STORE_FORMAT,
+    STORE_NAMES,
     is_token_store,
     refuse_incomplete_store,
     smallest_dtype,
     write_documents,
 )
 from lstmgen.errors import LstmgenError, say
-from lstmgen.files import staged
+from lstmgen.files import check_replaceable, staged
 from lstmgen.tokens import CharCounter, CharTokenizer, ConditionedTokenizer, Conditions
 from lstmgen.tokens.conditions import DOCUMENT_MARK, Column, conditions_of
 
@@ -333,12 +334,13 @@ def prepare(
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise LstmgenError(f"--out {out} is a file; name a folder for the token store")
-    if out.exists() and any(out.iterdir()):
+    if out.is_dir() and not out.is_symlink() and any(out.iterdir()):
         if not is_token_store(out):
             raise LstmgenError(f"{out} exists and is not a token store; choose another --out")
         if not overwrite:
             raise LstmgenError(f"{out} already holds a token store; pass --overwrite to replace it")
     specs = as_specs(sources)
+    check_replaceable(out, kind="token store", marker="meta.json", names=STORE_NAMES, sources=specs)
     for spec in specs:
         refuse_incomplete_store(spec)
         if Path(spec).is_dir() and is_token_store(spec):

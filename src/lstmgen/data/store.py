@@ -62,6 +62,11 @@ DOCUMENT_FILES = (
 )
 
 
+# Every name a store's folder holds (the only ones --overwrite replaces); .stdin is the spool
+# of standard input while it is prepared.
+STORE_NAMES = ("train.bin", "val.bin", *DOCUMENT_FILES, "tokenizer.json", "meta.json", ".stdin")
+
+
 def store_files(path: Path) -> list[str]:
     """The files of a store, meta.json (which marks it whole) last."""
     documents = [name for name in DOCUMENT_FILES if (Path(path) / name).is_file()]

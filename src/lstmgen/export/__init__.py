@@ -12,11 +12,14 @@ from pathlib import Path
 
 from lstmgen.describe import info
 from lstmgen.errors import LstmgenError
-from lstmgen.files import staged, write_json
+from lstmgen.files import check_replaceable, staged, write_json
 
 FORMATS = ("onnx", "web")
 QUANTIZE = ("none", "int8")
 MANIFEST = "lstmgen-model.json"
+# Every name an export's folder holds: the only ones --overwrite replaces.
+EXPORT_FILES = (MANIFEST, "model.onnx", "tokenizer.json")
+EXPORT_FILES += ("index.html", "page.js", "bpe.js", "model.js", "ort")  # the web page's
 
 
 def export(
@@ -40,6 +43,7 @@ def export(
         raise LstmgenError(f"{out} exists; pass --overwrite to replace it, or choose another --out")
     if out.resolve() == run.resolve() or run.resolve() in out.resolve().parents:
         raise LstmgenError(f"--out {out} is inside the run {run}; choose a folder outside it")
+    check_replaceable(out, kind="export", marker=MANIFEST, names=EXPORT_FILES, sources=[run])
     if not (run / "config.json").is_file():
         raise LstmgenError(f"{run} is not a run directory (it has no config.json)")
     if not (run / "model.safetensors").is_file():

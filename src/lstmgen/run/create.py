@@ -21,7 +21,7 @@ from lstmgen.data.sources import as_specs
 from lstmgen.data.store import TokenStore, is_token_store, refuse_incomplete_store, store_files
 from lstmgen.device import resolve_device
 from lstmgen.errors import LstmgenError, say, warn
-from lstmgen.files import staged
+from lstmgen.files import check_replaceable, staged
 from lstmgen.run.finetune import fine_tune_config, initial_weights, open_base
 from lstmgen.tokens import load_tokenizer
 from lstmgen.tokens.conditions import conditions_of
@@ -35,6 +35,22 @@ from lstmgen.training.sizing import (
     TOKENS_PER_PARAMETER,
     short_run_settings,
     size_for_budget,
+)
+
+# What a run directory holds (the only names --overwrite replaces; a file of the user's stops it).
+RUN_FILES = (
+    "config.json",
+    "tokenizer.json",
+    "data",
+    "model.safetensors",
+    "best",
+    "trainer_state.pt",
+    "metrics.jsonl",
+    "metrics.tmp",
+    "samples.md",
+    "curves.png",
+    "curves.png.tmp",
+    "tensorboard",
 )
 
 CORPUS_KEYS = (
@@ -68,7 +84,7 @@ def create(
     """Create a new run directory: prepare the data, fit the tokenizer, write config.json."""
     if out.exists() and not out.is_dir():
         raise LstmgenError(f"--out {out} is a file; name a folder for the run")
-    if out.exists() and any(out.iterdir()):
+    if out.is_dir() and not out.is_symlink() and any(out.iterdir()):
         if not (out / "config.json").is_file():
             raise LstmgenError(f"{out} exists and is not an lstmgen run; choose another --out")
         if not overwrite:
@@ -77,6 +93,10 @@ def create(
                 f"--resume {out}  (or pass --overwrite to start over)"
             )
     specs = as_specs(sources)
+    reads = [*specs, config.train.init_from, config.train.embeddings]
+    check_replaceable(
+        out, kind="run", marker="config.json", names=RUN_FILES, sources=[s for s in reads if s]
+    )
     from_store = len(specs) == 1 and is_token_store(Path(specs[0]))
     embeddings = config.train.embeddings
     if embeddings and not from_store and config.data.level != "word":
