@@ -23,7 +23,7 @@ from lstmgen.config.model import ADDED_LATER, ModelConfig
 from lstmgen.config.options import flag_of, option, parse_duration, random_seed
 from lstmgen.config.sampling import SampleConfig
 from lstmgen.config.serve import API_KEY_ENV, ServeConfig
-from lstmgen.config.training import HOW_LONG_AND_WHERE, RESUMABLE, TrainConfig
+from lstmgen.config.training import HOW_LONG_AND_WHERE, RESUMABLE, TRAIN_ADDED_LATER, TrainConfig
 from lstmgen.errors import LstmgenError
 from lstmgen.files import read_json, recover, write_json
 
@@ -158,6 +158,8 @@ class RunConfig:
                         "restore it or train again"
                     )
                 values = {**ADDED_LATER, **values}
+            else:
+                values = {**TRAIN_ADDED_LATER, **values}
             sections[key] = _section_from_json(section, values, key, name)
         if not isinstance(data.get("data", {}), dict):
             raise LstmgenError(f"{name}: its 'data' section is not an object; restore it")

@@ -84,6 +84,16 @@ class TrainConfig(Section):
         "Also write each evaluation as TensorBoard scalars in RUN/tensorboard.",
         panel=TRAINING,
     )
+    # Polyak averaging of the weights over the run's tail (training/averaging.py).
+    average: float = option(
+        0.15,
+        "Evaluate, save and generate from the weights averaged over about this last fraction "
+        "of the run (0: the last step's weights).",
+        panel=TRAINING,
+    )
+    average_start: float = option(
+        0.5, "The weight average begins this far into the run.", panel=TRAINING
+    )
     seed: int = option(1337, "Random seed.", panel=TRAINING)
     device: str = option("auto", "auto, cpu, cuda, cuda:N or mps.", panel=TRAINING)
     # bf16 halves the GPU's memory traffic; on CPUs it waits for a measurement (device.py).
@@ -109,6 +119,10 @@ class TrainConfig(Section):
             raise LstmgenError(f"--weight-decay {self.weight_decay} must be 0 or more")
         if not 0 <= self.min_lr_fraction <= 1:
             raise LstmgenError(f"--min-lr-fraction {self.min_lr_fraction} must be between 0 and 1")
+        for name in ("average", "average_start"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and 0 <= value <= 1):
+                raise LstmgenError(f"{flag_of(name)} {value} must be between 0 and 1")
         if self.warmup_steps < 0:
             raise LstmgenError(f"--warmup-steps {self.warmup_steps} must be 0 or more")
         if not 0 <= self.seed < 2**63:
@@ -164,6 +178,9 @@ class TrainConfig(Section):
             return 10
         return self.epochs
 
+
+# Settings that a config.json written before they existed lacks, with the values those runs had.
+TRAIN_ADDED_LATER = {"average": 0.0}
 
 # How long a run goes on, how it is watched and where it runs: a run's own business, never
 # taken from another run (--config) nor searched (tune).

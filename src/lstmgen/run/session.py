@@ -159,12 +159,15 @@ def _train(
     model = model.to(device)
     if peers.rank:  # the same initial weights everywhere, but each process its own dropout
         torch.manual_seed(train_config.seed + peers.rank)
-    sampler_model = Model(model, tokenizer)
+    samplers: dict[int, Model] = {}
 
-    def sampler(**settings) -> str:
-        was_training = model.training
-        text = sampler_model.generate("", **settings)
-        model.train(was_training)
+    def sampler(**settings) -> str:  # from the weights evaluated: the average, once it began
+        weights = trainer.average.weights()
+        if id(weights) not in samplers:
+            samplers[id(weights)] = Model(weights, tokenizer)
+        was_training = weights.training
+        text = samplers[id(weights)].generate("", **settings)
+        weights.train(was_training)
         return text  # type: ignore[return-value]
 
     reporter = (
@@ -418,8 +421,8 @@ def save_checkpoint(
     progress = dict(vars(trainer.progress))
     config_json = config.to_json()
 
-    def weights(path: Path) -> None:
-        save_weights(trainer.model, path, progress)
+    def weights(path: Path) -> None:  # the averaged weights, once averaging has begun
+        save_weights(trainer.average.weights(), path, progress)
 
     def config_file(path: Path) -> None:
         write_json(path, config_json)

@@ -17,6 +17,7 @@ from lstmgen.errors import LstmgenError
 from lstmgen.metrics import evaluate_tokens
 from lstmgen.model import detach_state
 from lstmgen.threads import ThreadChooser
+from lstmgen.training.averaging import WeightAverage
 from lstmgen.training.batches import StreamBatches
 from lstmgen.training.distributed import Peers
 from lstmgen.training.divergence import Divergence
@@ -72,6 +73,9 @@ class Trainer:
         self.val_documents = documents[1] if documents else None
         self.optimizer = make_optimizer(model, config.lr, config.weight_decay)
         self.divergence = Divergence(model, self.optimizer, config, self.peers)
+        # what is evaluated, saved and sampled: the weights averaged over the run's tail
+        self.average = WeightAverage(model, start=config.average_start, horizon=config.average)
+        self.good_average = None  # the average at the divergence snapshot
         self.threads = threads or ThreadChooser()  # measured, unless --threads says
         self.progress = Progress()
         self.state = None  # the recurrent state carried between batches
@@ -109,6 +113,7 @@ class Trainer:
             "format": torch.tensor(1),
             "step": torch.tensor(self.progress.step),
             "optimizer": self.optimizer.state_dict(),
+            **self.average.state(),
             **own,
         }
         if self.peers.size > 1:
@@ -124,6 +129,7 @@ class Trainer:
                 "the run's weights and trainer_state.pt are from different steps; resume is unsafe"
             )
         self.optimizer.load_state_dict(state["optimizer"])
+        self.average.restore(state)  # the model holds the averaged weights until then
         self.progress = progress
         saved_size = int(state.get("world_size", 1))
         if saved_size != self.peers.size:
@@ -145,6 +151,7 @@ class Trainer:
     def _roll_back(self, problem: str) -> None:
         """Go back to the last checkpoint's state; its undone steps' curve points come again."""
         self.state, message = self.divergence.roll_back(self.progress, problem)
+        self.average.roll_back(self.good_average)
         if self.next_curve_point != math.inf:
             self.next_curve_point = self._next_curve_point()
         on_rollback = getattr(self.hooks, "on_rollback", None)
@@ -207,21 +214,27 @@ class Trainer:
         may be the best; a curve point on a sample of the held-out text is only reported."""
         self.last_eval_at = self.fraction_done()
         limit = self.curve_tokens() if curve_point else None
-        nats, count = evaluate_tokens(
-            self.model,
-            self.val_tokens,
-            limit=limit,
-            shard=(self.peers.rank, self.peers.size),
-            unscored=self.unscored,
-            documents=self.val_documents,
-        )
-        nats, count = self.peers.total(nats, count)  # each process scored its share
-        count = int(count)
-        loss = nats / max(count, 1)
+        whole = limit is None or limit >= len(self.val_tokens) - 1
+        # a whole evaluation scores the weight average and the last step's, and keeps the better
+        models = self.average.candidates() if whole else [self.average.weights()]
+        losses = []
+        for model in models:
+            nats, count = evaluate_tokens(
+                model,
+                self.val_tokens,
+                limit=limit,
+                shard=(self.peers.rank, self.peers.size),
+                unscored=self.unscored,
+                documents=self.val_documents,
+            )
+            nats, count = self.peers.total(nats, count)  # each process scored its share
+            count = int(count)
+            losses.append(nats / max(count, 1))
         p = self.progress
-        if limit is not None and limit < len(self.val_tokens) - 1:  # a sample, not the whole
-            self.hooks.on_eval(self, loss, False, sample_tokens=count)
-            return loss
+        if not whole:  # a sample of the held-out text: a curve point only
+            self.hooks.on_eval(self, losses[0], False, sample_tokens=count)
+            return losses[0]
+        loss = self.average.choose(losses)
         self.last_whole_eval_step = p.step
         p.last_val_nats = loss
         improved = p.best_val_nats is None or loss < p.best_val_nats
@@ -278,13 +291,18 @@ class Trainer:
         same decisions at the same step: evaluate, checkpoint, stop at a time limit)."""
         return self.peers.clock(time.perf_counter() - clock)
 
+    def _snapshot(self) -> None:
+        """Keep the state to roll back to if the loss diverges (at each checkpoint)."""
+        self.divergence.snapshot(self.progress, self.state)
+        self.good_average = self.average.snapshot()
+
     def _loop(self, *, stop_reason, clock, next_eval, last_save, interval) -> None:
         p, c, model = self.progress, self.config, self.step_model
         reason, first_step = stop_reason, p.step
         self.last_whole_eval_step = None
         autocast = autocast_for(self.device, c.precision)  # bf16 the device lacks: an error
         pin = self.device.type == "cuda"  # page-locked batches copy to the GPU asynchronously
-        self.divergence.snapshot(p, self.state)
+        self._snapshot()
         with StopFlag() as stop:
             while reason is None:
                 batches = self._epoch_batches(p.epoch)
@@ -321,6 +339,7 @@ class Trainer:
                     p.batch += 1
                     p.tokens += x.numel() * self.peers.size
                     p.elapsed_s = self._now(clock)
+                    self.average.update(p.step, self.fraction_done())
                     self.threads.step_ends(p.elapsed_s)
                     self.hooks.on_step(self, loss.detach(), lr)
                     if p.batch == len(batches):
@@ -330,7 +349,7 @@ class Trainer:
                         # saved as it is checked below
                         last_save = p.elapsed_s = self._now(clock)
                         self.save(self)
-                        self.divergence.snapshot(p, self.state)
+                        self._snapshot()
                     elif p.elapsed_s >= next_eval:
                         self.evaluate()
                         p.elapsed_s = self._now(clock)
@@ -351,7 +370,7 @@ class Trainer:
                         reason = f"interrupted ({stop.signal_name or 'another process'})"
                     elif self.save_every_s and p.elapsed_s - last_save >= self.save_every_s:
                         self.save(self)
-                        self.divergence.snapshot(p, self.state)
+                        self._snapshot()
                         last_save = p.elapsed_s
                     reason = reason or self.finished()
                     if p.batch == 0:  # the epoch ended: the next reads its own batches (offset)
