@@ -76,6 +76,7 @@ def test_the_run_saves_the_average_and_keeps_the_raw_weights_for_resume(averaged
     assert all(torch.equal(saved[k], kept[k]) for k in saved)
     # what was evaluated last is what was saved: evaluating the saved weights gives the same
     last = json.loads((averaged_run / "metrics.jsonl").read_text().splitlines()[-1])
+    assert last["weights"] == ("average" if bool(state["average_chosen"]) else "last")
     model = lstmgen.load(averaged_run, checkpoint="latest")
     nats, count = evaluate_tokens(model.module, TokenStore.open(averaged_run / "data").val)
     assert nats / count == pytest.approx(last["val_loss"], abs=1e-4)

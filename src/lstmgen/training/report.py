@@ -141,6 +141,8 @@ class RunReporter:
         }
         if sample_tokens is not None:
             record["val_sample"] = True  # a sample of the held-out text: a curve point only
+        elif trainer.average.active:  # which weights scored val_loss: the better of the two
+            record["weights"] = "average" if trainer.average.chosen else "last"
         with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
         if self.tensorboard is not None:
