@@ -23,7 +23,9 @@ from lstmgen.device import autocast_for
 from lstmgen.model import LSTMLanguageModel
 from lstmgen.training.schedule import make_optimizer
 
-LADDER = (64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048)
+# Each step a third to a half more parameters (about 1.3-1.6x the tokens to train): a budget
+# between two sizes (bf16's 1.4x, say) reaches the next one (issue 32, item 3).
+LADDER = (64, 96, 128, 160, 192, 224, 256, 320, 384, 448, 512, 640, 768, 1024, 1536, 2048)
 # tokens read per parameter at which a size pays off (measured: BENCHMARKS.md)
 TOKENS_PER_PARAMETER = 4.0
 # at most this many parameters per training token: a guard against fitting noise
