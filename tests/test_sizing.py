@@ -253,10 +253,10 @@ def test_a_one_thread_step_is_timed_in_cpu_time_too(monkeypatch):
     assert speed == pytest.approx(4 * 16 / statistics.median(seen["cpu"]))
 
 
-def test_a_budget_of_few_epochs_trains_with_the_short_run_dropout_and_lr(monkeypatch, tmp_path):
-    """Issue 25: side by side, dropout 0.03 and lr 0.015 win 60-s runs and lose 600-s ones,
-    so a --max-time budget that reads fewer than SHORT_RUN_EPOCHS epochs takes them, unless
-    the user set them; a longer budget keeps the defaults."""
+def test_a_budgets_dropout_and_lr_follow_the_epochs_it_reads(monkeypatch, tmp_path):
+    """Issues 25 and 32: a --max-time budget's dropout follows the epochs it will read (0.03
+    for a short one, 0.3 for one that reads the corpus ~180 times), and below
+    SHORT_RUN_EPOCHS its peak lr is 0.015, unless the user set them."""
     monkeypatch.setattr(  # 1,000 tokens/s at every size: the epochs follow from the budget
         sizing,
         "measure_speed",
@@ -272,20 +272,30 @@ def test_a_budget_of_few_epochs_trains_with_the_short_run_dropout_and_lr(monkeyp
 
     short = config_of("short", max_time="10s")  # 9,000 tokens: half an epoch
     assert (short["model"]["dropout"], short["train"]["lr"]) == (0.03, 0.015)
-    assert short["sizing"]["short_run"] == sizing.SHORT_RUN
+    rule = short["sizing"]["budget_rule"]
+    assert (rule["dropout"], rule["lr"]) == (0.03, 0.015) and 0.3 < rule["epochs"] < 0.7
     long = config_of("long", max_time="1h")  # ~180 epochs
-    assert (long["model"]["dropout"], long["train"]["lr"]) == (0.1, 0.01)
-    assert "short_run" not in long["sizing"]
+    assert (long["model"]["dropout"], long["train"]["lr"]) == (0.3, 0.01)
+    assert "lr" not in long["sizing"]["budget_rule"]
     mine = config_of("mine", max_time="10s", dropout=0.2)  # what the user sets stays
     assert (mine["model"]["dropout"], mine["train"]["lr"]) == (0.2, 0.015)
-    assert mine["sizing"]["short_run"] == {"lr": 0.015}
+    assert "dropout" not in mine["sizing"]["budget_rule"]
     # another run's config brings its settings, but not what its budget chose
     again = config_of("again", max_time="1h", config=str(tmp_path / "short"))
-    assert (again["model"]["dropout"], again["train"]["lr"]) == (0.1, 0.01)
+    assert (again["model"]["dropout"], again["train"]["lr"]) == (0.3, 0.01)
 
 
-def test_short_run_settings_leave_what_the_user_or_the_lr_finder_sets():
-    assert sizing.short_run_settings(1.0, set()) == sizing.SHORT_RUN
-    assert sizing.short_run_settings(sizing.SHORT_RUN_EPOCHS, set()) == {}
-    assert sizing.short_run_settings(1.0, {"lr"}) == {"dropout": 0.03}
-    assert sizing.short_run_settings(1.0, set(), lr_finder=True) == {"dropout": 0.03}
+def test_the_budget_rule_leaves_what_the_user_or_the_lr_finder_sets():
+    assert [sizing.budget_dropout(e) for e in (1, 3.5, 10, 30, 90, 1000)] == [
+        0.03,
+        0.03,
+        0.1,
+        0.2,
+        0.3,
+        0.3,
+    ]
+    assert sizing.budget_settings(1.0, set()) == {"dropout": 0.03, "lr": 0.015}
+    assert sizing.budget_settings(sizing.SHORT_RUN_EPOCHS, set()) == {"dropout": 0.04}
+    assert sizing.budget_settings(1.0, {"lr"}) == {"dropout": 0.03}
+    assert sizing.budget_settings(1.0, set(), lr_finder=True) == {"dropout": 0.03}
+    assert sizing.budget_settings(20.0, {"dropout"}) == {}

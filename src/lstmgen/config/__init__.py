@@ -245,7 +245,9 @@ class RunConfig:
         sizing = config.records.get("sizing") or {}
         if sizing:
             dropped.add("hidden")
-        dropped.update(sizing.get("short_run", {}))  # chosen for that budget: chosen again
+        # chosen for that budget: chosen again (short_run: the name before issue 32)
+        dropped.update(sizing.get("budget_rule", sizing.get("short_run", {})))
+        dropped.discard("epochs")
         if given.get("lr_finder"):
             dropped.add("lr")
         if given.get("embeddings"):

@@ -31,9 +31,10 @@ from lstmgen.training.distributed import world_size
 from lstmgen.training.sizing import (
     PARAMETERS_PER_TOKEN,
     SHORT_RUN_EPOCHS,
+    SHORT_RUN_LR,
     SIZING_SHARE,
     TOKENS_PER_PARAMETER,
-    short_run_settings,
+    budget_settings,
     size_for_budget,
 )
 
@@ -286,17 +287,22 @@ def _size_model(config: RunConfig, train_tokens: int, *, quiet: bool) -> RunConf
     }
     model, train = replace(config.model, hidden=chosen.hidden), config.train
     epochs = chosen.budget_tokens / max(train_tokens, 1)
-    short = short_run_settings(epochs, config.given, lr_finder=train.lr_finder)
-    if short:
-        record["short_run"] = short
-        model = replace(model, dropout=short.get("dropout", model.dropout))
-        train = replace(train, lr=short.get("lr", train.lr))
+    rule = budget_settings(epochs, config.given, lr_finder=train.lr_finder)
+    if rule:
+        record["budget_rule"] = {**rule, "epochs": round(epochs, 2)}
+        model = replace(model, dropout=rule.get("dropout", model.dropout))
+        train = replace(train, lr=rule.get("lr", train.lr))
         if not quiet:
-            chosen_text = " ".join(f"--{k} {v:g}" for k, v in short.items())
+            chosen_text = " ".join(f"--{k.replace('_', '-')} {v:g}" for k, v in rule.items())
+            lr_text = (
+                f"; below {SHORT_RUN_EPOCHS:g} epochs a peak rate of {SHORT_RUN_LR:g}"
+                if "lr" in rule
+                else ""
+            )
             say(
-                f"{chosen_text} for a budget of ~{epochs:.1f} epochs: in fewer than "
-                f"{SHORT_RUN_EPOCHS:g} they train better than the defaults (set --dropout or "
-                "--lr to choose yourself)"
+                f"{chosen_text} for a budget of ~{epochs:.1f} epochs: dropout follows the "
+                f"epochs a budget reads (0.03 up to ~4, 0.1 at 10, 0.2 at 30, 0.3 from ~80)"
+                f"{lr_text}; set --dropout or --lr to choose yourself"
             )
     return replace(config, model=model, train=train, records={**config.records, "sizing": record})
 

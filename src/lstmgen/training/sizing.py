@@ -11,6 +11,7 @@ so a fast GPU does not pick a model the corpus cannot fill.
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
 from dataclasses import dataclass, replace
@@ -30,12 +31,16 @@ LADDER = (64, 96, 128, 160, 192, 224, 256, 320, 384, 448, 512, 640, 768, 1024, 1
 TOKENS_PER_PARAMETER = 4.0
 # at most this many parameters per training token: a guard against fitting noise
 PARAMETERS_PER_TOKEN = 2.0
-# A budget that reads fewer epochs than this trains with SHORT_RUN's dropout and peak lr in
-# place of the defaults (where the user set neither). Side by side on three corpora, they won
-# every run of 1.6-3.3 epochs (by 0.020-0.032 nats/char) and lost every run of 11-21 (by
-# 0.014-0.034); between 5.5 and 6.1 epochs the two were within 0.007 (BENCHMARKS.md, issue 25).
+# The regularisation a --max-time budget trains with follows the epochs it will read (where the
+# user set none). Side by side on three corpora (BENCHMARKS.md, issue 25), dropout 0.03 with
+# lr 0.015 won every run of 1.6-3.3 epochs (by 0.020-0.032 nats/char) and dropout 0.1 with lr
+# 0.01 every run of 11-21 (by 0.014-0.034); at 5.5-6.1 epochs the two were within 0.007; a
+# 76-epoch run on a 384 KB book, at 0.1, ended 0.11 bits/char above its best (issue 32). So
+# dropout grows with the log of the epochs: 0.03 up to ~3.7, 0.1 at 10, 0.2 at 30, at most 0.3
+# (from ~80); and below SHORT_RUN_EPOCHS the peak rate is 0.015.
 SHORT_RUN_EPOCHS = 5.0
-SHORT_RUN = {"dropout": 0.03, "lr": 0.015}
+SHORT_RUN_LR = 0.015
+DROPOUT_AT_10_EPOCHS, DROPOUT_PER_TRIPLING, DROPOUT_RANGE = 0.1, 0.1, (0.03, 0.3)
 SIZING_SHARE = 0.03  # of the budget, at most, spent timing sizes
 TRAINING_SHARE = 0.9  # of the budget, the rest goes to evaluations and checkpoints
 
@@ -166,10 +171,18 @@ def size_for_budget(
     return chosen
 
 
-def short_run_settings(epochs: float, given, *, lr_finder: bool = False) -> dict:
-    """SHORT_RUN's settings a budget of `epochs` epochs takes, less those the user set (or
-    --lr-finder chooses): empty for a longer budget."""
-    if epochs >= SHORT_RUN_EPOCHS:
-        return {}
+def budget_dropout(epochs: float) -> float:
+    """The dropout a budget of `epochs` epochs trains with (see DROPOUT_AT_10_EPOCHS)."""
+    low, high = DROPOUT_RANGE
+    tripled = math.log(max(epochs, 1e-9) / 10) / math.log(3)
+    return round(min(high, max(low, DROPOUT_AT_10_EPOCHS + DROPOUT_PER_TRIPLING * tripled)), 2)
+
+
+def budget_settings(epochs: float, given, *, lr_finder: bool = False) -> dict:
+    """The dropout (and, below SHORT_RUN_EPOCHS, the peak lr) a budget of `epochs` epochs
+    trains with, less what the user set (or --lr-finder chooses)."""
+    settings = {"dropout": budget_dropout(epochs)}
+    if epochs < SHORT_RUN_EPOCHS:
+        settings["lr"] = SHORT_RUN_LR
     taken = set(given) | ({"lr"} if lr_finder else set())
-    return {k: v for k, v in SHORT_RUN.items() if k not in taken}
+    return {k: v for k, v in settings.items() if k not in taken}
