@@ -15,7 +15,7 @@ import json
 import sysconfig
 from pathlib import Path
 
-SKIP_PARTS = {"test", "tests", "idlelib", "lib2to3", "site-packages", "__pycache__", "encodings"}
+SKIP_PARTS = {"test", "tests", "site-packages", "__pycache__", "encodings"}
 
 
 def sources(root: Path) -> list[Path]:
