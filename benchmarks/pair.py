@@ -36,6 +36,27 @@ def side(tree: Path, core: int, args, name: str, sets: list[str]) -> subprocess.
     return subprocess.Popen(command, cwd=HERE, env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
+def copied(run: Path, length: int, seed: int) -> dict:
+    """A sample of `length` characters at temperature 0.8 from the run's best weights, and the
+    share of its 50-character windows that stand in the training split (brute force: every
+    50-character string of the training text in a set), and its longest copy."""
+    import lstmgen
+    from lstmgen.data.store import TokenStore
+    from lstmgen.tokens import load_tokenizer
+
+    train = load_tokenizer(run / "tokenizer.json").decode(TokenStore.open(run / "data").train)
+    sample = lstmgen.load(run).generate("", length=length, temperature=0.8, seed=seed)
+    grams = {train[i : i + 50] for i in range(len(train) - 49)}
+    windows = [sample[i : i + 50] for i in range(len(sample) - 49)]
+    longest, start = 0, 0  # the longest span of the sample that stands in the training text
+    for end in range(1, len(sample) + 1):
+        while start < end and sample[start:end] not in train:
+            start += 1
+        longest = max(longest, end - start)
+    share = sum(w in grams for w in windows) / max(len(windows), 1)
+    return {"characters": len(sample), "copied_50": share, "longest_copy": longest}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -48,6 +69,9 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], help="this tree's overrides")
     parser.add_argument("--base-set", action="append", default=[], help="the base's overrides")
     parser.add_argument("--results", type=Path, default=HERE / "benchmarks/results/issue32")
+    parser.add_argument(
+        "--copy-sample", type=int, default=0, help="characters of a T=0.8 sample to check"
+    )
     args = parser.parse_args()
     (HERE / "benchmarks" / "out").mkdir(parents=True, exist_ok=True)
     args.results.mkdir(parents=True, exist_ok=True)
@@ -71,6 +95,9 @@ def main() -> None:
         keys = ("final_val_nats", "best_val_nats", "tokens_per_s", "epochs", "parameters")
         summary[key] = {k: result.get(k) for k in keys}
         summary[key]["model"] = result.get("model")
+        if args.copy_sample:  # both runs read with this tree's code (the formats agree)
+            run = HERE / "benchmarks" / "out" / "runs" / name
+            summary[key]["sample"] = copied(run, args.copy_sample, args.seed)
     this, base = summary["this"]["final_val_nats"], summary["base"]["final_val_nats"]
     summary["this_minus_base_final_nats"] = this - base
     (args.results / f"{args.name}.json").write_text(json.dumps(summary, indent=2) + "\n")
