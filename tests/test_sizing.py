@@ -255,7 +255,7 @@ def test_a_one_thread_step_is_timed_in_cpu_time_too(monkeypatch):
 
 def test_a_budgets_dropout_and_lr_follow_the_epochs_it_reads(monkeypatch, tmp_path):
     """Issues 25 and 32: a --max-time budget's dropout follows the epochs it will read (0.03
-    for a short one, 0.3 for one that reads the corpus ~180 times), and below
+    for a short one, 0.4 for one that reads the corpus ~180 times), and below
     SHORT_RUN_EPOCHS its peak lr is 0.015, unless the user set them."""
     monkeypatch.setattr(  # 1,000 tokens/s at every size: the epochs follow from the budget
         sizing,
@@ -275,27 +275,28 @@ def test_a_budgets_dropout_and_lr_follow_the_epochs_it_reads(monkeypatch, tmp_pa
     rule = short["sizing"]["budget_rule"]
     assert (rule["dropout"], rule["lr"]) == (0.03, 0.015) and 0.3 < rule["epochs"] < 0.7
     long = config_of("long", max_time="1h")  # ~180 epochs
-    assert (long["model"]["dropout"], long["train"]["lr"]) == (0.3, 0.01)
+    assert (long["model"]["dropout"], long["train"]["lr"]) == (0.4, 0.01)
     assert "lr" not in long["sizing"]["budget_rule"]
     mine = config_of("mine", max_time="10s", dropout=0.2)  # what the user sets stays
     assert (mine["model"]["dropout"], mine["train"]["lr"]) == (0.2, 0.015)
     assert "dropout" not in mine["sizing"]["budget_rule"]
     # another run's config brings its settings, but not what its budget chose
     again = config_of("again", max_time="1h", config=str(tmp_path / "short"))
-    assert (again["model"]["dropout"], again["train"]["lr"]) == (0.3, 0.01)
+    assert (again["model"]["dropout"], again["train"]["lr"]) == (0.4, 0.01)
 
 
 def test_the_budget_rule_leaves_what_the_user_or_the_lr_finder_sets():
-    assert [sizing.budget_dropout(e) for e in (1, 3.5, 10, 30, 90, 1000)] == [
+    assert [sizing.budget_dropout(e) for e in (1, 3, 5, 10, 20, 41, 1000)] == [
         0.03,
         0.03,
         0.1,
         0.2,
         0.3,
-        0.3,
+        0.4,
+        0.4,
     ]
     assert sizing.budget_settings(1.0, set()) == {"dropout": 0.03, "lr": 0.015}
-    assert sizing.budget_settings(sizing.SHORT_RUN_EPOCHS, set()) == {"dropout": 0.04}
+    assert sizing.budget_settings(sizing.SHORT_RUN_EPOCHS, set()) == {"dropout": 0.1}
     assert sizing.budget_settings(1.0, {"lr"}) == {"dropout": 0.03}
     assert sizing.budget_settings(1.0, set(), lr_finder=True) == {"dropout": 0.03}
     assert sizing.budget_settings(20.0, {"dropout"}) == {}

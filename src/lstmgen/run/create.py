@@ -301,7 +301,8 @@ def _size_model(config: RunConfig, train_tokens: int, *, quiet: bool) -> RunConf
             )
             say(
                 f"{chosen_text} for a budget of ~{epochs:.1f} epochs: dropout follows the "
-                f"epochs a budget reads (0.03 up to ~4, 0.1 at 10, 0.2 at 30, 0.3 from ~80)"
+                "epochs a budget reads (0.03 up to 3, 0.1 at 5, 0.2 at 10, 0.3 at 20, "
+                "0.4 from ~41)"
                 f"{lr_text}; set --dropout or --lr to choose yourself"
             )
     return replace(config, model=model, train=train, records={**config.records, "sizing": record})
