@@ -4,13 +4,21 @@ the input. Each is told in one line (exit 2) or handled, never a traceback or a 
 
 from __future__ import annotations
 
+import csv
+import errno
+import json
 import shutil
+import subprocess
+import sys
+import tracemalloc
 from pathlib import Path
 
 import pytest
-from test_hostile import refused
 
 from conftest import TINY, make_text
+from test_hostile import refused, run_cli
+
+LSTMGEN = str(Path(sys.executable).with_name("lstmgen"))
 
 
 @pytest.fixture
@@ -35,3 +43,164 @@ def test_weights_resaved_as_int32_are_refused_at_load(run, capsys):
     ):
         refused(command, capsys, "model.safetensors", "I32", "F32", "restore it or train again")
     assert not (run.parent / "exported").exists()
+
+
+@pytest.fixture(scope="module")
+def classifier(tmp_path_factory) -> Path:
+    """A tiny run conditioned on a stars column, trained for a few steps: it classifies badly,
+    but it classifies."""
+    import lstmgen
+
+    root = tmp_path_factory.mktemp("classifier")
+    rows = [{"stars": str(1 + i % 2), "text": make_text(200, seed=i)} for i in range(40)]
+    table = write_table(root / "train.csv", rows)
+    lstmgen.train(
+        [table], out=root / "run", column="text", condition_column=["stars"], max_steps=10,
+        quiet=True, **TINY,
+    )  # fmt: skip
+    return root / "run"
+
+
+def write_table(path: Path, rows: list[dict]) -> Path:
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, ["stars", "text"])
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def classify_args(run: Path, table: Path, *more) -> list:
+    return ["classify", run, table, "--column", "text", "--condition-column", "stars", *more]
+
+
+# ----- item 2: a row dropped in silence; predictions that join back to their rows -------------
+@pytest.fixture
+def small_records(monkeypatch):
+    """A record limit of 1,000 characters: a giant cell without writing 20 MB."""
+    from lstmgen.data import tables
+
+    monkeypatch.setattr(tables, "MAX_RECORD_CHARS", 1_000)
+
+
+def test_a_giant_cell_is_told_and_each_prediction_names_its_row(
+    classifier, tmp_path, capsys, small_records
+):
+    rows = [
+        {"stars": "1", "text": "the cat sat on the mat"},
+        {"stars": "2", "text": "a" * 5_000},
+        {"stars": "2", "text": "the dog ran to the red house"},
+    ]
+    table = write_table(tmp_path / "giant.csv", rows)
+    code, out, err = run_cli(classify_args(classifier, table, "--json"), capsys)
+    assert code == 0 and "Traceback" not in err
+    why = "field larger than field limit (1000)"  # csv's words
+    assert f"dropped 1 malformed row ({table}: row at line 3, {why}): not classified" in err
+    result = json.loads(out)
+    assert [(p["source"], p["row"], p["label"]) for p in result["predictions"]] == [
+        (str(table), 0, "1"),
+        (str(table), 2, "2"),
+    ]
+    assert result["documents"] == 2 and result["dropped"]["malformed_rows"] == 1
+    code, out, err = run_cli(classify_args(classifier, table), capsys)
+    assert code == 0 and out.startswith("2 documents (1 malformed rows dropped); ")
+    # the giant cell alone: the error says what was dropped
+    alone = write_table(tmp_path / "alone.csv", rows[1:2])
+    refused(
+        classify_args(classifier, alone),
+        capsys,
+        "the sources hold no documents to classify",
+        f"(dropped 1 malformed row ({alone}: row at line 2, {why}))",
+    )
+
+
+def test_jsonl_writes_one_prediction_a_line_with_its_row(classifier, tmp_path, capsys):
+    rows = [{"stars": str(1 + i % 2), "text": make_text(40, seed=i)} for i in range(5)]
+    table = write_table(tmp_path / "five.csv", rows)
+    code, out, err = run_cli(classify_args(classifier, table, "--format", "jsonl"), capsys)
+    assert code == 0
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert [(p["row"], p["label"]) for p in lines] == [(i, r["stars"]) for i, r in enumerate(rows)]
+    assert "5 documents; predicted stars" in err  # the scores go to stderr
+
+
+# ----- item 8: an empty text is scored by the prior alone: say so ------------------------------
+def test_empty_documents_are_told(classifier, tmp_path, capsys):
+    rows = [{"stars": "1", "text": "the cat sat"}, {"stars": "2", "text": ""}]
+    table = write_table(tmp_path / "empty.csv", rows)
+    code, out, err = run_cli(classify_args(classifier, table, "--json"), capsys)
+    assert code == 0
+    assert f"1 empty document(s) ({table}: row 1) have no text to score" in err
+    assert json.loads(out)["dropped"]["empty"] == 1
+
+
+# ----- item 6: classify's memory does not grow with the documents ------------------------------
+def classify_peak(run: Path, table: Path) -> int:
+    import lstmgen
+
+    tracemalloc.start()
+    try:
+        lstmgen.classify(run, [table], column="text", on_prediction=lambda p: None, batch=64)
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_classify_memory_does_not_grow_with_the_documents(classifier, tmp_path):
+    peaks = []
+    for count in (300, 1_200):
+        rows = [{"stars": "1", "text": make_text(60, seed=i)} for i in range(count)]
+        peaks.append(classify_peak(classifier, write_table(tmp_path / f"{count}.csv", rows)))
+    # holding every text, its ids and its prediction grew ~1 KB a document: 900 KB more here
+    assert peaks[1] - peaks[0] < 200_000, peaks
+
+
+# ----- item 4: a full disk and a closed pipe --------------------------------------------------
+def test_a_full_stdout_is_one_line_and_exit_2(classifier, tmp_path):
+    table = write_table(tmp_path / "t.csv", [{"stars": "1", "text": "the cat sat"}])
+    with open("/dev/full", "w") as full:
+        done = subprocess.run(
+            [LSTMGEN, *map(str, classify_args(classifier, table, "--json"))],
+            stdout=full, stderr=subprocess.PIPE, text=True, timeout=120,
+        )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip() == "lstmgen: error: the disk is full; free some space and run again"
+
+
+def test_a_closed_pipe_ends_quietly(classifier, tmp_path):
+    table = write_table(tmp_path / "t.csv", [{"stars": "1", "text": "the cat sat"}])
+    child = subprocess.Popen(
+        [LSTMGEN, *map(str, classify_args(classifier, table, "--format", "jsonl"))],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    child.stdout.close()  # `| head` that has read all it wants
+    _, err = child.communicate(timeout=120)
+    assert child.returncode == 0 and "Traceback" not in err and "Exception" not in err, err
+
+
+def test_export_onto_a_full_disk_is_one_line_and_leaves_nothing(
+    trained_run, tmp_path, capsys, monkeypatch
+):
+    import lstmgen.export.web as web
+
+    write_text = Path.write_text
+
+    def full(self, *args, **kwargs):
+        if self.name == "index.html":
+            raise OSError(errno.ENOSPC, "No space left on device", str(self))
+        return write_text(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", full)
+    runtime = tmp_path / "runtime"
+    runtime.mkdir()
+    for name in web.RUNTIME_FILES:
+        (runtime / name).write_bytes(b"")
+    out = tmp_path / "web"
+    line = refused(
+        ["export", trained_run, "--out", out, "--format", "web", "--runtime-dir", runtime],
+        capsys,
+        "the disk is full writing",
+        "index.html",
+        "free some space",
+    )
+    assert line.endswith("; free some space and run again")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["runtime"]

@@ -9,7 +9,7 @@ import typer
 
 from lstmgen.cli.program import Device, Run, Threads, api
 from lstmgen.config import ReadOptions
-from lstmgen.data.sources import read_documents
+from lstmgen.data.documents import read_documents
 from lstmgen.errors import LstmgenError
 
 
