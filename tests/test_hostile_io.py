@@ -13,9 +13,11 @@ import sys
 import tracemalloc
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from conftest import TINY, make_text
+from lstmgen.config import ReadOptions
 from test_hostile import refused, run_cli
 
 LSTMGEN = str(Path(sys.executable).with_name("lstmgen"))
@@ -204,3 +206,140 @@ def test_export_onto_a_full_disk_is_one_line_and_leaves_nothing(
     )
     assert line.endswith("; free some space and run again")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["runtime"]
+
+
+# ----- item 5: evaluate in a stream: today's number, in memory that does not grow --------------
+def hostile_text(chars: int) -> str:
+    """make_text with blank lines, runs of spaces, indented lines and characters the model
+    has not seen (unknown tokens): places where a careless cut would change the tokens."""
+    lines = make_text(chars).split("\n")
+    for i in range(0, len(lines), 7):
+        lines[i] = "   " + lines[i] + "  é\n"
+    return "\n".join(lines)[:chars]
+
+
+def test_streamed_evaluate_equals_the_whole_text_scored_at_once(trained_run):
+    import lstmgen
+    from lstmgen.config import bits_per_char
+    from lstmgen.metrics import evaluate_tokens
+
+    model = lstmgen.load(trained_run)
+    text = hostile_text(12_000)  # over 16 ranges of 256 tokens, 12 chunks of 1,000
+    ids = model.tokenizer.encode(text)
+    nats, count = evaluate_tokens(model.module, ids)  # how evaluate scored it, all in memory
+    before = float(bits_per_char(nats / count, len(ids) / len(text)))
+    for chunk_chars in (1_000, 333, 10**6):
+        pieces = (text[i : i + 97] for i in range(0, len(text), 97))
+        result = model.evaluate(pieces, chunk_chars=chunk_chars)
+        assert result["bits_per_char"] == pytest.approx(before, rel=1e-6)
+        assert (result["characters"], result["tokens"]) == (len(text), len(ids))
+        assert result["unknown_tokens"] == int((ids == 0).sum()) > 0
+
+
+def test_streamed_evaluate_of_a_conditioned_run_equals_its_document_score(classifier):
+    import lstmgen
+
+    model = lstmgen.load(classifier)
+    text = hostile_text(3_000)
+    scores = model.classify([text])  # the document scored at once, under each value
+    joint = scores["log_likelihood"][0] + np.log(scores["prior"])
+    mixture = -np.logaddexp.reduce(joint) / len(model.tokenizer.encode(text))
+    under_2 = -scores["log_likelihood"][0][scores["values"].index("2")] / len(
+        model.tokenizer.encode(text)
+    )
+    for chunk_chars in (200, 10**6):
+        streamed = model.evaluate(iter([text]), chunk_chars=chunk_chars)
+        assert streamed["nats_per_token"] == pytest.approx(mixture, rel=1e-6)
+        asked = model.evaluate(iter([text]), condition="stars=2", chunk_chars=chunk_chars)
+        assert asked["nats_per_token"] == pytest.approx(under_2, rel=1e-6)
+
+
+@pytest.mark.parametrize("level", ["word", "bpe"])
+def test_chunks_cut_where_the_tokens_of_the_whole_stay_the_same(tmp_path, level):
+    import lstmgen
+    from lstmgen.evaluation import text_chunks
+    from lstmgen.tokens import load_tokenizer
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(hostile_text(20_000), encoding="utf-8")
+    options = {"vocab_size": 300} if level == "bpe" else {}
+    lstmgen.prepare([corpus], out=tmp_path / "store", level=level, **options)
+    tokenizer = load_tokenizer(tmp_path / "store" / "tokenizer.json")
+    text = hostile_text(8_000) + "\n\n  \n\nzebra quagga\n"
+    chunks = list(text_chunks(iter(text), 500, anywhere=False))
+    assert len(chunks) > 10 and "".join(chunks) == text
+    whole = tokenizer.encode(text)
+    assert np.array_equal(np.concatenate([tokenizer.encode(c) for c in chunks]), whole)
+
+
+def evaluate_peak(run: Path, path: Path) -> int:
+    """Peak memory traced (Python objects and NumPy arrays) while evaluate reads path."""
+    import lstmgen
+    from lstmgen.data.documents import text_pieces
+
+    model = lstmgen.load(run)
+    tracemalloc.start()
+    try:
+        model.evaluate(text_pieces([str(path)], ReadOptions()), chunk_chars=20_000)
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_evaluate_memory_does_not_grow_with_the_text(trained_run, tmp_path, monkeypatch):
+    from lstmgen.data import reading
+
+    monkeypatch.setattr(reading, "CHUNK_BYTES", 16_384)  # files read 16 KB at a time, not 1 MB
+    peaks = []
+    for chars in (50_000, 200_000):
+        path = tmp_path / f"{chars}.txt"
+        path.write_text(make_text(chars, seed=chars), encoding="utf-8")
+        peaks.append(evaluate_peak(trained_run, path))
+    # held whole, the text, its ids and their layout grew ~28 bytes a character: 4 MB more here
+    assert peaks[1] - peaks[0] < 100_000, peaks
+
+
+# ----- item 7: the exported page on a damaged model.js ----------------------------------------
+def damaged_manifests(good: dict) -> list[tuple[str, dict]]:
+    def changed(**fields):
+        return {**good, **fields}
+
+    column = {"name": "stars", "values": ["1", "2"], "prior": [0.5, 0.5]}
+    conditions = {"separator": "\n", "document_id": 1, "columns": [column]}
+    return [
+        ("held_out_bits_per_char", changed(held_out_bits_per_char="1.2")),
+        ("cell", changed(cell=5)),
+        ("tokens", changed(tokens={"a": 1})),
+        ("sampling.length", changed(sampling={**good["sampling"], "length": 10**12})),
+        ("conditions column", changed(conditions={**conditions, "columns": [
+            {**column, "values": {"1": 0}}]})),
+        ("vocab_size", changed(vocab_size="40")),
+        ("no model", None),
+    ]  # fmt: skip
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="needs node (nodejs) to run page.js")
+def test_the_page_shows_its_error_state_on_a_damaged_manifest(trained_run, tmp_path):
+    import lstmgen
+    from lstmgen.describe import info
+    from lstmgen.export.manifest import manifest
+    from lstmgen.export.web import STATIC
+
+    good = manifest(
+        lstmgen.load(trained_run), info(trained_run), checkpoint="best", quantize="none"
+    )
+    cases = damaged_manifests(good)
+    listed = tmp_path / "manifests.json"
+    listed.write_text(json.dumps([good, *(m for _, m in cases)]))
+    script = Path(__file__).with_name("js") / "run_page.js"
+    done = subprocess.run(
+        ["node", str(script), str(STATIC / "page.js"), str(listed)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    shown = json.loads(done.stdout)
+    assert shown[0] == {"state": "ready", "status": "ready", "uncaught": []}
+    for (what, _), page in zip(cases, shown[1:], strict=True):
+        assert page["uncaught"] == [] and page["state"] == "error", (what, page)
+        assert "model.js is damaged" in page["status"] and what in page["status"], (what, page)
+        assert "export the model again" in page["status"]
