@@ -5,8 +5,9 @@ child's getrusage ru_maxrss.
     python benchmarks/stream_memory.py [--evaluate-sizes 10M,50M] [--classify-docs 1e5,1e6] \\
         [--quick] [--out benchmarks/results/issue33]
 
-The model is a small run (hidden 64) trained for a few steps on generated text: memory does
-not depend on its quality. evaluate: `whole` reads the text into one string, encodes it and
+The models are small runs (hidden 64) trained for a few steps on generated text (memory does
+not depend on their quality): one without conditions for evaluate, one conditioned on a
+stars column for classify. evaluate: `whole` reads the text into one string, encodes it and
 calls metrics.evaluate_tokens (the old Model.evaluate); `stream` is `lstmgen evaluate RUN
 FILE --json`. classify: `whole` reads every document and scores them in one Model.classify
 call (the old api.classify); `stream` is `lstmgen classify RUN TABLE --format jsonl`.
@@ -97,7 +98,15 @@ def main() -> None:
     work.mkdir(exist_ok=True)
     python, lstmgen = sys.executable, str(Path(sys.executable).with_name("lstmgen"))
     load_start = os.getloadavg()
-    run = work / "run"
+    plain, run = work / "plain", work / "run"
+    if not (plain / "config.json").exists():
+        text = work / "train.txt"
+        text.write_text("".join(sentences(60_000, 0)), encoding="utf-8")
+        subprocess.run(
+            [lstmgen, "train", text, "--out", plain, "--hidden", "64", "--embedding", "16",
+             "--max-steps", "50", "--quiet"],
+            check=True,
+        )  # fmt: skip
     if not (run / "config.json").exists():
         table = work / "train.csv"
         with open(table, "w", newline="", encoding="utf-8") as f:
@@ -117,8 +126,8 @@ def main() -> None:
             with open(text, "w", encoding="utf-8") as f:
                 f.writelines(sentences(size, size))
         for side, command in (
-            ("stream", [lstmgen, "evaluate", str(run), str(text), "--json"]),
-            ("whole", [python, "-c", WHOLE_EVALUATE, str(run), str(text)]),
+            ("stream", [lstmgen, "evaluate", str(plain), str(text), "--json"]),
+            ("whole", [python, "-c", WHOLE_EVALUATE, str(plain), str(text)]),
         ):
             rows.append(
                 {

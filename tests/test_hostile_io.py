@@ -343,3 +343,58 @@ def test_the_page_shows_its_error_state_on_a_damaged_manifest(trained_run, tmp_p
         assert page["uncaught"] == [] and page["state"] == "error", (what, page)
         assert "model.js is damaged" in page["status"] and what in page["status"], (what, page)
         assert "export the model again" in page["status"]
+
+
+# ----- item 8: the server on a 400-digit max_tokens and a body cut off by its client ----------
+def test_the_server_cuts_a_huge_number_in_its_error(trained_run):
+    from fastapi.testclient import TestClient
+
+    from lstmgen.serve import create_app
+
+    huge = int("9" * 400)
+    with TestClient(create_app([trained_run], max_tokens=100)) as http:
+        for field in ("max_tokens", "n", "min_tokens"):
+            reply = http.post("/v1/completions", json={"prompt": "a", field: huge})
+            message = reply.json()["error"]["message"]
+            assert reply.status_code == 400 and "9" * 21 not in message, (field, message)
+            assert "999999999999… (400 digits)" in message, message
+
+
+def test_metrics_label_a_body_cut_off_by_its_client_apart(trained_run):
+    import asyncio
+
+    from fastapi.testclient import TestClient
+
+    from lstmgen.serve import create_app
+
+    app = create_app([trained_run], max_tokens=100)
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+        "scheme": "http", "path": "/v1/completions", "raw_path": b"/v1/completions",
+        "query_string": b"", "root_path": "", "client": ("127.0.0.1", 1), "server": ("x", 80),
+        "headers": [(b"content-type", b"application/json"), (b"content-length", b"100")],
+    }  # fmt: skip
+    messages = iter([
+        {"type": "http.request", "body": b'{"prompt": "a", "max', "more_body": True},
+        {"type": "http.disconnect"},
+    ])  # fmt: skip
+
+    async def receive():
+        return next(messages, {"type": "http.disconnect"})
+
+    async def send(message):
+        pass
+
+    with TestClient(app) as http:
+        asyncio.run(app(scope, receive, send))
+        bad = http.post("/v1/completions", json={"prompt": "a", "top_p": 1.5})
+        assert bad.status_code == 400
+        counts = {
+            line.split()[0]: float(line.split()[1])
+            for line in http.get("/metrics").text.splitlines()
+            if line.startswith("lstmgen_requests_total")
+        }
+    assert counts == {
+        'lstmgen_requests_total{status="client_cut_off"}': 1.0,
+        'lstmgen_requests_total{status="400"}': 1.0,
+    }

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import tempfile
+import time
 from collections.abc import Iterable, Iterator
 
 import numpy as np
@@ -19,6 +20,7 @@ import torch
 
 from lstmgen.config import bits_per_char
 from lstmgen.errors import LstmgenError, warn
+from lstmgen.threads import ThreadChooser
 
 CHUNK_CHARS = 1 << 20  # characters tokenized at a time
 STEPS = 256  # time steps the model runs at a time, as evaluate_tokens and document_nats do
@@ -122,6 +124,12 @@ def evaluate_pieces(
     }
 
 
+def chooser() -> ThreadChooser:
+    """One thread against all cores, timed on these very steps, as metrics.document_nats does:
+    beside a busy process, spinning threads made scoring many times slower."""
+    return ThreadChooser(recheck_s=5.0, trial_steps=3)
+
+
 def _at_least_two(counts: Counts) -> None:
     if counts.tokens < 2:
         raise LstmgenError("the evaluation text needs at least 2 tokens")
@@ -142,7 +150,9 @@ def _ranges_nats(module, ids_file, n: int, streams: int = 16, warmup: int = 256)
     was_training = module.training
     module.eval()
     total, state, scored_count = 0.0, None, 0
+    threads = chooser()
     for t in range(0, width, STEPS):
+        threads.step_starts(time.perf_counter())
         c = min(STEPS, width - t)
         inputs = np.zeros((streams, c), np.int64)
         targets = np.zeros((streams, c), np.int64)
@@ -164,6 +174,7 @@ def _ranges_nats(module, ids_file, n: int, streams: int = 16, warmup: int = 256)
         )  # (S, c)
         total += float((nll * mask).sum())
         scored_count += int(scored.sum())
+        threads.step_ends(time.perf_counter())
     module.train(was_training)
     return total, scored_count
 
@@ -190,10 +201,12 @@ def _document_nats(module, tokenizer, conditions, text_ids: Iterator[np.ndarray]
     given = torch.from_numpy(rows).to(device)
     total = torch.zeros(len(rows), dtype=torch.float64, device=device)
     state, position = None, 0  # position: of the next prediction in the document
+    threads = chooser()
     pending = np.concatenate([start, [tokenizer.document_id]]).astype(np.int64)
 
     def step(ids: np.ndarray) -> None:  # predictions of ids[1:] from ids[:-1]
         nonlocal state, position, total
+        threads.step_starts(time.perf_counter())
         c = len(ids) - 1
         x = torch.from_numpy(np.tile(ids[:-1], (len(rows), 1))).to(device)
         y = torch.from_numpy(np.tile(ids[1:], (len(rows), 1))).to(device)
@@ -202,6 +215,7 @@ def _document_nats(module, tokenizer, conditions, text_ids: Iterator[np.ndarray]
         nll = torch.nn.functional.cross_entropy(logits.float().transpose(1, 2), y, reduction="none")
         total += (nll * mask).sum(1).double()
         position += c
+        threads.step_ends(time.perf_counter())
 
     for ids in text_ids:
         pending = np.concatenate([pending, ids])
