@@ -104,7 +104,7 @@ def test_a_giant_cell_is_told_and_each_prediction_names_its_row(
     ]
     assert result["documents"] == 2 and result["dropped"]["malformed_rows"] == 1
     code, out, err = run_cli(classify_args(classifier, table), capsys)
-    assert code == 0 and out.startswith("2 documents (1 malformed rows dropped); ")
+    assert code == 0 and out.startswith("2 documents (1 malformed row dropped); ")
     # the giant cell alone: the error says what was dropped
     alone = write_table(tmp_path / "alone.csv", rows[1:2])
     refused(

@@ -105,7 +105,8 @@ def classify_report(result: dict) -> list[str]:
     values, documents = result["values"], result["documents"]
     counts = ", ".join(f"{v} {result['predicted'][v]:,}" for v in values)
     skipped = result.get("dropped", {}).get("malformed_rows", 0)
-    dropped = f" ({skipped:,} malformed rows dropped)" if skipped else ""
+    rows = "row" if skipped == 1 else "rows"
+    dropped = f" ({skipped:,} malformed {rows} dropped)" if skipped else ""
     lines = [f"{documents:,} documents{dropped}; predicted {result['column']}: {counts}"]
     if result["accuracy"] is None:
         return lines + ["(no labels in the sources: give --condition-column to score them)"]
