@@ -29,6 +29,7 @@ from lstmgen.training.distributed import joined
 __all__ = ["Model", "TrainResult", "classify", "info", "load", "prepare", "train"]
 
 Sources = str | Path | Sequence[str | Path]
+BATCH_CHARACTERS = 4 << 20  # classify scores at most this much text at a time
 
 
 def train(
@@ -111,14 +112,15 @@ def classify(
     checkpoint: str = "best",
     device: str = "auto",
     on_prediction: Callable[[dict], None] | None = None,
-    batch: int = 256,
+    batch: int = 4096,
     **options,
 ) -> dict:
     """A conditioned run as a classifier of the documents of sources (Model.classify), with
     accuracy, macro-F1, the confusion matrix and, given positive and negative values, the ROC
     AUC where the sources have the column's labels (condition_column="Score").
 
-    Documents are read and scored `batch` at a time: each prediction (its source and row
+    Documents are read and scored `batch` at a time (or 4 M characters, whichever comes
+    first; each batch chooses its threads anew, so not fewer): each prediction (its source and row
     there, the predicted value, the label, posterior and log-likelihoods) goes to
     `on_prediction` as it is made, else into the result's "predictions". `options` are reading
     and cleaning options as for prepare (column="Text", ...); cleaning not given is the run's
@@ -165,7 +167,7 @@ def classify(
                 }
             )
 
-    pending = []
+    pending, characters = [], 0
     for document in labelled_documents(as_specs(sources), config, tally):
         counts["documents"] += 1
         if not document[2]:
@@ -173,9 +175,10 @@ def classify(
             if len(empty_rows) < 3:
                 empty_rows.append(f"{document[0]}: row {document[1]}")
         pending.append(document)
-        if len(pending) == batch:
+        characters += len(document[2])
+        if len(pending) == batch or characters >= BATCH_CHARACTERS:
             scored(pending)
-            pending = []
+            pending, characters = [], 0
     if pending:
         scored(pending)
     dropped = tally.dropped()
