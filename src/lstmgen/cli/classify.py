@@ -90,7 +90,7 @@ def classify(
         negative=groups(negative),
         checkpoint=checkpoint,
         device=device,
-        on_prediction=None if output_format == "text" else write,
+        on_prediction=(lambda prediction: None) if output_format == "text" else write,
         **options,
     )
     if output_format == "json":  # the object's other fields after its predictions
