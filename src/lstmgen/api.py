@@ -7,16 +7,18 @@ calls these same functions.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from lstmgen.classification import report
+from lstmgen.classification import Tallied
 from lstmgen.config import DataConfig, RunConfig
+from lstmgen.data.documents import labelled_documents
 from lstmgen.data.prepare import prepare
-from lstmgen.data.sources import as_specs, labelled_documents
+from lstmgen.data.reading import Tally
+from lstmgen.data.sources import as_specs
 from lstmgen.data.store import TokenStore, is_token_store
 from lstmgen.describe import info as run_info
-from lstmgen.errors import LstmgenError
+from lstmgen.errors import LstmgenError, warn
 from lstmgen.inference import Model, load
 from lstmgen.run import TrainResult, create
 from lstmgen.run import resume as resumed_config
@@ -27,6 +29,7 @@ from lstmgen.training.distributed import joined
 __all__ = ["Model", "TrainResult", "classify", "info", "load", "prepare", "train"]
 
 Sources = str | Path | Sequence[str | Path]
+BATCH_CHARACTERS = 4 << 20  # classify scores at most this much text at a time
 
 
 def train(
@@ -108,66 +111,97 @@ def classify(
     negative: Sequence[str] = (),
     checkpoint: str = "best",
     device: str = "auto",
+    on_prediction: Callable[[dict], None] | None = None,
+    batch: int = 4096,
     **options,
 ) -> dict:
     """A conditioned run as a classifier of the documents of sources (Model.classify), with
     accuracy, macro-F1, the confusion matrix and, given positive and negative values, the ROC
     AUC where the sources have the column's labels (condition_column="Score").
 
-    `options` are reading and cleaning options as for prepare (column="Text", ...); cleaning
-    not given is the run's own, so documents are cleaned as its training text was.
+    Documents are read and scored `batch` at a time (or 4 M characters, whichever comes
+    first; each batch chooses its threads anew, so not fewer): each prediction (its source and row
+    there, the predicted value, the label, posterior and log-likelihoods) goes to
+    `on_prediction` as it is made, else into the result's "predictions". `options` are reading
+    and cleaning options as for prepare (column="Text", ...); cleaning not given is the run's
+    own, so documents are cleaned as its training text was. Malformed rows skipped are counted
+    in "dropped" and told in a warning, as are empty documents (scored by the prior alone).
     """
     model = load(run, checkpoint=checkpoint, device=device)
     conditions = model.require_conditions("classify")
     recorded = TokenStore.open(Path(run) / "data").meta.get("cleaning", {})
     config = DataConfig(**{**recorded, **options})
-    texts, rows = labelled_documents(as_specs(sources), config)
-    if not texts:
-        raise LstmgenError("the sources hold no documents to classify")
     names = config.conditions
     if len(names) == 1 and len(conditions.columns) == 1:
         names = conditions.names  # the table may call the run's one column otherwise
-    labels = [dict(zip(names, row, strict=True)) if row else None for row in rows]
-    result = model.classify(texts, column=predict, labels=labels)
     target = conditions.columns[conditions.column(predict)]
-    truth = [
-        target.values[target.of_document(found[target.name])]
-        if found and target.name in found
-        else None
-        for found in labels
-    ]
-    scores = {"documents": len(texts), "accuracy": None, "macro_f1": None, "confusion": None}
-    if any(label is not None for label in truth):
-        scores = report(
-            result["values"],
-            result["posterior"],
-            [label or "" for label in truth],
-            positive=positive,
-            negative=negative,
+    values = list(target.values)
+    tallied = Tallied(values, positive, negative)
+    kept: list[dict] = []
+    keep = on_prediction or kept.append
+    tally, counts = Tally(), {"documents": 0, "empty": 0}
+    empty_rows: list[str] = []
+
+    def scored(documents: list) -> None:
+        labels = [dict(zip(names, row, strict=True)) if row else None for *_, row in documents]
+        result = model.classify([d[2] for d in documents], column=predict, labels=labels)
+        truth = [
+            values[target.of_document(found[target.name])]
+            if found and target.name in found
+            else None
+            for found in labels
+        ]
+        tallied.add(result["posterior"], truth)
+        for i, (source, row, text, _) in enumerate(documents):
+            keep(
+                {
+                    "source": source,
+                    "row": row,
+                    "predicted": result["predicted"][i],
+                    "label": truth[i],
+                    "posterior": dict(zip(values, map(float, result["posterior"][i]), strict=True)),
+                    "log_likelihood": dict(
+                        zip(values, map(float, result["log_likelihood"][i]), strict=True)
+                    ),
+                    "characters": len(text),
+                }
+            )
+
+    pending, characters = [], 0
+    for document in labelled_documents(as_specs(sources), config, tally):
+        counts["documents"] += 1
+        if not document[2]:
+            counts["empty"] += 1
+            if len(empty_rows) < 3:
+                empty_rows.append(f"{document[0]}: row {document[1]}")
+        pending.append(document)
+        characters += len(document[2])
+        if len(pending) == batch or characters >= BATCH_CHARACTERS:
+            scored(pending)
+            pending, characters = [], 0
+    if pending:
+        scored(pending)
+    dropped = tally.dropped()
+    if not counts["documents"]:
+        raise LstmgenError(
+            "the sources hold no documents to classify"
+            + (f" (dropped {dropped})" if dropped else "")
         )
-    values = result["values"]
-    predictions = [
-        {
-            "predicted": predicted,
-            "label": label,
-            "posterior": dict(zip(values, map(float, posterior), strict=True)),
-            "log_likelihood": dict(zip(values, map(float, nats), strict=True)),
-            "characters": characters,
-        }
-        for predicted, label, posterior, nats, characters in zip(
-            result["predicted"],
-            truth,
-            result["posterior"],
-            result["log_likelihood"],
-            result["characters"],
-            strict=True,
+    if dropped:
+        warn(f"dropped {dropped}: not classified")
+    if counts["empty"]:
+        more = ", …" if counts["empty"] > len(empty_rows) else ""
+        warn(
+            f"{counts['empty']:,} empty document(s) ({'; '.join(empty_rows)}{more}) have no text "
+            "to score: their prediction is the prior's most likely value"
         )
-    ]
     return {
-        "column": result["column"],
+        "column": target.name,
         "values": values,
-        "prior": dict(zip(values, result["prior"], strict=True)),
-        **scores,
-        "documents": len(texts),
-        "predictions": predictions,
+        "prior": dict(zip(values, target.prior, strict=True)),
+        **tallied.result(),
+        "documents": counts["documents"],
+        "predicted": dict(zip(values, map(int, tallied.predicted), strict=True)),
+        "dropped": {"malformed_rows": tally.malformed_rows, "empty": counts["empty"]},
+        **({} if on_prediction else {"predictions": kept}),
     }

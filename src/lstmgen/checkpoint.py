@@ -20,6 +20,8 @@ from lstmgen.config.memory import machine_memory_bytes, refuse_loading_beyond
 from lstmgen.errors import LstmgenError
 from lstmgen.files import damaged, make_readable
 
+SAVED_DTYPE = "F32"  # safetensors' name of the dtype every run's weights are saved in
+
 
 def save_weights(model: torch.nn.Module, path: Path, progress: dict) -> None:
     """Weights as safetensors; the training progress rides along in its metadata."""
@@ -70,6 +72,7 @@ def check_weights(model: ModelConfig, path: Path, *, config_name: str = "config.
         with safe_open(str(path), framework="numpy") as f:
             names = f.keys()  # safe_open is not iterable
             found = {name: tuple(f.get_slice(name).get_shape()) for name in names}
+            dtypes = {name: f.get_slice(name).get_dtype() for name in names}
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
         raise damaged(path, e) from None
     layers = sum(name.startswith("rnn.weight_hh_l") for name in found)
@@ -90,6 +93,12 @@ def check_weights(model: ModelConfig, path: Path, *, config_name: str = "config.
         raise LstmgenError(
             f"{config_name} and {path} disagree on {name} ({config_name}: {said}; the weights "
             f"file {held}); one of them is damaged: restore it or train again"
+        )
+    wrong = sorted(name for name, dtype in dtypes.items() if dtype != SAVED_DTYPE)
+    if wrong:  # re-saved as integers, the weights would load, cast, and score nonsense
+        raise LstmgenError(
+            f"{path} holds {wrong[0]} as {dtypes[wrong[0]]}, but lstmgen saves weights as "
+            f"{SAVED_DTYPE} (float32); the file was changed or damaged: restore it or train again"
         )
     refuse_loading_beyond(model, config_name, available=machine_memory_bytes())
 

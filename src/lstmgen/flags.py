@@ -55,9 +55,19 @@ class Command(typer.core.TyperCommand):
         return _adjust(super().get_params(ctx))
 
 
+class ClosedPipe(Exception):
+    """stdout's reader went away (`| head`): click would exit 1 on EPIPE; main() ends quietly."""
+
+
 class Group(typer.core.TyperGroup):
     def get_params(self, ctx):
         return _adjust(super().get_params(ctx))
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError:
+            raise ClosedPipe from None
 
 
 def _config_option(spec, hint) -> inspect.Parameter:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -11,12 +11,13 @@ import numpy as np
 import torch
 
 from lstmgen.checkpoint import check_weights, load_weights
-from lstmgen.config import RunConfig, SampleConfig, bits_per_char, random_seed
+from lstmgen.config import RunConfig, SampleConfig, random_seed
 from lstmgen.data.store import TokenStore
 from lstmgen.device import resolve_device
 from lstmgen.errors import LstmgenError, warn
+from lstmgen.evaluation import CHUNK_CHARS, evaluate_pieces
 from lstmgen.files import recover
-from lstmgen.metrics import document_nats, evaluate_tokens, nats_by_position
+from lstmgen.metrics import document_nats, nats_by_position
 from lstmgen.model import LSTMLanguageModel
 from lstmgen.sampling.sampler import Event, sample_text
 from lstmgen.tokens import Conditions, load_tokenizer
@@ -173,49 +174,27 @@ class Model:
         joined = ["".join(pieces) for pieces in texts]
         return joined if config.num_samples > 1 else joined[0]
 
-    def evaluate(self, text: str, *, condition=None) -> dict:
+    def evaluate(
+        self, text: str | Iterable[str], *, condition=None, chunk_chars=CHUNK_CHARS
+    ) -> dict:
         """Quality on text: bits per character (total bits ÷ characters), nats/token, perplexity.
 
-        A conditioned model scores the text as one document: under the condition given
-        ({"Score": "5"} or "Score=5"), else under the mixture of the first column's values
-        weighted by their training share (the text's marginal likelihood)."""
-        ids = self.encode(text, what="the evaluation text")
-        if len(ids) < 2:
-            raise LstmgenError("the evaluation text needs at least 2 tokens")
-        if self.conditions is None:
-            if condition:
-                self.require_conditions("--condition")
-            nats, count = evaluate_tokens(self.module, ids)
-        else:
-            nats, count = self._document_nats(text, condition), len(ids)
-        per_token = float(nats) / int(count)
-        bits = float(bits_per_char(per_token, len(ids) / len(text)))
-        return {  # plain floats and ints: json.dumps takes it as it is
-            "bits_per_char": bits,
-            "nats_per_char": bits * math.log(2),
-            "nats_per_token": per_token,
-            "perplexity": math.exp(min(per_token, 700.0)),  # per token
-            "characters": len(text),
-            "tokens": len(ids),
-            "level": self.tokenizer.kind,
-            "unknown_tokens": int((ids == self.tokenizer.unknown_id).sum()),
-            "unknown_characters": int(self.tokenizer.unknown_characters(text)),
-        }
-
-    def _document_nats(self, text: str, condition) -> float:
-        """Nats of a text's tokens as one document: under the conditions asked for (the other
-        columns at their most common value), or the mixture over the first column's values."""
-        asked = self.conditions.asked(condition)
-        scores = self.classify([text], labels=None)
-        if not asked:
-            joint = scores["log_likelihood"][0] + np.log(np.maximum(scores["prior"], 1e-12))
-            return float(-(joint.max() + np.log(np.exp(joint - joint.max()).sum())))
-        row = np.array([int(np.argmax(c.prior)) for c in self.conditions.columns])
-        for k, value in asked.items():
-            row[k] = value
-        start = len(self.tokenizer.encode(self.conditions.separator)) + 1
-        nats = document_nats(self.module, [self.document_ids(text)], row[None], skip=start)
-        return float(nats[0])
+        text: a str, or its pieces (read, tokenized and scored as they come, chunk_chars at a
+        time: memory does not grow with the text). A conditioned model scores the text as one
+        document: under the condition given ({"Score": "5"} or "Score=5"), else under the
+        mixture of the first column's values weighted by their training share (the text's
+        marginal likelihood)."""
+        if self.conditions is None and condition:
+            self.require_conditions("--condition")
+        pieces = [text] if isinstance(text, str) else text
+        return evaluate_pieces(
+            self.module,
+            self.tokenizer,
+            self.conditions,
+            pieces,
+            condition=condition,
+            chunk_chars=chunk_chars,
+        )
 
     @property
     def banned(self) -> list[int]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from typing import Annotated
 
 import typer
@@ -10,9 +11,11 @@ import typer
 from lstmgen.classification import groups
 from lstmgen.cli.program import Checkpoint, Device, Run, Sources, Sqlite, Threads, api
 from lstmgen.config import CleanOptions, ReadOptions
+from lstmgen.errors import LstmgenError, say
 from lstmgen.flags import with_options
 
 CLASSIFY = "Classifying"
+FORMATS = ("text", "json", "jsonl")
 
 
 @with_options(ReadOptions, CleanOptions)
@@ -44,10 +47,16 @@ def classify(
             show_default=False,
         ),
     ] = None,
-    as_json: Annotated[
-        bool,
-        typer.Option("--json", help="Print one JSON object, with every document's posterior."),
-    ] = False,
+    output_format: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="text (the scores), json (one object: the scores and every document's "
+            "prediction) or jsonl (one prediction a line, as each is made; the scores on "
+            "stderr). Each prediction names its source and row there.",
+        ),
+    ] = "text",
+    as_json: Annotated[bool, typer.Option("--json", help="Same as --format json.")] = False,
     sqlite: Sqlite = None,
     checkpoint: Checkpoint = "best",
     device: Device = "auto",
@@ -56,8 +65,23 @@ def classify(
 ) -> None:
     """Predict each document's condition with a run trained with --condition-column; with the
     column in the sources, report accuracy, macro-F1 and the confusion matrix."""
+    output_format = "json" if as_json else output_format
+    if output_format not in FORMATS:
+        raise LstmgenError(f"--format {output_format!r} must be one of: {', '.join(FORMATS)}")
     api().use_threads(threads)
     specs = [*(sources or []), *([str(sqlite)] if sqlite is not None else [])]
+    written = 0
+
+    def write(prediction: dict) -> None:  # as each is made: nothing held but the scores
+        nonlocal written
+        if output_format == "json":
+            sys.stdout.write(
+                ('{"predictions": [' if not written else ", ") + json.dumps(prediction)
+            )
+        else:
+            sys.stdout.write(json.dumps(prediction) + "\n")
+        written += 1
+
     result = api().classify(
         run,
         specs,
@@ -66,21 +90,24 @@ def classify(
         negative=groups(negative),
         checkpoint=checkpoint,
         device=device,
+        on_prediction=(lambda prediction: None) if output_format == "text" else write,
         **options,
     )
-    if as_json:
-        print(json.dumps(result))
+    if output_format == "json":  # the object's other fields after its predictions
+        print(("], " if written else '{"predictions": [], ') + json.dumps(result)[1:])
         return
     for line in classify_report(result):
-        print(line)
+        say(line) if output_format == "jsonl" else print(line)
 
 
 def classify_report(result: dict) -> list[str]:
     """The lines `lstmgen classify` prints: the scores, then the confusion matrix."""
     values, documents = result["values"], result["documents"]
-    predicted = [p["predicted"] for p in result["predictions"]]
-    counts = ", ".join(f"{v} {predicted.count(v):,}" for v in values)
-    lines = [f"{documents:,} documents; predicted {result['column']}: {counts}"]
+    counts = ", ".join(f"{v} {result['predicted'][v]:,}" for v in values)
+    skipped = result.get("dropped", {}).get("malformed_rows", 0)
+    rows = "row" if skipped == 1 else "rows"
+    dropped = f" ({skipped:,} malformed {rows} dropped)" if skipped else ""
+    lines = [f"{documents:,} documents{dropped}; predicted {result['column']}: {counts}"]
     if result["accuracy"] is None:
         return lines + ["(no labels in the sources: give --condition-column to score them)"]
     lines.append(

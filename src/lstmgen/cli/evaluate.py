@@ -9,7 +9,7 @@ import typer
 
 from lstmgen.cli.program import Device, Run, Threads, api
 from lstmgen.config import ReadOptions
-from lstmgen.data.sources import read_documents
+from lstmgen.data.documents import text_pieces
 from lstmgen.errors import LstmgenError
 
 
@@ -68,8 +68,8 @@ def evaluate(
         for line in condition_table(result):
             print(line)
         return
-    text = read_documents(sources, ReadOptions(encoding=encoding, errors=errors))
-    result = model.evaluate(text, condition=condition)
+    pieces = text_pieces(sources, ReadOptions(encoding=encoding, errors=errors))
+    result = model.evaluate(pieces, condition=condition)  # read as it is scored
     if as_json:
         print(json.dumps(result))
         return

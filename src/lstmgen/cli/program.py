@@ -16,7 +16,8 @@ import typer
 
 from lstmgen._version import __version__
 from lstmgen.errors import Interrupted, LstmgenError, SaidByRankZero, say
-from lstmgen.flags import Group
+from lstmgen.files.disk import FULL
+from lstmgen.flags import ClosedPipe, Group
 
 try:  # newer typer carries its own copy of click
     from typer import TyperException as CommandLineError
@@ -106,6 +107,14 @@ def relaunch(nproc: int) -> NoReturn:
     raise typer.Exit(launch(without_nproc(_ARGS), nproc))
 
 
+def _drop_stdout() -> None:
+    """Send what stdout still buffers to /dev/null: Python's flush at exit would fail again."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout is no file (a test's capture)
+        pass
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: exit 0 ok, 1 internal error, 2 bad input or usage, 130 interrupted."""
     for stream in (sys.stdout, sys.stderr):
@@ -118,6 +127,7 @@ def main(argv: list[str] | None = None) -> None:
     interrupted_after_saving = False
     try:
         code = app(args=args or ["--help"], prog_name="lstmgen", standalone_mode=False)
+        sys.stdout.flush()  # here, not at exit: a full disk or a closed pipe is told below
     except CommandLineError as e:  # usage errors: unknown option, missing argument, bad value
         ctx = getattr(e, "ctx", None)
         command = ctx.command_path if ctx is not None else "lstmgen"
@@ -134,9 +144,16 @@ def main(argv: list[str] | None = None) -> None:
         code, interrupted_after_saving = 130, True
     except (KeyboardInterrupt, typer.Abort):
         code = 130
-    except BrokenPipeError:  # e.g. `lstmgen generate ... | head`
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (BrokenPipeError, ClosedPipe):  # e.g. `lstmgen generate ... | head`
+        _drop_stdout()
         code = 0
+    except OSError as e:
+        if e.errno not in FULL:
+            raise
+        _drop_stdout()  # what stdout still buffers cannot be written either
+        where = f" writing {e.filename}" if e.filename else ""
+        say(f"lstmgen: error: the disk is full{where}; free some space and run again")
+        code = 2
     interrupted_after_saving = interrupted_after_saving or _LAUNCHED or secondary
     if code == 130 and not interrupted_after_saving:  # typer turns Ctrl-C into exit code 130
         say("lstmgen: interrupted")

@@ -35,6 +35,23 @@ class Tally:
     def __init__(self) -> None:
         self.bytes_read = 0
         self.malformed_rows = 0
+        self.malformed_notes: list[str] = []  # where and why, for the first few
+        self.malformed_in: dict[str, int] = {}  # by source name
+
+    def malformed(self, source: str, note: str) -> None:
+        self.malformed_rows += 1
+        self.malformed_in[source] = self.malformed_in.get(source, 0) + 1
+        if len(self.malformed_notes) < 3:
+            self.malformed_notes.append(note)
+
+    def dropped(self) -> str:
+        """'1 malformed row (a.csv: line 3, longer than ... characters)', or ''."""
+        if not self.malformed_rows:
+            return ""
+        more = ", …" if self.malformed_rows > len(self.malformed_notes) else ""
+        plural = "s" if self.malformed_rows != 1 else ""
+        notes = "; ".join(self.malformed_notes)
+        return f"{self.malformed_rows:,} malformed row{plural} ({notes}{more})"
 
 
 class _CountingFile(io.RawIOBase):

@@ -19,9 +19,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
-from lstmgen.config import DataConfig, ReadOptions
+from lstmgen.config import ReadOptions
 from lstmgen.data import tables
-from lstmgen.data.clean import Cleaner
 from lstmgen.data.corpora import NAMED_CORPORA
 from lstmgen.data.reading import (
     CHUNK_BYTES,
@@ -35,7 +34,7 @@ from lstmgen.data.reading import (
     read_chunk,
     utf8_chunks,
 )
-from lstmgen.data.store import DOC_SEPARATOR, is_token_store
+from lstmgen.data.store import is_token_store
 from lstmgen.errors import LstmgenError, warn
 
 SNIFF_BYTES = 8192
@@ -380,29 +379,3 @@ def document_stream(
     finally:
         if archive is not None:
             archive.close()
-
-
-def read_documents(specs: Iterable[str], options: ReadOptions) -> str:
-    """The named sources' documents as one text, joined as a store joins them (for evaluation)."""
-    with tempfile.TemporaryDirectory() as spool:
-        resolved = resolve_sources(specs, spool_dir=Path(spool), options=options)
-        texts = ["".join(doc) for source in resolved for doc in documents(source, options)]
-    return DOC_SEPARATOR.join(texts)
-
-
-def labelled_documents(
-    specs: Iterable[str], config: DataConfig
-) -> tuple[list[str], list[tuple[str, ...] | None]]:
-    """Each document of the named sources, cleaned as prepare cleans it, and its condition
-    values where the config names condition columns (fields) (for classify)."""
-    cleaner, texts, labels = Cleaner(config), [], []
-    with tempfile.TemporaryDirectory() as spool:
-        resolved = resolve_sources(specs, spool_dir=Path(spool), options=config)
-        for _, document in document_stream(resolved, config, tally=Tally()):
-            values = None
-            if isinstance(document, tuple):
-                values, document = document
-            text = document if isinstance(document, str) else "".join(document)
-            texts.append(cleaner.text(text) if config.cleans_text else text)
-            labels.append(values)
-    return texts, labels

@@ -82,7 +82,7 @@ def _malformed(source: Source, options: ReadOptions, tally: Tally, where: str, w
             f"{source.name}: malformed {where} ({why}); "
             "fix it, or drop --strict to skip and count such rows"
         )
-    tally.malformed_rows += 1
+    tally.malformed(source.name, f"{source.name}: {where}, {why}")
 
 
 def csv_rows(source: Source, options: ReadOptions, tally: Tally) -> Iterator[str]:

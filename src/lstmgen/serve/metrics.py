@@ -33,7 +33,9 @@ class ServeMetrics:
     def __init__(self) -> None:
         self.registry = registry = CollectorRegistry()
         self.requests = Counter(
-            "lstmgen_requests", "API requests answered, by HTTP status", ["status"],
+            "lstmgen_requests",
+            "API requests answered, by HTTP status (client_cut_off: the client left mid-body)",
+            ["status"],
             registry=registry,
         )  # fmt: skip
         self.tokens = Counter(
@@ -75,6 +77,9 @@ class ServeMetrics:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
 
+CUT_OFF = "client_cut_off"  # the status label of a request whose client left mid-body
+
+
 class Observed:
     """ASGI middleware: counts each API request (/v1/...) by status, times completions, and
     logs one line per request: method, path, status, tokens, seconds."""
@@ -87,15 +92,24 @@ class Observed:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        status = [500]
+        status: list[int | str] = [500]
+        body_done = [False]
+
+        async def receiving():
+            message = await receive()
+            if message["type"] == "http.request" and not message.get("more_body", False):
+                body_done[0] = True
+            elif message["type"] == "http.disconnect" and not body_done[0]:
+                status[0] = CUT_OFF  # whatever the app answers, no client reads it
+            return message
 
         async def sending(message) -> None:
-            if message["type"] == "http.response.start":
+            if message["type"] == "http.response.start" and status[0] != CUT_OFF:
                 status[0] = message["status"]
             await send(message)
 
         try:
-            await self.app(scope, receive, sending)
+            await self.app(scope, receiving, sending)
         finally:
             seconds = time.perf_counter() - started
             answer = scope.get("state", {}).get("answer")

@@ -4,6 +4,7 @@ appear in /openapi.json) and the error envelope, {"error": {message, type, param
 from __future__ import annotations
 
 import json
+import re
 from typing import Literal
 
 from fastapi.responses import JSONResponse
@@ -25,8 +26,16 @@ class ApiError(Exception):
     }
 
     def __init__(self, status: int, message: str, param: str | None = None):
+        message = LONG_NUMBER.sub(_cut_number, message)  # a 400-digit max_tokens is not echoed
         super().__init__(message)
         self.status, self.message, self.param = status, message, param
+
+
+LONG_NUMBER = re.compile(r"\d{21,}")  # more digits than any int64
+
+
+def _cut_number(match: re.Match) -> str:
+    return f"{match[0][:12]}… ({len(match[0])} digits)"
 
 
 def error_response(status: int, message: str, param: str | None = None) -> JSONResponse:

@@ -17,22 +17,78 @@ const WORD_TOKEN = new RegExp(
 );
 const WORD_START = new RegExp(`^${W}`, "u");
 
+const MAX_LENGTH = 4000; // tokens a generation may ask for: `lstmgen serve --max-tokens` default
 const meta = window.LSTMGEN_MODEL;
 const $ = (id) => document.getElementById(id);
 let session = null;
 let stopping = false;
 
-// ---- tokens: the prime's ids, and each id's text ------------------------------------------
+// ---- the manifest (model.js), checked before anything reads it ---------------------------
+function manifestProblem(m) {
+  // what is wrong with a damaged model.js (wrong types, absurd sizes), or null
+  const whole = (x, low = 0) => Number.isInteger(x) && x >= low;
+  const texts = (x) => Array.isArray(x) && x.every((t) => typeof t === "string");
+  const ids = (x) => Array.isArray(x) && x.every((id) => whole(id) && id < m.vocab_size);
+  const said = (x) => JSON.stringify(x)?.slice(0, 40);
+  if (m === null || typeof m !== "object" || Array.isArray(m)) return "it defines no model";
+  if (!["char", "word", "bpe"].includes(m.level)) return `level ${said(m.level)}`;
+  if (!["lstm", "gru"].includes(m.cell)) return `cell ${said(m.cell)}`;
+  for (const key of ["layers", "hidden", "vocab_size"]) {
+    if (!whole(m[key], 1)) return `${key} ${said(m[key])}`;
+  }
+  if (!whole(m.unknown_id)) return `unknown_id ${said(m.unknown_id)}`;
+  if (!ids(m.start_ids) || !m.start_ids.length) return "start_ids is not a list of token ids";
+  if (!ids(m.banned)) return "banned is not a list of token ids";
+  const table = m.level === "bpe" ? "token_bytes" : "tokens";
+  if (!texts(m[table]) || m[table].length !== m.vocab_size) {
+    return `${table} is not a list of ${said(m.vocab_size)} strings`;
+  }
+  const bits = m.held_out_bits_per_char;
+  if (bits != null && typeof bits !== "number") return `held_out_bits_per_char ${said(bits)}`;
+  if (typeof m.quantize !== "string") return `quantize ${said(m.quantize)}`;
+  const s = m.sampling;
+  if (s === null || typeof s !== "object") return "it has no sampling settings";
+  if (typeof s.temperature !== "number" || !(s.temperature >= 0)) {
+    return `sampling.temperature ${said(s.temperature)}`;
+  }
+  if (!whole(s.length, 1) || s.length > MAX_LENGTH) {
+    return `sampling.length ${said(s.length)} (1 to ${MAX_LENGTH})`;
+  }
+  if (s.top_k != null && !whole(s.top_k, 1)) return `sampling.top_k ${said(s.top_k)}`;
+  if (s.top_p != null && !(typeof s.top_p === "number" && s.top_p > 0 && s.top_p <= 1)) {
+    return `sampling.top_p ${said(s.top_p)}`;
+  }
+  const c = m.conditions;
+  if (c == null) return null;
+  if (typeof c !== "object" || !whole(c.document_id) || !Array.isArray(c.columns)) {
+    return "conditions is damaged";
+  }
+  for (const column of c.columns) {
+    const prior = column?.prior;
+    if (typeof column?.name !== "string" || !texts(column.values) || !Array.isArray(prior) ||
+        prior.length !== column.values.length || !prior.every((p) => typeof p === "number")) {
+      return `conditions column ${said(column?.name)} is damaged`;
+    }
+  }
+  return null;
+}
+
+// ---- tokens: the prime's ids, and each id's text (made once the manifest is checked) --------
 const idOf = new Map();
-(meta.tokens ?? []).forEach((text, id) => {
-  if (id !== meta.unknown_id && text !== "") idOf.set(text, id);
-});
 let bpeEncode = null; // the BPE level: made from tokenizer.json when the page loads
-const tokenBytes = (meta.token_bytes ?? []).map(
-  (hex) => new Uint8Array((hex.match(/../g) ?? []).map((pair) => parseInt(pair, 16))),
-);
+let tokenBytes = [];
 // BPE: [owed * V + id] → the continuation bytes owed after the token, or -1: banned
-const nextOwed = utf8Rules(tokenBytes);
+let nextOwed = null;
+
+function readTokens() {
+  (meta.tokens ?? []).forEach((text, id) => {
+    if (id !== meta.unknown_id && text !== "") idOf.set(text, id);
+  });
+  tokenBytes = (meta.token_bytes ?? []).map(
+    (hex) => new Uint8Array((hex.match(/../g) ?? []).map((pair) => parseInt(pair, 16))),
+  );
+  nextOwed = utf8Rules(tokenBytes);
+}
 
 function owedAfter(bytes, owed) {
   // bpe.py's _owed_after: continuation bytes owed after these bytes, or -1 (not UTF-8)
@@ -179,7 +235,7 @@ function settings() {
     greedy: temperature < GREEDY_BELOW,
     top_k: numberOr("top_k", null),
     top_p: numberOr("top_p", null),
-    length: numberOr("length", meta.sampling.length),
+    length: Math.min(Math.max(numberOr("length", meta.sampling.length), 0), MAX_LENGTH) || 0,
     seed: seed === null ? crypto.getRandomValues(new Uint32Array(1))[0] : seed,
   };
 }
@@ -247,6 +303,7 @@ async function generate() {
 function buildForm() {
   $("temperature").value = meta.sampling.temperature;
   $("length").value = meta.sampling.length;
+  $("length").max = MAX_LENGTH;
   const bits = meta.held_out_bits_per_char;
   $("about").textContent =
     `${meta.level} level, ${meta.layers}×${meta.hidden} ${meta.cell.toUpperCase()}, ` +
@@ -265,8 +322,11 @@ function buildForm() {
 }
 
 async function start() {
-  buildForm();
   try {
+    const problem = manifestProblem(meta);
+    if (problem) throw new Error(`model.js is damaged: ${problem}; export the model again`);
+    readTokens();
+    buildForm();
     if (meta.level === "bpe") {
       const saved = await (await fetch("tokenizer.json")).json();
       bpeEncode = makeBpeEncoder(saved.tokenizer);
