@@ -12,6 +12,7 @@ import torch
 
 from lstmgen.checkpoint import check_weights, load_weights
 from lstmgen.config import RunConfig, SampleConfig, bits_per_char, random_seed
+from lstmgen.data.novelty import novelty, training_indexes
 from lstmgen.data.store import TokenStore
 from lstmgen.device import resolve_device
 from lstmgen.errors import LstmgenError, warn
@@ -63,6 +64,7 @@ class Model:
         self.conditions = conditions_of(tokenizer)  # None: trained without conditions
         self.module.eval()
         self._guards: dict[int, object] = {}  # by --max-copy
+        self._indexes: list | None = None  # the copy indexes of the novelty figures
 
     @property
     def device(self) -> torch.device:
@@ -157,6 +159,13 @@ class Model:
         if max_copy is not None and max_copy not in self._guards:
             self._guards[max_copy] = guard_for_run(self.run_dir, self.tokenizer, max_copy)
         return self._guards.get(max_copy)
+
+    def novelty(self, text: str, *, build: bool = True) -> dict | None:
+        """{longest_copy, copied_50} of text against the run's training text (and its base's);
+        build=False: None unless the index is already built."""
+        if self._indexes is None or (not self._indexes and build):
+            self._indexes = training_indexes(self.run_dir, build=build)
+        return novelty(text, self._indexes) if self._indexes else None
 
     def stream(
         self, prime: str = "", settings: SampleConfig | None = None, **more
