@@ -255,3 +255,22 @@ def test_server_honours_max_copy(memorised):
     static = Path(lstmgen.__file__).parent / "serve" / "static"
     assert 'id="max_copy"' in (static / "index.html").read_text(encoding="utf-8")
     assert "max_copy:" in (static / "page.js").read_text(encoding="utf-8")  # the page sends it
+
+
+def test_fine_tuned_run_is_guarded_against_its_base_too(memorised, tmp_path):
+    if "char" not in str(memorised):
+        pytest.skip("one level is enough")
+    lstmgen.load(memorised).novelty("x")  # the base's index is at hand
+    corpus = tmp_path / "other.txt"
+    corpus.write_text(make_text(3000, seed=9), encoding="utf-8")
+    tuned = tmp_path / "tuned"
+    lstmgen.train([corpus], out=tuned, init_from=str(memorised), epochs=1, quiet=True)
+    shown = subprocess.run(
+        [sys.executable, "-m", "lstmgen", "info", str(tuned)], capture_output=True, text=True
+    ).stdout
+    assert "and the base run's" in shown
+    texts = [training_text(memorised), training_text(tuned)]
+    model = lstmgen.load(tuned)
+    for sample in model.generate("", length=300, seed=3, num_samples=2, max_copy=MAX_COPY):
+        windows = [sample[i : i + MAX_COPY + 1] for i in range(len(sample) - MAX_COPY)]
+        assert not any(w in text for w in windows for text in texts)

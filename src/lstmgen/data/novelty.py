@@ -85,6 +85,24 @@ def training_indexes(
     return indexes
 
 
+def copy_cover(run_dir: Path) -> dict:
+    """What the copy guard and the figures check against (for `info`): this run's training
+    text, and its base's (--init-from) where that index is built."""
+
+    def built(store: Path) -> int | None:  # bytes of text indexed, or None: no index
+        try:
+            index = index_of_store(store, build=False)
+        except LstmgenError:
+            return None
+        return None if index is None else len(index)
+
+    base = base_run(Path(run_dir))
+    return {
+        "this_run": built(Path(run_dir) / "data"),
+        "base": None if base is None else {"run": str(base), "indexed": built(base / "data")},
+    }
+
+
 def _occurs(indexes: Sequence[TextIndex], pattern: bytes) -> bool:
     return any(index.occurs(pattern) for index in indexes)
 

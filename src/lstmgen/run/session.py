@@ -159,7 +159,7 @@ def _train(
     model = model.to(device)
     if peers.rank:  # the same initial weights everywhere, but each process its own dropout
         torch.manual_seed(train_config.seed + peers.rank)
-    sampler_model = Model(model, tokenizer)
+    sampler_model = Model(model, tokenizer, run_dir=out)  # run_dir: its copy index
 
     def sampler(**settings) -> str:
         was_training = model.training
@@ -171,6 +171,7 @@ def _train(
         RunReporter(
             out,
             sampler=sampler,
+            novelty=sampler_model.novelty,
             quiet=quiet,
             tokens_per_char=config.tokens_per_char,
             tensorboard=train_config.tensorboard,
