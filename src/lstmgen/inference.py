@@ -164,7 +164,7 @@ class Model:
         """{longest_copy, copied_50} of text against the run's training text (and its base's);
         build=False: None unless the index is already built."""
         if self._indexes is None or (not self._indexes and build):
-            self._indexes = training_indexes(self.run_dir, build=build)
+            self._indexes = training_indexes(self.run_dir, build=build, quiet=True)
         return novelty(text, self._indexes) if self._indexes else None
 
     def stream(

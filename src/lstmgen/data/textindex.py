@@ -210,6 +210,27 @@ def _characters(data) -> int:
     return int(np.count_nonzero((array & 0xC0) != 0x80))
 
 
+def sort_text(text_path: Path, array_path: Path, size: int) -> np.dtype:
+    """The suffix array of the size bytes in text_path, sorted by libdivsufsort straight into
+    array_path (memory-mapped: the sort holds text and array, 5 bytes a byte, 9 past 2 GiB)."""
+    wide = size > BUILD_LIMIT_BYTES
+    dtype = np.dtype(np.int64 if wide else np.int32)
+    if not size:
+        Path(array_path).write_bytes(b"")
+        return dtype
+    text = np.memmap(text_path, dtype=np.uint8, mode="c", shape=(size,))
+    array = np.memmap(array_path, dtype=dtype, mode="w+", shape=(size,))
+    small, large = _library()
+    sort = large.divsufsort64 if wide else small.divsufsort
+    c_int = ctypes.c_int64 if wide else ctypes.c_int32
+    text_p, array_p = text.ctypes.data_as(ctypes.c_void_p), array.ctypes.data_as(ctypes.c_void_p)
+    failed = sort(text_p, array_p, c_int(size))
+    if failed:  # pragma: no cover - out of memory inside the library
+        raise LstmgenError(f"sorting {text_path} for the copy index failed ({failed})")
+    array.flush()
+    return dtype
+
+
 def build_index(store: Path, train_ids: np.ndarray, tokenizer, *, quiet: bool = False) -> TextIndex:
     """Decode and sort the training split into the store (temporary names, renamed when whole;
     the sizes file last), unless another process built it meanwhile."""
@@ -222,25 +243,7 @@ def build_index(store: Path, train_ids: np.ndarray, tokenizer, *, quiet: bool = 
         (store / META).unlink(missing_ok=True)  # from here until it is rewritten: no index
         started = time.perf_counter()
         size, characters = write_text(store, train_ids, tokenizer, store / f"{TEXT}.tmp")
-        wide = size > BUILD_LIMIT_BYTES
-        dtype = np.dtype(np.int64 if wide else np.int32)
-        if size:
-            text = np.memmap(store / f"{TEXT}.tmp", dtype=np.uint8, mode="c")
-            array = np.memmap(store / f"{ARRAY}.tmp", dtype=dtype, mode="w+", shape=(size,))
-            small, large = _library()
-            sort = large.divsufsort64 if wide else small.divsufsort
-            c_int = ctypes.c_int64 if wide else ctypes.c_int32
-            failed = sort(
-                text.ctypes.data_as(ctypes.c_void_p),
-                array.ctypes.data_as(ctypes.c_void_p),
-                c_int(size),
-            )
-            if failed:  # pragma: no cover - out of memory inside the library
-                raise LstmgenError(f"building the copy index of {store} failed ({failed})")
-            array.flush()
-            del text, array
-        else:
-            (store / f"{ARRAY}.tmp").write_bytes(b"")
+        dtype = sort_text(store / f"{TEXT}.tmp", store / f"{ARRAY}.tmp", size)
         for name in (TEXT, ARRAY):
             _fsync(store / f"{name}.tmp")
             os.replace(store / f"{name}.tmp", store / name)

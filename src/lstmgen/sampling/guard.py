@@ -41,6 +41,7 @@ class CopyGuard:
         self.pieces = pieces
         self.leads = [_leads(p) for p in pieces]
         self.chars = np.array([len(lead) for lead in self.leads], np.int64)
+        self.char_count = self.chars.tolist()  # the same as Python ints: read at every step
         self.longest = int(self.chars.max()) if len(self.chars) else 0
         # the least q (tail characters) that can take part in an (N+1)-character window
         self.lowest = max(max_copy + 1 - self.longest, 1)
@@ -103,6 +104,8 @@ class CopyState:
     def banned(self) -> np.ndarray | None:
         """The tokens that would make a copy longer than N (None: none)."""
         guard = self.guard
+        if self.matched < guard.lowest and not len(guard.always):  # most steps: nothing to do
+            return None
         found = [guard.always] if len(guard.always) else []
         for q in range(self.matched, guard.lowest - 1, -1):
             found.append(self._banned_at(q))
@@ -136,14 +139,18 @@ class CopyState:
         if not piece:
             return
         base = len(self.tail)
-        self.starts += [base + i for i in guard.leads[token]]
+        leads = guard.leads[token]
+        if leads == [0]:  # one character (every char-level token)
+            self.starts.append(base)
+        else:
+            self.starts += [base + i for i in leads]
         self.tail += piece
         if len(self.starts) > 2 * guard.keep_chars:  # keep the last keep_chars characters
             cut = self.starts[-guard.keep_chars]
             self.tail = self.tail[cut:]
             self.starts = [s - cut for s in self.starts[-guard.keep_chars :]]
         bound = self.matched if self.matched >= 0 else guard.lowest - 1
-        upper = min(bound + int(guard.chars[token]), guard.max_copy, len(self.starts))
+        upper = min(bound + guard.char_count[token], guard.max_copy, len(self.starts))
         if upper < guard.lowest or not guard.occurs(self._suffix(guard.lowest)):
             self.matched = -1
             return

@@ -214,7 +214,7 @@ class RunReporter:
             text = self.sampler(length=c.sample_length, temperature=temperature, seed=p.epoch)
             copied = self.longest_copy(text)
             lines.append(f"### temperature {temperature}{copied}\n\n```text\n{text}\n```\n")
-            self.print(f"--- sample, temperature {temperature}{copied} ---\n{text}")
+            self.print(f"--- sample, temperature {temperature} ---{copied}\n{text}")
         with open(self.run_dir / "samples.md", "a", encoding="utf-8") as f:
             f.write("\n".join(lines) + "\n")
 
@@ -229,7 +229,7 @@ class RunReporter:
             self.print(f"the samples show no longest copy: {e}")
             self.novelty = None
             return ""
-        return f", longest copy {found['longest_copy']} characters" if found else ""
+        return f" (longest copy {found['longest_copy']} characters)" if found else ""
 
     def on_end(self, trainer: Trainer, reason: str) -> None:
         if self.bar is not None:
