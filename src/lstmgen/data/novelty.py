@@ -33,7 +33,8 @@ def index_of_store(
     if estimate > BUILD_LIMIT_BYTES and not allow_large:
         raise LstmgenError(
             f"the training text of {store.path} is about {estimate / 1e9:.1f} GB; an index that "
-            "large (8 bytes a byte, sorted in memory) is built only on request: add --build-index"
+            "large (8 bytes a byte, sorted in memory) is built only on request: "
+            f"lstmgen evaluate {store.path.parent} --build-index"
         )
     tokenizer = _store_tokenizer(store.path)
     try:
