@@ -54,6 +54,8 @@ class CopyGuard:
         )
 
     def occurs(self, pattern: bytes) -> bool:
+        if len(self.indexes) == 1:  # the usual case, at every step: no generator
+            return self.indexes[0].occurs(pattern)
         return any(index.occurs(pattern) for index in self.indexes)
 
     def _holds_copy(self, token: int) -> bool:
