@@ -267,6 +267,9 @@ class FakeModel:
     def stream_samples(self, prime, settings):
         return self.made
 
+    def novelty(self, text, build=True):  # no run's training text at hand
+        return None
+
 
 def test_jsonl_prints_samples_in_order_with_true_token_rates_even_on_a_coarse_clock(monkeypatch):
     import io

@@ -12,7 +12,8 @@ from dataclasses import replace
 from typing import Any, TextIO
 
 from lstmgen.config import SampleConfig, random_seed
-from lstmgen.errors import LstmgenError
+from lstmgen.data.novelty import copy_note
+from lstmgen.errors import LstmgenError, warn
 
 
 def unescape(text: str) -> str:
@@ -69,6 +70,7 @@ def write_text(model, prime: str, settings: SampleConfig, out: TextIO | None = N
     many = num_samples > 1
     held: dict[int, list[str]] = {}  # a batch's text not shown yet, by sample
     ended: set[int] = set()
+    prime_free: dict[int, str] = {}  # each sample's text so far, for its note
     shown = 0
 
     def header(i: int) -> str:
@@ -90,6 +92,10 @@ def write_text(model, prime: str, settings: SampleConfig, out: TextIO | None = N
                     held.setdefault(sample, []).append(event.text)
                 if event.end is not None:
                     ended.add(sample)
+                    text = prime_free.pop(sample, "") + event.text
+                    figures(model, text, settings, build=False)
+                else:
+                    prime_free[sample] = prime_free.get(sample, "") + event.text
                 while shown in ended:
                     ended.discard(shown)
                     out.write("\n")
@@ -99,6 +105,31 @@ def write_text(model, prime: str, settings: SampleConfig, out: TextIO | None = N
                 out.flush()
     except BrokenPipeError:  # the reader went away (`| head`): that is not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), out.fileno())
+
+
+def figures(model, text: str, settings: SampleConfig, *, build: bool = True) -> dict:
+    """A sample's novelty figures (longest_copy, copied_50: None where the run's index is not
+    at hand), and the one-line note when an unguarded sample copies a long span."""
+    try:
+        found = model.novelty(text, build=build)
+    except LstmgenError as e:
+        if build:  # asked for (jsonl): say why the figures are missing
+            warn_once(str(e))
+        found = None
+    found = found or {"longest_copy": None, "copied_50": None}
+    note = copy_note(found["longest_copy"] or 0, guarded=settings.max_copy is not None)
+    if note:
+        warn_once(note)
+    return found
+
+
+_warned: set[str] = set()
+
+
+def warn_once(message: str) -> None:
+    if message not in _warned:
+        _warned.add(message)
+        warn(message)
 
 
 def write_jsonl(model, prime: str, settings: SampleConfig, out: TextIO | None = None) -> None:
@@ -134,6 +165,7 @@ def write_jsonl(model, prime: str, settings: SampleConfig, out: TextIO | None = 
                 "seconds": round(elapsed, 4),
                 "characters_per_second": round(len(text) / timed, 1),
                 "tokens_per_second": round(tokens / timed, 1),
+                **figures(model, text, settings),
                 "settings": record,
             }
             while shown in done:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from lstmgen.config import RunConfig, bits_per_char
+from lstmgen.data.novelty import copy_cover
 from lstmgen.errors import LstmgenError
 from lstmgen.files import json_line, read_lines, read_progress
 from lstmgen.tokens import load_tokenizer
@@ -55,6 +56,7 @@ def info(run_dir: str | Path) -> dict:
         "last_val_nats_per_token": last,
         "last_val_step": None if last is None or evaluated is None else evaluated["step"],
         "has_best": (run_dir / "best" / "model.safetensors").exists(),
+        "copy_index": copy_cover(run_dir),  # bytes of training text indexed (None: not built)
         **config.records,  # "sizing", "lr_finder", "embeddings": as in config.json
     }
 

@@ -12,6 +12,7 @@ import torch
 
 from lstmgen.checkpoint import check_weights, load_weights
 from lstmgen.config import RunConfig, SampleConfig, random_seed
+from lstmgen.data.novelty import novelty, training_indexes
 from lstmgen.data.store import TokenStore
 from lstmgen.device import resolve_device
 from lstmgen.errors import LstmgenError, warn
@@ -19,6 +20,7 @@ from lstmgen.evaluation import CHUNK_CHARS, evaluate_pieces
 from lstmgen.files import recover
 from lstmgen.metrics import document_nats, nats_by_position
 from lstmgen.model import LSTMLanguageModel
+from lstmgen.sampling.guard import guard_for_run
 from lstmgen.sampling.sampler import Event, sample_text
 from lstmgen.tokens import Conditions, load_tokenizer
 from lstmgen.tokens.conditions import conditions_of
@@ -62,6 +64,8 @@ class Model:
         self.module, self.tokenizer, self.run_dir = module, tokenizer, run_dir
         self.conditions = conditions_of(tokenizer)  # None: trained without conditions
         self.module.eval()
+        self._guards: dict[int, object] = {}  # by --max-copy
+        self._indexes: list | None = None  # the copy indexes of the novelty figures
 
     @property
     def device(self) -> torch.device:
@@ -115,8 +119,8 @@ class Model:
         """Yield Event(sample, text, end) pieces of num_samples texts made as one batch.
 
         Settings are a SampleConfig or its fields as keywords: length, min_length, temperature,
-        top_k, top_p, repetition_penalty, repetition_window, stop, seed, num_samples. The
-        iterator's `tokens[i]` counts the tokens sample i has taken so far. `first_sample`:
+        top_k, top_p, repetition_penalty, repetition_window, stop, max_copy, seed, num_samples.
+        The iterator's `tokens[i]` counts the tokens sample i has taken so far. `first_sample`:
         these are samples first_sample, first_sample + 1, ... of a larger set made batch by
         batch with one seed: each draws from the stream it has in the whole set, and a
         conditioned model's batch draws the conditions not asked for on its own. Events still
@@ -145,9 +149,24 @@ class Model:
                 rules=getattr(self.tokenizer, "rules", None),
                 conditions=conditions,
                 first_sample=first_sample,
+                guard=self.copy_guard(config.max_copy),
             )
 
         return SampleStream(events, config.num_samples)
+
+    def copy_guard(self, max_copy: int | None):
+        """The guard keeping copies of the training text at most max_copy characters (None:
+        none); the run's index is built the first time one is asked for."""
+        if max_copy is not None and max_copy not in self._guards:
+            self._guards[max_copy] = guard_for_run(self.run_dir, self.tokenizer, max_copy)
+        return self._guards.get(max_copy)
+
+    def novelty(self, text: str, *, build: bool = True) -> dict | None:
+        """{longest_copy, copied_50} of text against the run's training text (and its base's);
+        build=False: None unless the index is already built."""
+        if self._indexes is None or (not self._indexes and build):
+            self._indexes = training_indexes(self.run_dir, build=build, quiet=True)
+        return novelty(text, self._indexes) if self._indexes else None
 
     def stream(
         self, prime: str = "", settings: SampleConfig | None = None, **more

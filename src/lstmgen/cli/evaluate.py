@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from lstmgen.cli.program import Device, Run, Threads, api
 from lstmgen.config import ReadOptions
-from lstmgen.data.documents import text_pieces
+from lstmgen.data.documents import read_documents, text_pieces
 from lstmgen.errors import LstmgenError
 
 
@@ -39,6 +40,22 @@ def evaluate(
             show_default=False,
         ),
     ] = None,
+    novelty: Annotated[
+        bool,
+        typer.Option(
+            "--novelty",
+            help="How much of the text stands in the run's training text: its longest copy "
+            "(characters) and the share of its 50-character windows found there.",
+        ),
+    ] = False,
+    build_index: Annotated[
+        bool,
+        typer.Option(
+            "--build-index",
+            help="Build the copy index of --novelty and --max-copy even above 2 GB of "
+            "training text (8 bytes a byte on disk); with no sources, only build it.",
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     checkpoint: Annotated[str, typer.Option(help="best or latest.")] = "best",
     encoding: Annotated[str, typer.Option(help="Text encoding of the sources.")] = "utf-8",
@@ -47,6 +64,11 @@ def evaluate(
     threads: Threads = None,
 ) -> None:
     """Measure a run on text it has not seen: bits/char (at every level), nats/token, perplexity."""
+    if novelty or build_index:
+        novelty_of(
+            run, sources, ReadOptions(encoding=encoding, errors=errors), as_json, build_index
+        )
+        return
     if by_condition == bool(sources):
         raise LstmgenError(
             "--by-condition measures the run's own held-out documents; drop the sources"
@@ -84,6 +106,27 @@ def evaluate(
             "characters) scored as one <unk> each: what they spell costs no bits, so bits/char "
             "is flattered by that much"
         )
+
+
+def novelty_of(run, sources, read: ReadOptions, as_json: bool, allow_large: bool) -> None:
+    """`evaluate --novelty`: the copy figures of the text against the run's training text (the
+    index is built when missing); no model is loaded."""
+    from lstmgen.data.novelty import index_of_store, novelty, training_indexes
+
+    if not sources:
+        index_of_store(Path(run) / "data", allow_large=True)  # --build-index alone
+        return
+    indexes = training_indexes(Path(run), allow_large=allow_large)
+    text = read_documents(sources, read)
+    result = {"characters": len(text), **novelty(text, indexes), "indexes": len(indexes)}
+    if as_json:
+        print(json.dumps(result))
+        return
+    share = "-" if result["copied_50"] is None else f"{result['copied_50']:.2%}"
+    print(
+        f"longest copy {result['longest_copy']:,} characters  copied_50 {share}  "
+        f"over {result['characters']:,} characters"
+    )
 
 
 def condition_table(result: dict) -> list[str]:

@@ -101,6 +101,7 @@ def info_rows(data: dict) -> list[tuple[str, str]]:
                 f"{base.get('step', 0):,}; trained on {', '.join(base.get('sources') or [])})",
             )
         )
+    rows.append(("copy guard", copy_guard_line(data.get("copy_index") or {})))
     sizing = data.get("sizing")
     if sizing:
         rows.append(
@@ -124,3 +125,22 @@ def info_rows(data: dict) -> list[tuple[str, str]]:
             )
         )
     return rows
+
+
+def copy_guard_line(cover: dict) -> str:
+    """What --max-copy and the novelty figures check against: this run's training text (its
+    index built or not yet), and a base run's where its index is at hand."""
+    own = cover.get("this_run")
+    line = (
+        f"this run's training text (index of {own:,} bytes)"
+        if own is not None
+        else "this run's training text (index built at the first --max-copy or novelty figure)"
+    )
+    base = cover.get("base")
+    if base:
+        line += (
+            f"; and the base run's ({base['indexed']:,} bytes)"
+            if base.get("indexed") is not None
+            else f"; not the base run's ({base['run']} has no copy index at hand)"
+        )
+    return line

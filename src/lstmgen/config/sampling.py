@@ -46,6 +46,11 @@ class SampleConfig(Section):
         panel=SAMPLING,
         factory=list,
     )
+    max_copy: int | None = option(
+        help="No sample holds a span of more than this many characters of the training text "
+        "(the prime not counted); checked at each token against the run's copy index.",
+        panel=SAMPLING,
+    )
     seed: int | None = option(help="Same seed and settings, same text.", panel=SAMPLING)
     num_samples: int = option(1, "Samples to generate (as one batch).", panel=SAMPLING)
 
@@ -80,6 +85,8 @@ class SampleConfig(Section):
             raise LstmgenError(f"--repetition-window {self.repetition_window} must be at least 1")
         if any(not s for s in self.stop):
             raise LstmgenError("--stop needs a non-empty string, e.g. --stop '\\n\\n'")
+        if self.max_copy is not None and self.max_copy < 1:
+            raise LstmgenError(f"--max-copy {self.max_copy} must be at least 1, e.g. 40")
         if self.seed is not None and self.seed < 0:
             raise LstmgenError(f"--seed {self.seed} must be 0 or more")
         if self.num_samples < 1:

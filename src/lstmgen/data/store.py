@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lstmgen.data.textindex import INDEX_NAMES
 from lstmgen.errors import LstmgenError
 from lstmgen.files import read_json
 
@@ -63,8 +64,16 @@ DOCUMENT_FILES = (
 
 
 # Every name a store's folder holds (the only ones --overwrite replaces); .stdin is the spool
-# of standard input while it is prepared.
-STORE_NAMES = ("train.bin", "val.bin", *DOCUMENT_FILES, "tokenizer.json", "meta.json", ".stdin")
+# of standard input while it is prepared; INDEX_NAMES the copy index (textindex.py).
+STORE_NAMES = (
+    "train.bin",
+    "val.bin",
+    *DOCUMENT_FILES,
+    "tokenizer.json",
+    "meta.json",
+    ".stdin",
+    *INDEX_NAMES,
+)
 
 
 def store_files(path: Path) -> list[str]:

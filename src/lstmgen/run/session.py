@@ -159,12 +159,13 @@ def _train(
     model = model.to(device)
     if peers.rank:  # the same initial weights everywhere, but each process its own dropout
         torch.manual_seed(train_config.seed + peers.rank)
-    samplers: dict[int, Model] = {}
+    sampler_model = Model(model, tokenizer, run_dir=out)  # run_dir: its copy index
+    samplers: dict[int, Model] = {id(model): sampler_model}
 
     def sampler(**settings) -> str:  # from the weights evaluated: the average, once it began
         weights = trainer.average.weights()
         if id(weights) not in samplers:
-            samplers[id(weights)] = Model(weights, tokenizer)
+            samplers[id(weights)] = Model(weights, tokenizer, run_dir=out)
         was_training = weights.training
         text = samplers[id(weights)].generate("", **settings)
         weights.train(was_training)
@@ -174,6 +175,7 @@ def _train(
         RunReporter(
             out,
             sampler=sampler,
+            novelty=sampler_model.novelty,
             quiet=quiet,
             tokens_per_char=config.tokens_per_char,
             tensorboard=train_config.tensorboard,

@@ -22,6 +22,7 @@ import torch
 
 from lstmgen.config import SampleConfig, random_seed
 from lstmgen.model import LSTMLanguageModel
+from lstmgen.sampling.guard import copy_banned, guard_end
 from lstmgen.sampling.sampler import (
     StopMatcher,
     adjust_logits,
@@ -46,6 +47,7 @@ class Sample:
     history: np.ndarray  # the last repetition_window tokens, prime included (-1: none yet)
     made: int = 0  # tokens taken so far
     position: int = field(default=0)  # where the next token goes in history
+    copies: object = None  # guard.CopyState under --max-copy
 
 
 class Piece(NamedTuple):
@@ -109,10 +111,12 @@ class RunningBatch:
         decoders: list,
         first: int = 0,
         conditions: np.ndarray | None = None,
+        guard=None,
     ) -> None:
         """Queue one sample per decoder (`owner`'s indices first, first + 1, ...; seeded with
         (seed, 0), (seed, 1), ...; conditioned by the rows of conditions (n, C) where the model
-        is); they join the step after their prompt has run (chunk by chunk, see above)."""
+        is; under the copy guard `guard`, if given); they join the step after their prompt has
+        run (chunk by chunk, see above)."""
         rows = None
         if conditions is not None:  # the prompt runs once when the samples share conditions
             distinct = len(np.unique(conditions, axis=0)) > 1
@@ -133,6 +137,7 @@ class RunningBatch:
                     StopMatcher(config.stop, config.min_length) if config.stop else None,
                     history,
                     position=len(tail) % config.repetition_window,
+                    copies=guard.start() if guard is not None else None,
                 )
             )
         self.priming.append(Priming(samples, prime_ids.to(self.device), conditions, rows))
@@ -189,9 +194,12 @@ class RunningBatch:
         pieces, staying = [], []
         for row, (sample, token) in enumerate(zip(self.samples, ids.tolist(), strict=True)):
             sample.made += 1
-            text, end = text_of(
-                token, sample.decoder, sample.matcher, sample.made == sample.config.length
-            )
+            if self.exhausted[row]:  # every token would copy more than its --max-copy
+                text, end = guard_end(sample.decoder, sample.matcher)
+            else:
+                text, end = text_of(
+                    token, sample.decoder, sample.matcher, sample.made == sample.config.length
+                )
             if text or end:
                 pieces.append(Piece(sample, text, end))
             if end is None:
@@ -202,6 +210,12 @@ class RunningBatch:
 
     def _draw(self) -> np.ndarray:
         row_banned = self.rules.banned[self.rule_state] if self.rules is not None else None
+        self.exhausted = np.zeros(len(self.samples), dtype=bool)
+        copies = [s.copies for s in self.samples]
+        if any(c is not None for c in copies):
+            row_banned, self.exhausted = copy_banned(
+                copies, row_banned, self.banned, self.logits.shape
+            )
         uniforms = np.array([s.generator.random() for s in self.samples])
         ids = np.empty(len(self.samples), np.int64)
         for config, rows in self.groups:
@@ -217,6 +231,8 @@ class RunningBatch:
         if self.rules is not None:
             self.rule_state = self.rules.next[self.rule_state, ids]
         for row, sample in enumerate(self.samples):
+            if sample.copies is not None:
+                sample.copies.advance(int(ids[row]))
             if sample.config.repetition_penalty != 1:  # slide its window on by this token
                 old = sample.history[sample.position]
                 if old >= 0:

@@ -22,6 +22,7 @@ import torch
 
 from lstmgen.config import SampleConfig, random_seed
 from lstmgen.model import LSTMLanguageModel, State
+from lstmgen.sampling.guard import copy_banned, guard_end
 from lstmgen.sampling.stepper import make_stepper
 from lstmgen.threads import ThreadChooser
 from lstmgen.tokens import UNKNOWN_ID
@@ -153,6 +154,7 @@ class TokenSampler:
         rules=None,
         conditions: np.ndarray | None = None,
         first_sample: int = 0,
+        guard=None,
     ):
         model.eval()
         self.config = config
@@ -160,6 +162,10 @@ class TokenSampler:
         # e.g. bpe.Utf8Rules: a small automaton over tokens, one state per sample
         self.rules = rules
         self.rule_state = np.zeros(config.num_samples, dtype=np.int64)
+        # guard.py's CopyGuard (--max-copy): one match state per sample; `exhausted` marks the
+        # rows whose every token would copy too long a span (those samples end there)
+        self.copies = [guard.start() for _ in range(config.num_samples)] if guard else None
+        self.exhausted = np.zeros(config.num_samples, dtype=bool)
         self.seed = config.seed if config.seed is not None else random_seed()
         n = config.num_samples
         device = next(model.parameters()).device
@@ -192,9 +198,16 @@ class TokenSampler:
             self.logits = self.stepper.step(self.pending)
             self.threads.step_ends(time.perf_counter())
         row_banned = self.rules.banned[self.rule_state] if self.rules is not None else None
+        if self.copies is not None:
+            row_banned, self.exhausted = copy_banned(
+                self.copies, row_banned, self.banned, self.logits.shape
+            )
         logits = adjust_logits(self.logits, self.config, self.recent, self.banned, row_banned)
         uniforms = np.array([self.generators[s].random() for s in self.samples.tolist()])
         ids = choose(logits, self.config, uniforms)
+        if self.copies is not None:
+            for copies, token in zip(self.copies, ids.tolist(), strict=True):
+                copies.advance(token)
         if self.rules is not None:
             self.rule_state = self.rules.next[self.rule_state, ids]
         if self.history is not None:
@@ -213,6 +226,8 @@ class TokenSampler:
         self.stepper.keep(rows)
         self.samples = self.samples[rows]
         self.rule_state = self.rule_state[rows]
+        if self.copies is not None:
+            self.copies = [self.copies[r] for r in rows.tolist()]
         self.logits = self.logits[rows]
         if self.pending is not None:
             self.pending = self.pending[rows]
@@ -286,6 +301,7 @@ def sample_text(
     rules=None,
     conditions: np.ndarray | None = None,
     first_sample: int = 0,
+    guard=None,
 ) -> Iterator[Event]:
     """Generate config.num_samples texts as one batch, yielding pieces as they are made.
 
@@ -296,12 +312,13 @@ def sample_text(
     Every sample ends with exactly one event whose end is set. A conditioned model takes each
     sample's condition numbers, conditions (num_samples, C). `first_sample`: the batch's
     samples are these of a larger set (sample i draws from the stream (seed, first_sample + i));
-    its events still count from 0.
+    its events still count from 0. `guard` (guard.CopyGuard) removes the tokens that would
+    copy more than --max-copy characters of the training text.
     """
     if config.length == 0:
         return iter([Event(i, "", "length") for i in range(config.num_samples)])
     return _events(
-        TokenSampler(model, prime_ids, config, banned, rules, conditions, first_sample),
+        TokenSampler(model, prime_ids, config, banned, rules, conditions, first_sample, guard),
         decoder or (lambda: _TextOf(token_text)),
         config,
     )
@@ -336,7 +353,12 @@ def _events(sampler: TokenSampler, new_decoder, config: SampleConfig) -> Iterato
         ended = []
         pairs = zip(sampler.samples.tolist(), ids.tolist(), strict=True)
         for row, (sample, token) in enumerate(pairs):
-            text, end = text_of(token, decoders[sample], matchers[sample], made == config.length)
+            if sampler.exhausted[row]:  # every token would copy more than --max-copy: it ends
+                text, end = guard_end(decoders[sample], matchers[sample])
+            else:
+                text, end = text_of(
+                    token, decoders[sample], matchers[sample], made == config.length
+                )
             if text or end:
                 yield Event(sample, text, end)
             if end:

@@ -164,6 +164,7 @@ def create_app(
         model, prompts = models[name], check(body, config)
         settings = sample_config(body)
         conditions = condition_rows(model, body, settings)
+        copy_guard(model, settings)
         parts = []
         for prompt in prompts:
             ids = model.prime_ids(prompt, quiet=True)
@@ -249,6 +250,7 @@ def sample_config(body: CompletionRequest) -> SampleConfig:
             stop=[] if body.stop is None else body.stop,
             seed=body.seed,
             num_samples=body.n,
+            max_copy=body.max_copy,
         )
     except LstmgenError as error:
         message = re.sub(
@@ -274,6 +276,15 @@ def condition_rows(model: Model, body: CompletionRequest, settings: SampleConfig
         return model.condition_rows(body.condition, body.n, seed)
     except LstmgenError as error:
         raise ApiError(400, str(error), "condition") from None
+
+
+def copy_guard(model: Model, settings: SampleConfig) -> None:
+    """Make sure the run's copy guard is at hand for max_copy (its index is built the first
+    time, in this request); a run without its training text is a 400."""
+    try:
+        model.copy_guard(settings.max_copy)
+    except LstmgenError as error:
+        raise ApiError(400, str(error), "max_copy") from None
 
 
 class Answer:

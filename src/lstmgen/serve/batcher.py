@@ -59,6 +59,7 @@ class BatchWorker:
     ):
         rules = getattr(model.tokenizer, "rules", None)
         self.batch = RunningBatch(model.module, banned=model.banned, rules=rules)
+        self.copy_guard = model.copy_guard  # by max_copy; built before a request is queued
         self.metrics = metrics or ServeMetrics()
         self.name = name
         self.max_batch, self.max_waiting = max_batch, max_waiting
@@ -119,7 +120,8 @@ class BatchWorker:
             for job in joining:  # primed here, outside the lock: submit() need not wait
                 first = 0
                 for prime_ids, config, decoders, rows in job.parts if not job.cancelled else []:
-                    self.batch.add(job, prime_ids, config, decoders, first, rows)
+                    guard = self.copy_guard(config.max_copy)
+                    self.batch.add(job, prime_ids, config, decoders, first, rows, guard)
                     first += len(decoders)
             try:
                 gone = {job for job in self.batch.owners() if job.cancelled}

@@ -90,6 +90,12 @@ class CompletionRequest(BaseModel):
     stream: bool = Field(False, description="Send text as server-sent events as it is made.")
     stream_options: StreamOptions | None = None
     repetition_penalty: float = Field(1.0, description="Above 1: recent tokens less likely.")
+    max_copy: int | None = Field(
+        None,
+        description="lstmgen's extension: no choice holds a span of more than this many "
+        "characters of the run's training text (the prompt not counted).",
+        **at_least(1),
+    )
     min_tokens: int = Field(0, description="No stop ends a choice before this many.", **at_least(0))
     condition: dict[str, str] | None = Field(
         None,

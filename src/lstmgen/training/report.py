@@ -38,6 +38,7 @@ class RunReporter:
         run_dir: Path,
         *,
         sampler,
+        novelty=None,
         quiet: bool = False,
         console: Console | None = None,
         tokens_per_char: float = 1.0,
@@ -46,6 +47,7 @@ class RunReporter:
         sizing: dict | None = None,
     ):
         self.run_dir, self.sampler, self.quiet = run_dir, sampler, quiet
+        self.novelty = novelty  # text -> {longest_copy, ...} against the training text, or None
         # of the held-out text: converts nats/token to bits/char
         self.tokens_per_char = tokens_per_char
         self.curves = CurvesFile(run_dir)
@@ -212,10 +214,24 @@ class RunReporter:
         lines = [f"## epoch {p.epoch} (step {p.step}, held-out {bits:.3f} bits/char)\n"]
         for temperature in sorted(SAMPLE_TEMPERATURES[: c.samples]):
             text = self.sampler(length=c.sample_length, temperature=temperature, seed=p.epoch)
-            lines.append(f"### temperature {temperature}\n\n```text\n{text}\n```\n")
-            self.print(f"--- sample, temperature {temperature} ---\n{text}")
+            copied = self.longest_copy(text)
+            lines.append(f"### temperature {temperature}{copied}\n\n```text\n{text}\n```\n")
+            self.print(f"--- sample, temperature {temperature} ---{copied}\n{text}")
         with open(self.run_dir / "samples.md", "a", encoding="utf-8") as f:
             f.write("\n".join(lines) + "\n")
+
+    def longest_copy(self, text: str) -> str:
+        """ ", longest copy 23 characters": how much of a sample stands in the training text,
+        so a user sees memorising begin ("" where the run's copy index is not at hand)."""
+        if self.novelty is None:
+            return ""
+        try:
+            found = self.novelty(text)
+        except LstmgenError as e:  # e.g. a training text above the index's limit: said once
+            self.print(f"the samples show no longest copy: {e}")
+            self.novelty = None
+            return ""
+        return f" (longest copy {found['longest_copy']} characters)" if found else ""
 
     def on_end(self, trainer: Trainer, reason: str) -> None:
         if self.bar is not None:

@@ -59,6 +59,7 @@ async function generate(event) {
     top_k: number("top_k"), max_tokens: number("max_tokens"), condition: conditions(),
     n: number("n"),
     seed: $("seed").value === "" ? undefined : number("seed"),
+    max_copy: $("max_copy").value === "" ? undefined : number("max_copy"),
     stop: $("stop_at").value ? [unescapeStop($("stop_at").value)] : undefined,
   };
   $("shown-prime").textContent = body.prompt;
