@@ -26,3 +26,95 @@ def test_chat_completions_say_that_this_server_serves_completions(trained_run):
 def test_the_pages_name_their_icon_so_browsers_ask_for_no_favicon(page):
     html = (ROOT / "src" / "lstmgen" / page).read_text(encoding="utf-8")
     assert '<link rel="icon"' in html
+
+
+def fake_trainer(step: int):
+    """What RunReporter.on_eval reads of a trainer."""
+    from types import SimpleNamespace
+
+    from lstmgen.training.progress import Progress
+
+    progress = Progress()
+    progress.step = step
+    return SimpleNamespace(
+        progress=progress,
+        steps_per_epoch=100,
+        val_tokens=[0] * 50_000,
+        optimizer=SimpleNamespace(param_groups=[{"lr": 0.01}]),
+        config=SimpleNamespace(batch_size=4, seq_len=8),
+        peers=SimpleNamespace(size=1),
+        fraction_done=lambda: 0.5,
+    )
+
+
+def step_lines(tmp_path, evaluations) -> list[str]:
+    import io
+
+    from rich.console import Console
+
+    from lstmgen.training.report import RunReporter
+
+    out = io.StringIO()
+    reporter = RunReporter(tmp_path, sampler=None, console=Console(file=out, width=300))
+    reporter.curves.draw = lambda *a, **k: None  # no picture needed here
+    for step, nats, sample in evaluations:
+        reporter.on_eval(fake_trainer(step), nats, False, sample_tokens=sample)
+    return out.getvalue().splitlines()
+
+
+def test_a_step_line_rounds_its_bits_per_char_once_as_the_closing_line_does(tmp_path):
+    import math
+
+    nats = 2.097548 * math.log(2)  # 2.09755 rounded to 5 places, 2.0975 to 4
+    (line,) = step_lines(tmp_path, [(4506, nats, None)])
+    assert line.startswith("step 4,506 ") and "= 2.0975 bpc" in line, line
+
+
+def test_step_lines_label_a_sample_of_the_held_out_text_apart_from_all_of_it(tmp_path):
+    sample, whole = step_lines(tmp_path, [(10, 1.5, 4_096), (20, 1.4, None)])
+    assert "held-out sample (4,096 tokens)" in sample and "held-out (all)" not in sample
+    assert "held-out (all) 1.4000 nats/token" in whole and "sample" not in whole
+
+
+def test_curves_draw_the_sampled_and_the_whole_held_out_figures_as_two_series(
+    tmp_path, monkeypatch
+):
+    import json
+
+    from matplotlib.axes import Axes
+
+    from lstmgen.plot import plot_runs
+
+    rows = [
+        {"step": s, "elapsed_s": s, "tokens": 100 * s, "val_bpc": bpc, "train_bpc": None}
+        | ({"val_sample": True} if sampled else {})
+        for s, bpc, sampled in [(1, 3.05, True), (2, 3.0, False), (3, 2.55, True), (4, 2.5, False)]
+    ]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    drawn, plot = [], Axes.plot
+
+    def recorded(self, *args, **kwargs):
+        drawn.append(tuple(args[1]) if len(args) > 1 else ())
+        return plot(self, *args, **kwargs)
+
+    monkeypatch.setattr(Axes, "plot", recorded)
+    assert plot_runs([tmp_path], tmp_path / "curves.png")
+    held_out = [ys for ys in drawn if ys and ys[0] in (3.05, 3.0)]
+    assert sorted(held_out) == [(3.0, 2.5), (3.0, 2.5), (3.05, 2.55), (3.05, 2.55)]
+
+
+def test_a_sample_of_nothing_but_blanks_says_so():
+    from lstmgen.training.report import readable
+
+    assert readable("def f():\n    pass", 0.2) == "def f():\n    pass"
+    said = readable("  \n" * 60, 0.2)
+    assert said.startswith("(only whitespace: 120 spaces, 60 newlines") and "0.2" in said
+
+
+def test_an_interrupted_run_says_its_step_with_the_thousands_separator():
+    from types import SimpleNamespace
+
+    from lstmgen.errors import TrainingInterrupted
+
+    stopped = TrainingInterrupted(SimpleNamespace(steps=4506, run_dir="runs/x"))
+    assert "saved at step 4,506." in str(stopped)
