@@ -118,3 +118,23 @@ def test_an_interrupted_run_says_its_step_with_the_thousands_separator():
 
     stopped = TrainingInterrupted(SimpleNamespace(steps=4506, run_dir="runs/x"))
     assert "saved at step 4,506." in str(stopped)
+
+
+def test_generate_help_says_many_samples_run_in_batches(capsys):
+    from test_cli import run_cli
+
+    code, out, _ = run_cli(["generate", "--help"], capsys)
+    text = " ".join(out.split())
+    assert code == 0 and "as one batch" not in text and "in batches" in text
+
+
+def test_the_install_pages_name_the_export_extra():
+    page = (ROOT / "docs" / "getting-started.md").read_text(encoding="utf-8")
+    assert "'.[serve,export]'" in page and "`export` (" in page
+
+
+def test_train_page_says_the_ten_epochs_apply_only_without_a_limit():
+    page = " ".join((ROOT / "docs" / "commands" / "train.md").read_text().split())
+    assert "`--epochs` (default 10)" not in page
+    said = "with none of `--epochs`, `--max-time` and `--max-steps`, it stops after 10 epochs"
+    assert said in page
