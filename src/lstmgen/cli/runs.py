@@ -101,6 +101,8 @@ def info_rows(data: dict) -> list[tuple[str, str]]:
                 f"{base.get('step', 0):,}; trained on {', '.join(base.get('sources') or [])})",
             )
         )
+    if data.get("processes"):
+        rows.append(("processes", f"{data['processes']} (torchrun), in its last session"))
     sizing = data.get("sizing")
     if sizing:
         rows.append(

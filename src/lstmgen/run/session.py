@@ -132,6 +132,9 @@ def _train(
             )
         config = _find_lr(model, store, config, out, reporter)
 
+    if peers.size > 1 or "processes" in config.records:  # config.json says, as info does
+        config = replace(config, records={**config.records, "processes": peers.size})
+
     def save(trainer: Trainer, best: bool = False) -> None:
         state = None if best else trainer.trainer_state()  # every process's, gathered
         if peers.is_main:
@@ -189,12 +192,13 @@ def _train(
         epoch = progress.epoch + progress.batch / max(trainer.steps_per_epoch, 1)
         reporter.print(
             f"resuming {out} at step {progress.step:,} (epoch {epoch:.2f}, "
-            f"{progress.tokens:,} tokens seen)"
+            f"{progress.tokens:,} tokens seen)" + processes_note(peers)
         )
     else:
         reporter.print(
             f"training {model.num_parameters():,} parameters on {len(store.train):,} "
             f"{unit_of(tokenizer)} ({len(store.val):,} held out), device {device}"
+            + processes_note(peers)
         )
     try:
         reason = trainer.fit()
@@ -214,6 +218,16 @@ def _train(
             f"Generate with: lstmgen generate {out}"
         )
     return result
+
+
+def processes_note(peers: Peers) -> str:
+    """What the first line adds under torchrun: how many processes train, and how."""
+    if peers.size == 1:
+        return ""
+    return (
+        f", {peers.size} processes (torchrun: each reads its own --batch-size streams, "
+        "gradients averaged)"
+    )
 
 
 def _memory_of(device: torch.device) -> int | None:
