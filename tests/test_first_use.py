@@ -138,3 +138,18 @@ def test_train_page_says_the_ten_epochs_apply_only_without_a_limit():
     assert "`--epochs` (default 10)" not in page
     said = "with none of `--epochs`, `--max-time` and `--max-steps`, it stops after 10 epochs"
     assert said in page
+
+
+def test_a_folder_with_pycache_says_its_binary_files_in_one_line(tmp_path, capsys):
+    from lstmgen.data.sources import resolve_sources
+
+    (tmp_path / "pkg" / "__pycache__").mkdir(parents=True)
+    (tmp_path / "pkg" / "mod.py").write_text("x = 1\n", encoding="utf-8")
+    for i in range(12):
+        (tmp_path / "pkg" / "__pycache__" / f"m{i}.cpython-311.pyc").write_bytes(b"\xa7\r\r\n\0\0")
+    sources = resolve_sources([str(tmp_path)], spool_dir=tmp_path / "spool")
+    assert [s.name for s in sources] == [str(tmp_path / "pkg" / "mod.py")]
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert "skipped 12 files that look binary" in lines[0]
+    assert "--exclude '*.pyc'" in lines[0]

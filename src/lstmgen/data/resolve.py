@@ -14,6 +14,7 @@ import os
 import shutil
 import sys
 import tempfile
+from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -145,10 +146,15 @@ def _zip_members(
 
 
 def _file_source(
-    path: Path, spec: str, options: ReadOptions, *, found_in_folder: bool
+    path: Path,
+    spec: str,
+    options: ReadOptions,
+    *,
+    found_in_folder: bool,
+    binary: list[Path] | None = None,
 ) -> list[Source]:
     """The source(s) of one file; in a folder, files that cannot be read as text are skipped
-    with a warning."""
+    with a warning (binary ones noted in `binary`, said in one line at the end)."""
     try:
         head = _head(path)
     except OSError as e:
@@ -165,7 +171,10 @@ def _file_source(
         if not found_in_folder:
             hint = "; name text files, tables or compressed text" if why == BINARY else ""
             raise LstmgenError(f"{path}: {why}{hint}")
-        warn(f"skipping {path}: {why}")
+        if why == BINARY and binary is not None:
+            binary.append(path)
+        else:
+            warn(f"skipping {path}: {why}")
         return []
     if kind == "sqlite" and options.query is None and options.table is None:
         if found_in_folder:
@@ -191,7 +200,7 @@ def _file_source(
     return [Source(name=str(path), path=path, kind=kind, spec=spec)]
 
 
-def _walk_folder(folder: Path, spec: str, options: ReadOptions) -> list[Source]:
+def _walk_folder(folder: Path, spec: str, options: ReadOptions, binary: list[Path]) -> list[Source]:
     found: list[Source] = []
     for root, dirs, files in os.walk(folder):
         if is_token_store(Path(root)):  # token ids and meta.json are no text to learn from
@@ -203,8 +212,9 @@ def _walk_folder(folder: Path, spec: str, options: ReadOptions) -> list[Source]:
             path = Path(root) / name
             if name.startswith(".") or not _wanted(path.relative_to(folder).as_posix(), options):
                 continue
-            found.extend(_file_source(path, spec, options, found_in_folder=True))
+            found.extend(_file_source(path, spec, options, found_in_folder=True, binary=binary))
     if not found:
+        _say_binary(binary)
         raise LstmgenError(
             f"folder {folder} has no text files (some may have been skipped); "
             "point at a folder that holds .txt or other text files"
@@ -232,12 +242,13 @@ def resolve_sources(
             "no input given; name text files, folders, '-' for stdin, or python-docs"
         )
     sources: list[Source] = []
+    binary: list[Path] = []  # files found in folders or by globs that are not text
     for spec in specs:
         path = Path(spec).expanduser()
         if spec == "-":
             sources.append(_spool_stdin(spool_dir))
         elif path.is_dir():
-            sources.extend(_walk_folder(path, spec, options))
+            sources.extend(_walk_folder(path, spec, options, binary))
         elif path.is_file():
             sources.extend(_file_source(path, spec, options, found_in_folder=False))
         elif spec in NAMED_CORPORA:
@@ -259,15 +270,31 @@ def resolve_sources(
                     "check it (quote it so the shell leaves it to lstmgen)"
                 )
             for p in files:
-                sources.extend(_file_source(p, spec, options, found_in_folder=True))
+                sources.extend(_file_source(p, spec, options, found_in_folder=True, binary=binary))
         else:
             named = ", ".join(sorted(NAMED_CORPORA))
             raise LstmgenError(
                 f"{spec} does not exist; give a text file, a folder, '-' for stdin, "
                 f"or a named corpus ({named})"
             )
+    _say_binary(binary)
     _check_table_options(sources, options)
     return sources
+
+
+def _say_binary(binary: list[Path]) -> None:
+    """One line for the binary files skipped (a __pycache__ holds hundreds), naming the
+    --exclude that leaves the commonest kind out."""
+    if len(binary) == 1:
+        warn(f"skipping {binary[0]}: {BINARY}")
+    elif binary:
+        suffixes = Counter(p.suffix.lower() for p in binary if p.suffix)
+        pattern = f"'*{suffixes.most_common(1)[0][0]}'" if suffixes else "PATTERN"
+        warn(
+            f"skipped {len(binary):,} files that look binary, not text (e.g. {binary[0]}); "
+            f"leave them out with --exclude {pattern}"
+        )
+    binary.clear()
 
 
 def _check_table_options(sources: list[Source], options: ReadOptions) -> None:
