@@ -153,3 +153,24 @@ def test_a_folder_with_pycache_says_its_binary_files_in_one_line(tmp_path, capsy
     assert len(lines) == 1, lines
     assert "skipped 12 files that look binary" in lines[0]
     assert "--exclude '*.pyc'" in lines[0]
+
+
+def test_many_source_files_hold_out_whole_files_spread_over_them(tmp_path, capsys):
+    import lstmgen
+    from conftest import make_text
+
+    folder = tmp_path / "src"
+    folder.mkdir()
+    for i in range(30):  # one file twice the others: too large for 4 in the held-out share
+        (folder / f"m{i:02d}.py").write_text(make_text(2_000 if i == 29 else 1_000, seed=i))
+    meta = lstmgen.prepare([folder], out=tmp_path / "store")
+    assert meta["split"] == "documents" and meta["val_documents"] >= 2
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "held out: " in line and "whole documents spread over the 30 documents" in line
+
+
+def test_the_split_help_says_what_many_documents_are(capsys):
+    from test_cli import run_cli
+
+    code, out, _ = run_cli(["prepare", "--help"], capsys)
+    assert code == 0 and "20 or more documents" in " ".join(w for w in out.split() if w != "│")

@@ -45,13 +45,21 @@ from lstmgen.files import check_replaceable, staged
 from lstmgen.tokens import CharTokenizer, ConditionedTokenizer, Conditions
 from lstmgen.tokens.conditions import DOCUMENT_MARK, Column, conditions_of
 
+MANY_DOCUMENTS = 20  # --split auto holds out whole documents from this many (see --help)
+
 
 def _choose_split(config: DataConfig, scan: Scan) -> str:
-    """Whole documents when the held-out share holds four of the largest one; else the tail.
+    """Whole documents when the held-out share holds four of the largest one, or when there
+    are MANY_DOCUMENTS or more and none is larger than the share: the held-out documents are
+    then spread over all of them (the tail of 80 source files read in order was one package).
+    Else the tail.
 
     With conditions, always whole documents: each held-out document keeps its control token.
     """
-    whole = scan.documents >= 2 and scan.largest * 4 <= config.val_fraction * scan.characters
+    share = config.val_fraction * scan.characters
+    whole = scan.documents >= 2 and (
+        scan.largest * 4 <= share or scan.documents >= MANY_DOCUMENTS and scan.largest <= share
+    )
     if config.conditions and scan.documents < 2:
         raise LstmgenError("conditions need at least 2 documents (table rows) to hold one out")
     if config.conditions:
@@ -279,9 +287,10 @@ def summary(meta: dict, out: Path) -> str:
     ]
     dropped_text = f" (dropped {', '.join(dropped)})" if dropped else ""
     documents = f"{meta['documents']:,} document{'s' if meta['documents'] != 1 else ''}"
-    held_out = (
-        f"{meta['val_documents']:,} whole documents" if meta["split"] == "documents" else "the tail"
-    )
+    if meta["split"] == "documents":
+        held_out = f"{meta['val_documents']:,} whole documents spread over the {documents}"
+    else:
+        held_out = f"the tail, the last {meta['val_fraction']:.0%} of the text"
     seconds = meta["seconds"]
     unit = "characters" if meta.get("level", "char") == "char" else f"{meta['level']} tokens"
     speed = meta.get("input_bytes") and seconds > 0
