@@ -174,3 +174,70 @@ def test_the_split_help_says_what_many_documents_are(capsys):
 
     code, out, _ = run_cli(["prepare", "--help"], capsys)
     assert code == 0 and "20 or more documents" in " ".join(w for w in out.split() if w != "│")
+
+
+FAKE_NPM = """#!/bin/sh
+# npm install --prefix DIR onnxruntime-web@VERSION, as npm lays it out
+echo "$@" > "$(dirname "$0")/args.txt"
+[ -n "$NPM_FAILS" ] && { echo "npm error network request failed" >&2; exit 1; }
+dist="$3/node_modules/onnxruntime-web/dist"
+mkdir -p "$dist"
+for f in ort.wasm.min.js ort-wasm-simd-threaded.mjs ort-wasm-simd-threaded.wasm; do
+  echo runtime > "$dist/$f"
+done
+"""
+
+
+@pytest.fixture
+def no_runtime_here(tmp_path, monkeypatch):
+    """No onnxruntime-web anywhere lstmgen looks; a fake npm in bin/ (on PATH only if asked)."""
+    import lstmgen.export.web as web
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(web, "REPO", tmp_path)
+    monkeypatch.delenv(web.RUNTIME_ENV, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "npm").write_text(FAKE_NPM)
+    (bin_dir / "npm").chmod(0o755)
+    return bin_dir
+
+
+def test_web_export_fetches_onnxruntime_web_with_npm_and_says_so(
+    trained_run, no_runtime_here, tmp_path, monkeypatch, capsys
+):
+    import os
+
+    from lstmgen.export import export
+    from lstmgen.export.web import RUNTIME_VERSION
+
+    monkeypatch.setenv("PATH", f"{no_runtime_here}{os.pathsep}{os.environ['PATH']}")
+    export(trained_run, out=tmp_path / "web", format="web")
+    args = (no_runtime_here / "args.txt").read_text().split()
+    cache = tmp_path / "cache" / "lstmgen" / f"onnxruntime-web-{RUNTIME_VERSION}"
+    assert args == ["install", "--prefix", str(cache), f"onnxruntime-web@{RUNTIME_VERSION}"]
+    assert (tmp_path / "web" / "ort" / "ort.wasm.min.js").read_text() == "runtime\n"
+    said = capsys.readouterr().err
+    assert f"npm install --prefix {cache} onnxruntime-web@{RUNTIME_VERSION}" in said
+    (no_runtime_here / "args.txt").unlink()  # the second export finds it in the cache
+    export(trained_run, out=tmp_path / "web2", format="web")
+    assert not (no_runtime_here / "args.txt").exists()
+
+
+def test_web_export_without_npm_or_network_says_what_it_needs_in_one_line(
+    trained_run, no_runtime_here, tmp_path, monkeypatch
+):
+    import os
+
+    from lstmgen.errors import LstmgenError
+    from lstmgen.export import export
+
+    monkeypatch.setenv("PATH", str(tmp_path / "nothing"))
+    with pytest.raises(LstmgenError, match="npm .*is not installed.*--runtime-url"):
+        export(trained_run, out=tmp_path / "web", format="web")
+    monkeypatch.setenv("PATH", f"{no_runtime_here}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("NPM_FAILS", "1")
+    with pytest.raises(LstmgenError, match="npm could not install .*network request failed"):
+        export(trained_run, out=tmp_path / "web", format="web")
+    assert not (tmp_path / "web").exists()
