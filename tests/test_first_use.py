@@ -241,3 +241,39 @@ def test_web_export_without_npm_or_network_says_what_it_needs_in_one_line(
     with pytest.raises(LstmgenError, match="npm could not install .*network request failed"):
         export(trained_run, out=tmp_path / "web", format="web")
     assert not (tmp_path / "web").exists()
+
+
+def test_tiny_shakespeare_is_built_in_whole():
+    import hashlib
+
+    from lstmgen.data.corpora import NAMED_CORPORA
+
+    (text,) = list(NAMED_CORPORA["tiny-shakespeare"]())
+    assert text.startswith("First Citizen:\n") and len(text) == 1_115_394
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    assert digest == "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
+
+
+def test_the_kinds_table_has_two_kinds_and_its_held_out_file_other_texts(tmp_path):
+    import csv
+
+    from lstmgen.data.corpora import kinds_table
+
+    held_out = kinds_table(tmp_path / "kinds.csv", rows=30, held_out=5)
+    rows = list(csv.DictReader((tmp_path / "kinds.csv").read_text("utf-8").splitlines()))
+    other = list(csv.DictReader(held_out.read_text("utf-8").splitlines()))
+    assert sorted(r["kind"] for r in rows) == ["docs"] * 30 + ["play"] * 30
+    assert len(other) == 10 and not {r["text"] for r in other} & {r["text"] for r in rows}
+
+
+def test_the_python_examples_name_only_what_a_clone_has():
+    import re
+
+    from lstmgen.data.corpora import NAMED_CORPORA
+
+    for page in (ROOT / "README.md", ROOT / "docs" / "python-api.md"):
+        text = page.read_text(encoding="utf-8")
+        for block in re.findall(r"```python\n(.*?)```", text, re.S):
+            for name in re.findall(r"\[\"([^\"]+)\"\],\s*out=", block):
+                made = f"python -m lstmgen.data.corpora {name}" in block
+                assert name in NAMED_CORPORA or made, f"{page.name} names {name}: a clone lacks it"
