@@ -65,7 +65,7 @@ def resume_and_die(run, kill_at: int) -> None:
     operation of checkpoint writing (kill_at < 0: never; the test kills it from outside)."""
     import lstmgen.checkpoint as ck
     import lstmgen.files.checkpoints as files
-    import lstmgen.run.session as session
+    import lstmgen.run.saving as saving
 
     # OpenMP's worker threads do not survive a fork: a parallel region in the child would wait
     # for them forever. One thread, as PyTorch's DataLoader workers do.
@@ -84,8 +84,8 @@ def resume_and_die(run, kill_at: int) -> None:
     # Patched in the child only: the parent (pytest) never sees these.
     files._fsync_file = counted(files._fsync_file)
     files.os.replace = counted(os.replace)
-    session.save_weights = counted(ck.save_weights)
-    session.save_trainer_state = counted(ck.save_trainer_state)
+    saving.save_weights = counted(ck.save_weights)
+    saving.save_trainer_state = counted(ck.save_trainer_state)
     lstmgen.train(out=run, resume=True, quiet=True)
 
 

@@ -457,7 +457,7 @@ def test_disk_full_while_checkpointing_is_one_line_and_keeps_the_last_checkpoint
         path.write_bytes(b"half")
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
-    monkeypatch.setattr("lstmgen.run.session.save_trainer_state", full)
+    monkeypatch.setattr("lstmgen.run.saving.save_trainer_state", full)
     step = read_step(run_copy)
     code, _, err = run_cli(["train", "--resume", run_copy, "--max-steps", step + 3], capsys)
     errors = [line for line in err.splitlines() if line.startswith("lstmgen: error:")]

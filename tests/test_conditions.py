@@ -427,6 +427,14 @@ def test_the_server_takes_conditions_lists_them_and_refuses_unknown_ones(late_ru
         # the same seed and condition again: the same text
         alone = client.post("/v1/completions", json={**body, "condition": {"label": "1"}})
         assert alone.json()["choices"][0]["text"] == reply.json()["choices"][0]["text"]
+        # the string forms the manual shows: "COLUMN=VALUE", and a list of them
+        for asked in ("label=1", ["label=1"]):
+            same = client.post("/v1/completions", json={**body, "condition": asked})
+            assert same.status_code == 200, same.text
+            assert same.json()["choices"][0]["text"] == reply.json()["choices"][0]["text"]
+        # a bare value names the only column; this run has two
+        bare = client.post("/v1/completions", json={**body, "condition": "1"})
+        assert bare.status_code == 400 and "COLUMN=VALUE" in bare.json()["error"]["message"]
         reply = client.post("/v1/completions", json={**body, "condition": {"label": "7"}})
         assert reply.status_code == 400
         error = reply.json()["error"]

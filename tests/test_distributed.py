@@ -3,6 +3,7 @@ each process on its own streams, and runs that survive Ctrl-C, kill -9 and a los
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -245,10 +246,23 @@ def launcher(tmp_path_factory):
 def whole_run(tmp_path_factory, launcher) -> Path:
     root = tmp_path_factory.mktemp("whole")
     (root / "corpus.txt").write_text(make_text(8_000), encoding="utf-8")
-    done = launcher([root / "corpus.txt", "--out", root / "run", *FLAGS.split()])
+    said = [flag for flag in FLAGS.split() if flag != "-q"]  # its lines are checked below
+    done = launcher([root / "corpus.txt", "--out", root / "run", *said])
     assert done.returncode == 0, done.stderr
     assert lstmgen.info(root / "run")["steps"] == 2 * EPOCH
+    (root / "stderr.txt").write_text(done.stderr, encoding="utf-8")
     return root
+
+
+def test_the_run_says_and_records_how_many_processes_train(whole_run):
+    from lstmgen.cli.runs import info_rows
+
+    said = (whole_run / "stderr.txt").read_text(encoding="utf-8")
+    first = next(line for line in said.splitlines() if line.startswith("training "))
+    assert ", 2 processes (torchrun" in first, said
+    config = json.loads((whole_run / "run" / "config.json").read_text(encoding="utf-8"))
+    assert config["processes"] == 2
+    assert dict(info_rows(lstmgen.info(whole_run / "run")))["processes"].startswith("2 ")
 
 
 def wait_until_free(run: Path) -> None:

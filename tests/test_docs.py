@@ -46,3 +46,27 @@ def test_github_anchor_matches_githubs_rule():
         github_anchor("Model size by budget, activation regularisation, `--lr-finder` (x)")
         == "model-size-by-budget-activation-regularisation---lr-finder-x"
     )
+
+
+def test_the_serve_page_names_every_request_field_the_server_takes():
+    from lstmgen.serve.schemas import CompletionRequest
+
+    page = (ROOT / "docs" / "commands" / "serve.md").read_text(encoding="utf-8")
+    missing = [f for f in CompletionRequest.model_fields if f"`{f}" not in page]
+    assert not missing, f"docs/commands/serve.md does not name the request field(s) {missing}"
+
+
+def test_the_manuals_front_page_names_every_command():
+    from lstmgen.cli import app
+
+    commands = [c.name or c.callback.__name__ for c in app.registered_commands]
+    page = (ROOT / "docs" / "index.md").read_text(encoding="utf-8")
+    missing = [c for c in commands if f"`lstmgen {c}" not in page and f"`{c}`" not in page]
+    assert commands and not missing, f"docs/index.md does not name the command(s) {missing}"
+
+
+def test_the_built_manual_links_to_files_so_it_works_from_disk():
+    # With directory URLs a page links to commands/train/, which a browser shows as a folder
+    # listing when site/ is opened from disk.
+    settings = (ROOT / "mkdocs.yml").read_text(encoding="utf-8")
+    assert re.search(r"^use_directory_urls: false$", settings, re.M)

@@ -1,9 +1,11 @@
 """Every `$ lstmgen ...` line of README.md and docs/ runs here, so the manual cannot drift.
 
 Each page runs in its own empty folder, its blocks in order (a page's `train` before its
-`generate`), through `lstmgen.cli.main` in this process. The folder holds small stand-ins
-for the files the pages name (WORLD below). A command must exit 0, or 2 where the page shows
-`lstmgen: error: ...` after it; then stderr must end with that very line.
+`generate`), through `lstmgen.cli.main` in this process. The folder holds nothing a fresh
+clone lacks (no ../shared): a page trains on the corpora the package ships (python-docs,
+tiny-shakespeare) or makes its files first with a `$` line it shows. A command must exit 0,
+or 2 where the page shows `lstmgen: error: ...` after it; then stderr must end with that
+very line.
 
 An HTML comment right before a fenced block says how to run it, one directive a line:
 
@@ -14,45 +16,42 @@ An HTML comment right before a fenced block says how to run it, one directive a 
     <!-- test: while locked: RUN -->      run the block while another holder has RUN's lock
     <!-- test: output -->                 what each command prints must be the text shown
 
-`$` lines of other programs are not run (`python -c "import this" > zen.txt`: WORLD has
-zen.txt). For `generate --interactive`, the lines shown after `> ` are what it reads.
+`$` lines of other programs run in a shell, in order, with this Python first on PATH
+(`python -c "import this" > zen.txt`, `python -m lstmgen.data.corpora kinds.csv`); they must
+exit 0. For `generate --interactive`, the lines shown after `> ` are what it reads.
 """
 
 from __future__ import annotations
 
-import codecs
 import contextlib
-import csv
 import io
 import os
 import re
 import shlex
 import shutil
+import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-from conftest import make_text
 from lstmgen.cli import main
+from lstmgen.data.corpora import NAMED_CORPORA
 from lstmgen.files import locked
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 FENCE = re.compile(r"^( *)(```+|~~~+)")
 ANNOTATION = re.compile(r"^<!-- test:(.*?)-->$", re.S)
-REVIEW_COLUMNS = [  # the Amazon reviews' own, so that a missing column's error reads the same
-    *("Id", "ProductId", "UserId", "ProfileName", "HelpfulnessNumerator"),
-    *("HelpfulnessDenominator", "Score", "Time", "Summary", "Text"),
-]
 
 
 @dataclass
 class Command:
     line: int  # where the page has it, for messages
-    argv: str  # what follows `$ lstmgen`, with the block's swaps made
+    argv: str  # what follows `$ lstmgen`, with the block's swaps made (or a shell line)
     shown: list[str]  # the output lines the page shows after it
+    shell: bool = False  # another program's `$` line, run in a shell
 
 
 @dataclass
@@ -69,37 +68,6 @@ class Block:
     @property
     def where(self) -> str:
         return f"{self.page.relative_to(ROOT)}:{self.line}"
-
-
-def reviews(path: Path) -> None:
-    """A table like the Amazon reviews: 12 reviews of each rating 1-5, and 2 without one."""
-    with path.open("w", newline="", encoding="utf-8") as f:
-        table = csv.writer(f)
-        table.writerow(REVIEW_COLUMNS)
-        for i in range(62):
-            score = str(i % 5 + 1) if i < 60 else ""
-            text = make_text(300, seed=i).replace(". ", ".<br /><br />", 1)
-            table.writerow([i, "B00", f"U{i}", "name", 0, 0, score, 1300000000, "ok", text])
-
-
-def zen(path: Path) -> None:
-    """What `python -c "import this" > zen.txt` writes."""
-    with contextlib.redirect_stdout(io.StringIO()):  # importing `this` prints it
-        import this
-    path.write_text(codecs.decode(this.s, "rot13") + "\n", encoding="utf-8")
-
-
-WORLD = {
-    "shakespeare.txt": lambda p: p.write_text(make_text(20_000, seed=1), encoding="utf-8"),
-    "shakespeare-50k.txt": lambda p: p.write_text(make_text(8_000, seed=2), encoding="utf-8"),
-    "junglebook.txt": lambda p: p.write_text(make_text(20_000, seed=3), encoding="utf-8"),
-    "nietzsche.txt": lambda p: p.write_text(make_text(20_000, seed=4), encoding="utf-8"),
-    "mytext.txt": lambda p: p.write_text(make_text(20_000, seed=5), encoding="utf-8"),
-    "zen.txt": zen,
-    "reviews.csv": reviews,
-    "amazon_reviews_sample.csv": reviews,
-    "held-out-reviews.csv": reviews,
-}
 
 
 def annotate(block: Block, text: str) -> None:
@@ -164,6 +132,8 @@ def commands(body: list[str], first_line: int) -> list[Command]:
             if line.startswith("$ lstmgen "):
                 current = Command(first_line + n + 1, line.removeprefix("$ lstmgen "), [])
                 found.append(current)
+            else:  # another program: a page making the file its commands read
+                found.append(Command(first_line + n + 1, line[2:], [], shell=True))
         elif current is not None:
             current.shown.append(line)
     return found
@@ -185,7 +155,20 @@ def run(argv: list[str], capsys, stdin: str | None = None) -> tuple[int, str, st
     return code, out, err
 
 
+def run_shell(block: Block, command: Command) -> None:
+    """Another program's `$` line, as a user's shell runs it, with this Python as `python`."""
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    done = subprocess.run(
+        command.argv, shell=True, capture_output=True, text=True, env={**os.environ, "PATH": path}
+    )
+    where = f"{block.page.relative_to(ROOT)}:{command.line}: {command.argv}"
+    assert done.returncode == 0, f"{where}\nexited {done.returncode}:\n{done.stderr}"
+
+
 def check(block: Block, command: Command, capsys) -> None:
+    if command.shell:
+        run_shell(block, command)
+        return
     argv = command.argv
     for old, new in block.swaps:
         argv = argv.replace(old, new)
@@ -205,11 +188,6 @@ def check(block: Block, command: Command, capsys) -> None:
         assert out.splitlines() == command.shown, f"{where}\nprinted:\n{out}"
 
 
-def make_world(folder: Path) -> None:
-    for name, make in WORLD.items():
-        make(folder / name)
-
-
 @pytest.fixture(scope="session")
 def made_before(tmp_path_factory):
     """`before:` commands run once each: command -> the folder it ran in."""
@@ -222,7 +200,6 @@ def make_before(block: Block, setup: str, made_before, tmp_path_factory, capsys)
     out = argv[argv.index("--out") + 1]
     if setup not in made_before:
         folder = tmp_path_factory.mktemp("before")
-        make_world(folder)
         here = Path.cwd()
         os.chdir(folder)
         try:
@@ -241,12 +218,15 @@ def page_id(page: Path) -> str:
 @pytest.mark.parametrize("page", [p for p in PAGES if blocks(p)], ids=page_id)
 def test_page_commands_run(page, tmp_path, monkeypatch, capsys, made_before, tmp_path_factory):
     monkeypatch.chdir(tmp_path)
-    make_world(tmp_path)
+    # The shipped tiny-shakespeare's first 20 kB: the pages' commands name it as a user does,
+    # at the cost of a tiny corpus (its BPE fit alone takes a minute on all 1.1 MB).
+    head = next(NAMED_CORPORA["tiny-shakespeare"]())[:20_000]
+    monkeypatch.setitem(NAMED_CORPORA, "tiny-shakespeare", lambda: iter([head]))
     for block in blocks(page):
         if block.skip:
             continue
         for old, _ in block.swaps:
-            assert any(old in c.argv for c in block.commands), (
+            assert any(old in c.argv for c in block.commands if not c.shell), (
                 f"{block.where}: no command of the block has {old!r} to replace"
             )
         for setup in block.before:
@@ -273,9 +253,10 @@ def test_annotations_are_read_as_written(tmp_path):
     first, second, third = blocks(page)
     assert first.before == ["lstmgen train a.txt --out runs/a"]
     assert first.swaps == [("--epochs 9", "--max-steps 2")]
-    assert [c.argv for c in first.commands] == [
-        "train a.txt --out runs/b --epochs 9",
-        "info runs/b",
+    assert [(c.argv, c.shell) for c in first.commands] == [
+        ("train a.txt --out runs/b --epochs 9", False),
+        ("python -c pass", True),
+        ("info runs/b", False),
     ]
     assert first.commands[0].shown == ["some output"]
     assert second.skip is None  # prose came between the annotation and the block

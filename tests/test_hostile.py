@@ -396,7 +396,7 @@ def test_a_full_disk_before_any_checkpoint_says_none_was_saved(tmp_path, capsys,
     def full(model, path, progress):
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
-    monkeypatch.setattr("lstmgen.run.session.save_weights", full)
+    monkeypatch.setattr("lstmgen.run.saving.save_weights", full)
     corpus = tmp_path / "c.txt"
     corpus.write_text(make_text(5_000))
     run = tmp_path / "run"

@@ -33,7 +33,7 @@ class TrainingInterrupted(Interrupted):
     def __init__(self, result, *, processes: int = 1):
         nproc = f" --nproc {processes}" if processes > 1 else ""
         super().__init__(
-            f"training interrupted; saved at step {result.steps}. "
+            f"training interrupted; saved at step {result.steps:,}. "
             f"Resume with: lstmgen train --resume {result.run_dir}{nproc}"
         )
         self.result = result

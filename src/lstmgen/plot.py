@@ -29,10 +29,18 @@ def read_curve(run_dir: Path) -> list[dict]:
     return rows
 
 
+def held_out_series(rows: list[dict], x_key: str, scale: float) -> tuple[list, list]:
+    """The held-out bits/char as two series, (xs, ys) each: evaluations of the whole held-out
+    text, and curve points on a sample of it (they are not one curve: mixed, it zigzags)."""
+    whole = [(r[x_key] / scale, r["val_bpc"]) for r in rows if not r.get("val_sample")]
+    sampled = [(r[x_key] / scale, r["val_bpc"]) for r in rows if r.get("val_sample")]
+    return [list(zip(*points, strict=True)) if points else [] for points in (whole, sampled)]
+
+
 def plot_runs(run_dirs: list[Path], out: Path, *, labels: list[str] | None = None) -> bool:
-    """Draw held-out (solid) and training (dashed) bits/char of each run against training
-    time and tokens seen, side by side, into the PNG file `out`; False (and no file) when no
-    run has an evaluation yet."""
+    """Draw held-out (solid; a sample of it dotted) and training (dashed) bits/char of each
+    run against training time and tokens seen, side by side, into the PNG file `out`; False
+    (and no file) when no run has an evaluation yet."""
     curves = [(Path(d), read_curve(Path(d))) for d in run_dirs]
     if not any(rows for _, rows in curves):
         return False
@@ -54,15 +62,21 @@ def plot_runs(run_dirs: list[Path], out: Path, *, labels: list[str] | None = Non
         color = None
         for axis, x_key, scale in ((by_time, "elapsed_s", seconds), (by_tokens, "tokens", 1e6)):
             x = [r[x_key] / scale for r in rows]
-            (line,) = axis.plot(
-                x, [r["val_bpc"] for r in rows], marker="o", markersize=3, color=color, label=label
-            )
-            color = line.get_color()
-            sampled = [
-                (xi, r["val_bpc"]) for xi, r in zip(x, rows, strict=False) if r.get("val_sample")
-            ]
-            if sampled:
-                axis.plot(*zip(*sampled, strict=False), "o", markersize=5, mfc="white", color=color)
+            whole, sampled = held_out_series(rows, x_key, scale)
+            if whole:
+                (line,) = axis.plot(*whole, marker="o", markersize=3, color=color, label=label)
+                color = line.get_color()
+            if sampled:  # its own series: a sample's figure runs above the whole text's
+                (line,) = axis.plot(
+                    *sampled,
+                    ":",
+                    marker="o",
+                    markersize=4,
+                    mfc="white",
+                    color=color,
+                    label=None if whole else label,
+                )
+                color = line.get_color()
             trained = [
                 (xi, r["train_bpc"]) for xi, r in zip(x, rows, strict=False) if r.get("train_bpc")
             ]
@@ -76,7 +90,7 @@ def plot_runs(run_dirs: list[Path], out: Path, *, labels: list[str] | None = Non
     by_time.legend(fontsize="small")
     styles = [
         Line2D([], [], color="grey", marker="o", markersize=3, label="held-out"),
-        Line2D([], [], color="grey", marker="o", mfc="white", ls="", label="held-out, a sample"),
+        Line2D([], [], color="grey", marker="o", mfc="white", ls=":", label="held-out, a sample"),
         Line2D([], [], color="grey", ls="--", alpha=0.6, label="training"),
     ]
     by_tokens.legend(handles=styles, fontsize="small")

@@ -39,7 +39,8 @@ def export(
         Path | None,
         typer.Option(
             help="web: the folder holding onnxruntime-web's files (its npm package's dist/). "
-            "\\[default: build/npm/ or node_modules/]",
+            "\\[default: build/npm/ or node_modules/, or lstmgen's cache, where npm "
+            "installs it when none has it]",
             show_default=False,
         ),
     ] = None,

@@ -102,6 +102,8 @@ def info_rows(data: dict) -> list[tuple[str, str]]:
             )
         )
     rows.append(("copy guard", copy_guard_line(data.get("copy_index") or {})))
+    if data.get("processes"):
+        rows.append(("processes", f"{data['processes']} (torchrun), in its last session"))
     sizing = data.get("sizing")
     if sizing:
         rows.append(

@@ -56,10 +56,11 @@ def bits_per_char(nats_per_token: float, tokens_per_char: float = 1.0) -> float:
     return nats_per_token * tokens_per_char / math.log(2)
 
 
-RECORDS = ("embeddings", "sizing", "lr_finder", "base")  # choices made creating a run
+# choices made creating a run; "processes": how many trained it (torchrun), last session
+RECORDS = ("embeddings", "sizing", "lr_finder", "base", "processes")
 SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
 # What --config does not take from another run: how long and where that run trained.
-NOT_REUSED = HOW_LONG_AND_WHERE | {"lr_finder", "embeddings"}
+NOT_REUSED = HOW_LONG_AND_WHERE | {"lr_finder", "embeddings", "processes"}
 
 
 @dataclass

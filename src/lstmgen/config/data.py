@@ -189,8 +189,10 @@ class DataConfig(CleanOptions, ReadOptions):
     )
     split: str = option(
         "auto",
-        "Held out: documents (whole ones), tail (the end), or auto "
-        "(documents when there are many).",
+        "Held out: documents (whole ones, spread over the corpus), tail (the end of the "
+        "text), or auto: documents when the held-out share holds 4 of the largest, or when "
+        "there are 20 or more documents (files, rows) and none is larger than the share; "
+        "else the tail. prepare's last line says which.",
         panel=STORE,
     )
     max_vocab: int | None = option(

@@ -52,7 +52,12 @@ class SampleConfig(Section):
         panel=SAMPLING,
     )
     seed: int | None = option(help="Same seed and settings, same text.", panel=SAMPLING)
-    num_samples: int = option(1, "Samples to generate (as one batch).", panel=SAMPLING)
+    num_samples: int = option(
+        1,
+        "Samples to generate, stepped together in batches that fit in memory; printed one "
+        "after another.",
+        panel=SAMPLING,
+    )
 
     @property
     def greedy(self) -> bool:

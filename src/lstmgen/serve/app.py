@@ -140,6 +140,14 @@ def create_app(
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
+    @app.api_route("/v1/chat/completions", methods=["GET", "POST"], include_in_schema=False)
+    async def no_chat() -> None:
+        raise ApiError(
+            404,
+            "this server serves text completions only: POST /v1/completions with a prompt "
+            "(an lstmgen model continues text; it has no chat messages)",
+        )
+
     @app.get("/health")
     async def health() -> dict:
         return {"status": "ok"}

@@ -97,11 +97,12 @@ class CompletionRequest(BaseModel):
         **at_least(1),
     )
     min_tokens: int = Field(0, description="No stop ends a choice before this many.", **at_least(0))
-    condition: dict[str, str] | None = Field(
+    condition: dict[str, str] | str | list[str] | None = Field(
         None,
         description="lstmgen's extension: write under these values of the run's condition "
-        'columns, e.g. {"Score": "5"} (GET /v1/models lists them); columns left out are drawn '
-        "from their training share.",
+        'columns, as {"Score": "5"}, "Score=5", ["Score=5", "Type=x"], or a bare "5" when the '
+        "run has one condition column (GET /v1/models lists them); columns left out are "
+        "drawn from their training share.",
     )
 
 

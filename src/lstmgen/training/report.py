@@ -155,15 +155,26 @@ class RunReporter:
             if reason:  # a text says why; any other true value just stops
                 trainer.stop_reason = reason if isinstance(reason, str) else "stopped by a hook"
         mark = "  (best)" if improved else ""
-        train = "" if record["train_bpc"] is None else f"train {record['train_bpc']:.4f} bpc  "
-        held_out = f"val {val_nats:.4f} nats/token = {record['val_bpc']:.4f} bpc"
-        if sample_tokens is not None:
-            held_out = f"val ({sample_tokens:,} held-out tokens) {record['val_bpc']:.4f} bpc"
         self.print(
-            f"step {p.step:,}  epoch {record['epoch']:.2f}  {train}{held_out}  "
-            f"{self.tokens_per_second:,.0f} tok/s  {format_seconds(p.elapsed_s)}{mark}"
+            f"step {p.step:,}  epoch {record['epoch']:.2f}  "
+            + self._figures(val_nats, sample_tokens)
+            + f"  {self.tokens_per_second:,.0f} tok/s  "
+            f"{format_seconds(p.elapsed_s)}{mark}"
         )
         self._say_if_slow(trainer)
+
+    def _figures(self, val_nats: float, sample_tokens: int | None) -> str:
+        """The step line's bits/char, each rounded once from the figure itself (as the closing
+        line rounds it): training, and the held-out text, all of it or a sample of it."""
+        train = (
+            ""
+            if self.loss_ema is None
+            else (f"train {bits_per_char(self.loss_ema, self.tokens_per_char):.4f} bpc  ")
+        )
+        bpc = bits_per_char(val_nats, self.tokens_per_char)
+        if sample_tokens is not None:  # a curve point: another figure than the whole text's
+            return f"{train}held-out sample ({sample_tokens:,} tokens) {bpc:.4f} bpc"
+        return f"{train}held-out (all) {val_nats:.4f} nats/token = {bpc:.4f} bpc"
 
     def _say_if_slow(self, trainer: Trainer) -> None:
         """Once: training runs far slower than --max-time sizing measured, so the budget buys
@@ -213,8 +224,9 @@ class RunReporter:
         bits = bits_per_char(p.last_val_nats, self.tokens_per_char)
         lines = [f"## epoch {p.epoch} (step {p.step}, held-out {bits:.3f} bits/char)\n"]
         for temperature in sorted(SAMPLE_TEMPERATURES[: c.samples]):
-            text = self.sampler(length=c.sample_length, temperature=temperature, seed=p.epoch)
-            copied = self.longest_copy(text)
+            sample = self.sampler(length=c.sample_length, temperature=temperature, seed=p.epoch)
+            copied = self.longest_copy(sample)
+            text = readable(sample, temperature)
             lines.append(f"### temperature {temperature}{copied}\n\n```text\n{text}\n```\n")
             self.print(f"--- sample, temperature {temperature} ---{copied}\n{text}")
         with open(self.run_dir / "samples.md", "a", encoding="utf-8") as f:
@@ -240,6 +252,19 @@ class RunReporter:
         self.curves.draw(trainer.progress.elapsed_s, always=True)
         if self.tensorboard is not None:
             self.tensorboard.close()
+
+
+def readable(text: str, temperature: float) -> str:
+    """A sample as a user can read it: early in training a cool one is often nothing but
+    spaces and newlines (the commonest characters of code), which shows as a blank."""
+    if text.strip():
+        return text
+    spaces, newlines = text.count(" "), text.count("\n")
+    return (
+        f"(only whitespace: {spaces:,} spaces, {newlines:,} newlines, "
+        f"{len(text) - spaces - newlines:,} other; too early in training for temperature "
+        f"{temperature}: the model's likeliest characters are still blanks)"
+    )
 
 
 class QuietHooks:
