@@ -44,6 +44,7 @@ def fake_trainer(step: int):
         config=SimpleNamespace(batch_size=4, seq_len=8),
         peers=SimpleNamespace(size=1),
         fraction_done=lambda: 0.5,
+        average=SimpleNamespace(active=False),  # no weight average yet
     )
 
 
