@@ -108,6 +108,7 @@ def classify(
     negative: Sequence[str] = (),
     checkpoint: str = "best",
     device: str = "auto",
+    precision: str = "auto",
     **options,
 ) -> dict:
     """A conditioned run as a classifier of the documents of sources (Model.classify), with
@@ -117,7 +118,7 @@ def classify(
     `options` are reading and cleaning options as for prepare (column="Text", ...); cleaning
     not given is the run's own, so documents are cleaned as its training text was.
     """
-    model = load(run, checkpoint=checkpoint, device=device)
+    model = load(run, checkpoint=checkpoint, device=device, precision=precision, verbose=True)
     conditions = model.require_conditions("classify")
     recorded = TokenStore.open(Path(run) / "data").meta.get("cleaning", {})
     config = DataConfig(**{**recorded, **options})

@@ -135,6 +135,7 @@ def write_jsonl(model, prime: str, settings: SampleConfig, out: TextIO | None = 
                 "characters_per_second": round(len(text) / timed, 1),
                 "tokens_per_second": round(tokens / timed, 1),
                 "settings": record,
+                "precision": getattr(model, "precision", "fp32"),  # what --precision auto chose
             }
             while shown in done:
                 out.write(json.dumps(done.pop(shown), ensure_ascii=False) + "\n")

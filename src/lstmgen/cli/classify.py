@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from lstmgen.classification import groups
-from lstmgen.cli.program import Checkpoint, Device, Run, Sources, Sqlite, Threads, api
+from lstmgen.cli.program import Checkpoint, Device, Precision, Run, Sources, Sqlite, Threads, api
 from lstmgen.config import CleanOptions, ReadOptions
 from lstmgen.flags import with_options
 
@@ -51,6 +51,7 @@ def classify(
     sqlite: Sqlite = None,
     checkpoint: Checkpoint = "best",
     device: Device = "auto",
+    precision: Precision = "auto",
     threads: Threads = None,
     options: dict | None = None,
 ) -> None:
@@ -66,6 +67,7 @@ def classify(
         negative=groups(negative),
         checkpoint=checkpoint,
         device=device,
+        precision=precision,
         **options,
     )
     if as_json:
