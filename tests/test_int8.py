@@ -138,3 +138,23 @@ def test_jsonl_says_the_precision_and_a_bad_one_is_a_one_line_error(trained_run,
     assert err.strip().splitlines() == [
         "lstmgen: error: --precision 'int4' is not a precision; use auto, fp32, bf16 or int8"
     ]
+
+
+def test_a_conditioned_run_classifies_and_evaluates_alike_in_int8(tmp_path, int8_cpu):
+    rows = ["label,text"] + [
+        f"{'ab'[i % 2]},{make_text(120, seed=i).replace(chr(10), ' ')}" for i in range(60)
+    ]
+    (tmp_path / "t.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    lstmgen.train(
+        [tmp_path / "t.csv"], out=tmp_path / "run", column="text", condition_column="label",
+        max_steps=60, quiet=True, hidden=32, embedding=16, layers=2, batch_size=4, seq_len=16,
+    )  # fmt: skip
+    auto = lstmgen.load(tmp_path / "run")  # the check runs each document under its conditions
+    assert auto.precision == "int8"
+    fp32 = lstmgen.load(tmp_path / "run", precision="fp32")
+    texts = [make_text(100, seed=70 + i) for i in range(6)]
+    a, b = (m.classify(texts)["posterior"] for m in (auto, fp32))
+    assert np.abs(a - b).max() < 0.01
+    by_int8, by_fp32 = (m.evaluate_by_condition()["bits_per_char"] for m in (auto, fp32))
+    assert abs(by_int8 - by_fp32) < INT8_TOLERANCE
+    assert auto.generate(condition={"label": "a"}, length=30, seed=2)  # generation too

@@ -223,10 +223,11 @@ class Int8Module(nn.Module):
         h, c = self.zero_state(B) if state is None else (s.float().cpu().numpy() for s in state)
         h, c = np.ascontiguousarray(h), np.ascontiguousarray(c)
         numbers = None if conditions is None else conditions.cpu().numpy()
-        extra = self.condition_rows(numbers if numbers is None or numbers.ndim == 2 else None, B)
+        per_position = numbers is not None and numbers.ndim == 3
+        extra = None if per_position else self.condition_rows(numbers, B)
         out = np.empty((B, T, self.config.vocab_size), np.float32)
         for t in range(T):
-            if numbers is not None and numbers.ndim == 3:
+            if per_position:
                 extra = self.condition_rows(numbers[:, t], B)
             out[:, t], h, c = self.run(ids[:, t], h, c, extra)
         logits = torch.from_numpy(out)
