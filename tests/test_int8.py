@@ -15,6 +15,7 @@ pytest.importorskip("onnxruntime")
 
 import lstmgen  # noqa: E402
 import lstmgen.int8 as int8_module  # noqa: E402
+import lstmgen.precision as precision_module  # noqa: E402
 from conftest import make_text  # noqa: E402
 from lstmgen.cli import main  # noqa: E402
 from lstmgen.int8 import Int8Module, Int8Stepper  # noqa: E402
@@ -28,6 +29,7 @@ def int8_cpu(monkeypatch):
     """A CPU with int8 dot products, and auto allowed to choose int8 (the suite keeps fp32)."""
     monkeypatch.delenv("LSTMGEN_CPU_INT8", raising=False)
     monkeypatch.setattr(int8_module, "cpu_flags", lambda: {"sse2", "avx512_vnni"})
+    monkeypatch.setattr(precision_module, "INT8_MIN_HIDDEN", 0)  # the tests' models are tiny
 
 
 @pytest.fixture
@@ -88,6 +90,13 @@ def test_auto_falls_back_to_fp32_where_the_cpu_lacks_int8_dot_products(own_run, 
     assert model.precision == "fp32" and not isinstance(model.module, Int8Module)
     assert "no int8 dot-product instructions" in model.precision_reason
     assert not (own_run / RECORD).exists()  # nothing measured
+
+
+def test_auto_keeps_fp32_for_a_model_too_small_to_gain(own_run, int8_cpu, monkeypatch):
+    monkeypatch.setattr(precision_module, "INT8_MIN_HIDDEN", 128)  # TINY's hidden is 32
+    model = lstmgen.load(own_run)
+    assert model.precision == "fp32" and "hidden 32" in model.precision_reason
+    assert lstmgen.load(own_run, precision="int8").precision == "int8"  # asked for: int8
 
 
 def test_auto_falls_back_to_fp32_without_onnxruntime(own_run, int8_cpu, monkeypatch):

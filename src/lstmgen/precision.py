@@ -29,6 +29,10 @@ PRECISIONS = ("auto", "fp32", "bf16", "int8")
 INT8_TOLERANCE = 0.01  # bits/char
 CHECK_TOKENS = 16384  # held-out predictions the check scores (a sample spread over the split)
 RECORD = "int8.json"
+# Below this hidden size auto keeps fp32: onnxruntime's fixed cost per step outweighs int8's
+# gain. Rough timings on the busy 2-core VNNI machine of issue 30 (one stream, one thread):
+# 1x64 int8 0.38x the numpy stepper, 2x128 1.6x, 2x256 2.1x (benchmarks/int8_inference.py).
+INT8_MIN_HIDDEN = 128
 
 
 def check_precision(precision: str) -> str:
@@ -149,6 +153,8 @@ def _choose(precision, module, device, run_dir, checkpoint, weights, tokens_per_
         if precision == "int8":
             raise LstmgenError(f"--precision int8: {missing}")
         return module, "fp32", f"auto: {missing}"
+    if precision == "auto" and module.config.hidden < INT8_MIN_HIDDEN:
+        return module, "fp32", f"auto: hidden {module.config.hidden} is fast enough in fp32"
     int8 = Int8Module(module)
     if precision == "int8":
         return int8, "int8", "asked for"
