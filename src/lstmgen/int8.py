@@ -62,7 +62,7 @@ def int8_missing(module: LSTMLanguageModel | None = None, *, explicit: bool = Fa
         import onnx  # noqa: F401
         import onnxruntime  # noqa: F401
     except ImportError:
-        return "int8 needs onnxruntime: pip install 'lstmgen[export]'"
+        return "int8 needs onnxruntime and onnx: pip install onnxruntime onnx"
     return None
 
 
