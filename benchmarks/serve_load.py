@@ -4,6 +4,7 @@
     python benchmarks/serve_load.py /tmp/serve-bench                 # quiet machine
     python benchmarks/serve_load.py /tmp/serve-bench --busy          # beside one busy process
     python benchmarks/serve_load.py /tmp/serve-bench --long-prompt   # a 4,000-char prompt
+    python benchmarks/serve_load.py /tmp/serve-bench --precision int8 # server and offline in int8
 
 Three processes: the server (`lstmgen serve`), the clients (this script again, `--client`:
 httpx, one asyncio task per client, streaming) and this one, which measures the offline rates
@@ -164,11 +165,11 @@ def client_main(args: argparse.Namespace) -> None:
 
 
 # ----- the benchmark process ------------------------------------------------------------------
-def offline_rates(run: Path, tokens: int) -> dict:
+def offline_rates(run: Path, tokens: int, precision: str = "auto") -> dict:
     """Characters per second of Model.generate: one stream, and 64 samples as one batch."""
     import lstmgen
 
-    model = lstmgen.load(run)
+    model = lstmgen.load(run, precision=precision)
     rates = {}
     for streams, length in ((1, tokens * 10), (64, tokens)):
         model.generate("The ", length=20, num_samples=streams, seed=0)  # warm up
@@ -239,6 +240,7 @@ def main() -> None:
     parser.add_argument("--long-prompt", action="store_true", help="the 4,000-char prompt test")
     parser.add_argument("--streams", type=int, default=16, help="--long-prompt: streams running")
     parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--precision", default="auto", help="the server's and offline's")
     parser.add_argument("--client", help=argparse.SUPPRESS)  # the client process: server URL
     parser.add_argument("--with-prompt", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -252,13 +254,14 @@ def main() -> None:
     load_at_start = os.getloadavg()
     busy = subprocess.Popen([sys.executable, "-c", BUSY]) if args.busy else None
     try:
-        offline = offline_rates(args.run, args.max_tokens)
+        offline = offline_rates(args.run, args.max_tokens, args.precision)
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
         server = subprocess.Popen(
             [sys.executable, "-m", "lstmgen", "serve", str(args.run), "--port", str(port)]
-            + ["--max-tokens", str(max(args.max_tokens, LONG_STREAM_TOKENS)), "--max-batch", "64"],
+            + ["--max-tokens", str(max(args.max_tokens, LONG_STREAM_TOKENS)), "--max-batch", "64"]
+            + ["--precision", args.precision],
             stderr=subprocess.PIPE,
             text=True,
         )
@@ -284,6 +287,7 @@ def main() -> None:
         "model": lstmgen.info(args.run)["model"],
         "max_tokens": args.max_tokens,
         "busy": args.busy,
+        "precision": args.precision,
         "offline_chars_per_s": {"1 stream": round(offline[1]), "64 samples": round(offline[64])},
         "rows": rows,
         "load_average_at_start": load_at_start,
@@ -294,6 +298,7 @@ def main() -> None:
         "command": " ".join(["python", "benchmarks/serve_load.py", *sys.argv[1:]]),
     }
     name = "serve_load" + ("-busy" if args.busy else "") + ("-long" if args.long_prompt else "")
+    name += "" if args.precision == "auto" else f"-{args.precision}"
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
     table = markdown(result, args.long_prompt)

@@ -16,6 +16,8 @@ os.environ["MKL_NUM_THREADS"] = "1"
 # fp32 whatever the CPU: CPUs with bf16 would train in bf16 by default (device.py), and the
 # tests' numbers (the golden weights) must be the same on every machine.
 os.environ["LSTMGEN_CPU_BF16"] = "0"
+# --precision auto keeps fp32 on every machine (int8 has tests of its own: test_int8.py)
+os.environ["LSTMGEN_CPU_INT8"] = "0"
 
 import pytest  # noqa: E402
 import torch  # noqa: E402

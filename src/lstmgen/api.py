@@ -113,6 +113,7 @@ def classify(
     device: str = "auto",
     on_prediction: Callable[[dict], None] | None = None,
     batch: int = 4096,
+    precision: str = "auto",
     **options,
 ) -> dict:
     """A conditioned run as a classifier of the documents of sources (Model.classify), with
@@ -127,7 +128,7 @@ def classify(
     own, so documents are cleaned as its training text was. Malformed rows skipped are counted
     in "dropped" and told in a warning, as are empty documents (scored by the prior alone).
     """
-    model = load(run, checkpoint=checkpoint, device=device)
+    model = load(run, checkpoint=checkpoint, device=device, precision=precision, verbose=True)
     conditions = model.require_conditions("classify")
     recorded = TokenStore.open(Path(run) / "data").meta.get("cleaning", {})
     config = DataConfig(**{**recorded, **options})

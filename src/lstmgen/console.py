@@ -167,6 +167,7 @@ def write_jsonl(model, prime: str, settings: SampleConfig, out: TextIO | None = 
                 "tokens_per_second": round(tokens / timed, 1),
                 **figures(model, text, settings),
                 "settings": record,
+                "precision": getattr(model, "precision", "fp32"),  # what --precision auto chose
             }
             while shown in done:
                 out.write(json.dumps(done.pop(shown), ensure_ascii=False) + "\n")

@@ -6,6 +6,7 @@ through numpy) and the last evaluation in metrics.jsonl.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from lstmgen.config import RunConfig, bits_per_char
@@ -57,8 +58,31 @@ def info(run_dir: str | Path) -> dict:
         "last_val_step": None if last is None or evaluated is None else evaluated["step"],
         "has_best": (run_dir / "best" / "model.safetensors").exists(),
         "copy_index": copy_cover(run_dir),  # bytes of training text indexed (None: not built)
+        "int8": int8_checks(run_dir),
         **config.records,  # "sizing", "lr_finder", "embeddings": as in config.json
     }
+
+
+def int8_checks(run_dir: Path) -> dict | None:
+    """`--precision auto`'s held-out checks of int8 against fp32 (int8.json), per checkpoint
+    ("best", "latest"), each marked current or not (the weights changed since), or None."""
+    try:
+        records = json.loads((run_dir / "int8.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    checks = {}
+    for name, entry in records.items() if isinstance(records, dict) else ():
+        weights = run_dir / ("best" if name == "best" else "") / "model.safetensors"
+        if not isinstance(entry, dict):
+            continue
+        key = entry.get("key") or {}
+        try:
+            stat = weights.stat()
+            current = key.get("bytes") == stat.st_size and key.get("mtime_ns") == stat.st_mtime_ns
+        except OSError:
+            current = False
+        checks[name] = {**{k: v for k, v in entry.items() if k != "key"}, "current": current}
+    return checks or None
 
 
 def last_evaluation(path: Path, up_to: int | None = None) -> dict | None:

@@ -20,6 +20,7 @@ from lstmgen.evaluation import CHUNK_CHARS, evaluate_pieces
 from lstmgen.files import recover
 from lstmgen.metrics import document_nats, nats_by_position
 from lstmgen.model import LSTMLanguageModel
+from lstmgen.precision import check_precision, choose
 from lstmgen.sampling.guard import guard_for_run
 from lstmgen.sampling.sampler import Event, sample_text
 from lstmgen.tokens import Conditions, load_tokenizer
@@ -63,6 +64,7 @@ class Model:
     def __init__(self, module: LSTMLanguageModel, tokenizer, *, run_dir: Path | None = None):
         self.module, self.tokenizer, self.run_dir = module, tokenizer, run_dir
         self.conditions = conditions_of(tokenizer)  # None: trained without conditions
+        self.precision, self.precision_reason = "fp32", "asked for"  # load() sets them
         self.module.eval()
         self._guards: dict[int, object] = {}  # by --max-copy
         self._indexes: list | None = None  # the copy indexes of the novelty figures
@@ -354,11 +356,21 @@ def build_model(config: RunConfig, tokenizer) -> LSTMLanguageModel:
     return LSTMLanguageModel(config.model)
 
 
-def load(run_dir: str | Path, *, checkpoint: str = "best", device: str = "auto") -> Model:
-    """Load a run directory to generate or evaluate (weights of best/ by default, or 'latest')."""
+def load(
+    run_dir: str | Path,
+    *,
+    checkpoint: str = "best",
+    device: str = "auto",
+    precision: str = "auto",
+    verbose: bool = False,
+) -> Model:
+    """Load a run directory to generate or evaluate (weights of best/ by default, or 'latest').
+
+    precision: fp32, bf16, int8 or auto (precision.py), chosen: `model.precision`; verbose:
+    say on stderr what auto chose where it is not today's fp32."""
     run_dir = Path(run_dir)
+    check_precision(precision)
     config = RunConfig.read(run_dir)
-    config_path = run_dir / "config.json"
     if checkpoint not in ("best", "latest"):
         raise LstmgenError(f"checkpoint {checkpoint!r} must be best or latest")
     weights_dir = run_dir
@@ -367,8 +379,16 @@ def load(run_dir: str | Path, *, checkpoint: str = "best", device: str = "auto")
         if (run_dir / "best" / "model.safetensors").is_file():
             weights_dir = run_dir / "best"
     tokenizer = load_tokenizer(run_dir / "tokenizer.json")
+    weights = weights_dir / "model.safetensors"
     # before the model is built: a damaged config.json must not allocate what it says
-    check_weights(config.model, weights_dir / "model.safetensors", config_name=str(config_path))
+    check_weights(config.model, weights, config_name=str(run_dir / "config.json"))
     module = build_model(config, tokenizer)
-    load_weights(module, weights_dir / "model.safetensors")
-    return Model(module.to(resolve_device(device)), tokenizer, run_dir=run_dir)
+    load_weights(module, weights)
+    where, kept = resolve_device(device), "best" if weights_dir != run_dir else "latest"
+    computing, chosen, why = choose(
+        precision, module.to(where), where, run_dir=run_dir, checkpoint=kept, weights=weights,
+        tokens_per_char=config.tokens_per_char, verbose=verbose,
+    )  # fmt: skip
+    model = Model(computing, tokenizer, run_dir=run_dir)
+    model.precision, model.precision_reason = chosen, why
+    return model

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from lstmgen.classification import groups
-from lstmgen.cli.program import Checkpoint, Device, Run, Sources, Sqlite, Threads, api
+from lstmgen.cli.program import Checkpoint, Device, Precision, Run, Sources, Sqlite, Threads, api
 from lstmgen.config import CleanOptions, ReadOptions
 from lstmgen.errors import LstmgenError, say
 from lstmgen.flags import with_options
@@ -60,6 +60,7 @@ def classify(
     sqlite: Sqlite = None,
     checkpoint: Checkpoint = "best",
     device: Device = "auto",
+    precision: Precision = "auto",
     threads: Threads = None,
     options: dict | None = None,
 ) -> None:
@@ -91,6 +92,7 @@ def classify(
         checkpoint=checkpoint,
         device=device,
         on_prediction=(lambda prediction: None) if output_format == "text" else write,
+        precision=precision,
         **options,
     )
     if output_format == "json":  # the object's other fields after its predictions

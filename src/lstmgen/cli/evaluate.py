@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from lstmgen.cli.program import Device, Run, Threads, api
+from lstmgen.cli.program import Device, Precision, Run, Threads, api
 from lstmgen.config import ReadOptions
 from lstmgen.data.documents import read_documents, text_pieces
 from lstmgen.errors import LstmgenError
@@ -61,6 +61,7 @@ def evaluate(
     encoding: Annotated[str, typer.Option(help="Text encoding of the sources.")] = "utf-8",
     errors: Annotated[str, typer.Option(help="strict or replace.")] = "strict",
     device: Device = "auto",
+    precision: Precision = "auto",
     threads: Threads = None,
 ) -> None:
     """Measure a run on text it has not seen: bits/char (at every level), nats/token, perplexity."""
@@ -81,7 +82,7 @@ def evaluate(
             "--by-condition scores each document under its own condition; drop --condition"
         )
     api().use_threads(threads)
-    model = api().load(run, checkpoint=checkpoint, device=device)
+    model = api().load(run, checkpoint=checkpoint, device=device, precision=precision, verbose=True)
     if by_condition:
         result = model.evaluate_by_condition()
         if as_json:

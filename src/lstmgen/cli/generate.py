@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from lstmgen.cli.program import Checkpoint, Device, Run, Threads, api
+from lstmgen.cli.program import Checkpoint, Device, Precision, Run, Threads, api
 from lstmgen.config import SampleConfig
 from lstmgen.console import interact, unescape, write_jsonl, write_text
 from lstmgen.errors import LstmgenError
@@ -46,6 +46,7 @@ def generate(
     ] = False,
     checkpoint: Checkpoint = "best",
     device: Device = "auto",
+    precision: Precision = "auto",
     threads: Threads = None,
     options: dict | None = None,
 ) -> None:
@@ -60,7 +61,7 @@ def generate(
             "text; drop --prime, --num-samples and --format"
         )
     api().use_threads(threads)
-    model = api().load(run, checkpoint=checkpoint, device=device)
+    model = api().load(run, checkpoint=checkpoint, device=device, precision=precision, verbose=True)
     if interactive:
         interact(model, settings)
     elif output_format == "jsonl":

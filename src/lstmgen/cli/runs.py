@@ -92,6 +92,15 @@ def info_rows(data: dict) -> list[tuple[str, str]]:
     for column in (d.get("conditions") or {}).get("columns", []):
         counts = ", ".join(f"{v} ({n:,})" for v, n in column.get("documents", {}).items())
         rows.append(("conditions", f"{column.get('column')}: {counts} documents"))
+    for name, check in (data.get("int8") or {}).items():
+        rows.append(
+            (
+                "int8 check",
+                f"{name}: {check.get('int8_bits_per_char', 0):.4f} bits/char against fp32's "
+                f"{check.get('fp32_bits_per_char', 0):.4f} on {check.get('tokens', 0):,} held-out "
+                f"tokens" + ("" if check.get("current") else " (older weights: checked again)"),
+            )
+        )
     base = data.get("base")
     if base:
         rows.append(

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from lstmgen.cli.program import Checkpoint, Device, api
+from lstmgen.cli.program import Checkpoint, Device, Precision, api
 from lstmgen.config import API_KEY_ENV, ServeConfig
 from lstmgen.errors import LstmgenError
 from lstmgen.flags import with_options
@@ -30,6 +30,7 @@ def serve(
     ],
     checkpoint: Checkpoint = "best",
     device: Device = "auto",
+    precision: Precision = "auto",
     threads: ServeThreads = None,
     options: dict | None = None,
 ) -> None:
@@ -42,4 +43,4 @@ def serve(
             f"lstmgen serve needs {error.name}: pip install 'lstmgen[serve]'"
         ) from None
     api().use_threads(threads)
-    run_server(runs, settings, device=device, checkpoint=checkpoint)
+    run_server(runs, settings, device=device, checkpoint=checkpoint, precision=precision)

@@ -47,6 +47,7 @@ RUN_FILES = (
     "best",
     "trainer_state.pt",
     "metrics.jsonl",
+    "int8.json",
     "metrics.tmp",
     "samples.md",
     "curves.png",

@@ -39,6 +39,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from lstmgen.int8 import Int8Module, Int8Stepper
 from lstmgen.model import LSTMLanguageModel, State
 
 
@@ -247,16 +248,19 @@ def make_stepper(
     conditions: np.ndarray | None = None,
     *,
     exact_rows: bool = False,
-) -> TorchStepper | NumpyLSTMStepper:
+) -> TorchStepper | NumpyLSTMStepper | Int8Stepper:
     """The fastest path this model and device allow, for streams with these states (and
     condition numbers (B, C) where the model is conditioned); with exact_rows (a batch whose
     rows come and go), the numpy path at every batch size, its output layer padded so that
     rows do not affect each other."""
+    if isinstance(model, Int8Module):  # int8: every row its own at every batch size
+        return Int8Stepper(model, state, conditions)
     on_cpu = next(model.parameters()).device.type == "cpu"
     streams = (state[0] if isinstance(state, tuple) else state).shape[1]
     # From about 32 streams on, the work is big matrix products, where PyTorch's are as fast or
     # faster.
-    numpy_fits = on_cpu and model.config.cell == "lstm" and isinstance(state, tuple)
+    float32 = next(model.parameters()).dtype == torch.float32  # bf16: PyTorch's own step
+    numpy_fits = on_cpu and float32 and model.config.cell == "lstm" and isinstance(state, tuple)
     if numpy_fits and (exact_rows or streams < 32):
         return NumpyLSTMStepper(model, state, conditions, exact_rows=exact_rows)
     return TorchStepper(model, state, conditions)

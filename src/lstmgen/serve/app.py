@@ -60,6 +60,7 @@ def create_app(
     *,
     device: str = "auto",
     checkpoint: str = "best",
+    precision: str = "auto",
     **options,
 ) -> FastAPI:
     """An ASGI app serving these runs (each by its folder's name); options are ServeConfig's
@@ -71,7 +72,9 @@ def create_app(
         name = Path(run).resolve().name
         if name in models:
             raise LstmgenError(f"two runs are named {name!r}; serve runs from folders of own names")
-        models[name] = load(run, checkpoint=checkpoint, device=device)
+        models[name] = load(
+            run, checkpoint=checkpoint, device=device, precision=precision, verbose=True
+        )
         about = info(run)
         cards[name] = ModelCard(
             id=name,
@@ -80,6 +83,7 @@ def create_app(
             parameters=about["parameters"],
             best_val_bits_per_char=about["best_val_bits_per_char"],
             conditions=conditions_card(models[name]),
+            precision=models[name].precision,
         )
     if not models:
         raise LstmgenError("name at least one run directory to serve")

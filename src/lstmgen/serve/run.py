@@ -23,12 +23,13 @@ def serve(
     *,
     device: str = "auto",
     checkpoint: str = "best",
+    precision: str = "auto",
     **options,
 ) -> None:
     """Serve these runs over HTTP until interrupted (options: ServeConfig's fields)."""
     config = settings or ServeConfig(**options)
     listening = bound_socket(config.host, config.port)  # before the runs load: errors at once
-    app = create_app(runs, config, device=device, checkpoint=checkpoint)
+    app = create_app(runs, config, device=device, checkpoint=checkpoint, precision=precision)
     if config.api_key is None and not _loopback(config.host):
         warn(
             f"listening on {config.host} without an API key: anyone who can reach it may use "

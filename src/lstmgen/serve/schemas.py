@@ -139,6 +139,9 @@ class ModelCard(BaseModel):
     conditions: dict[str, list[str]] | None = Field(
         None, description="Each condition column's values (runs trained with conditions)."
     )
+    precision: str = Field(
+        "fp32", description="What the model computes in here: fp32, bf16 or int8 (--precision)."
+    )
 
 
 class ModelList(BaseModel):
