@@ -193,7 +193,11 @@ def serve(run: Path, args) -> list[dict]:
         out = args.out / f"serve-{precision}"
         command = [sys.executable, str(ROOT / "benchmarks" / "serve_load.py"), str(run)]
         command += ["--precision", precision, "--out", str(out)]
-        command += ["--completions", "4", "--clients", "1,2"] if args.quick else []
+        command += (
+            ["--completions", "4", "--clients", "1,2"]
+            if args.quick
+            else ["--completions", str(args.serve_completions)]
+        )
         subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
         found = json.loads((out / f"serve_load-{precision}.json").read_text())
         rows.append({"precision": precision, **found})
@@ -241,6 +245,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--serve", action="store_true", help="also serve_load.py per precision")
     parser.add_argument("--quick", action="store_true", help="tiny runs: the steps only")
+    parser.add_argument("--serve-completions", type=int, default=1000, help="per client count")
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
     if args.quick:
