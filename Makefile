@@ -26,7 +26,7 @@ test: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
-	$(BIN)/python -m pytest -n auto --dist worksteal
+	$(BIN)/python -m pytest -n auto
 
 # The manual (docs/, mkdocs.yml): built into site/, or served at http://127.0.0.1:8000.
 # Not --quiet: with --quiet, mkdocs 1.6 hides the warnings that --strict should fail on.
