@@ -27,6 +27,7 @@ import numpy as np
 
 from lstmgen.errors import LstmgenError, say
 from lstmgen.files import read_json
+from lstmgen.files.disk import _fsync_file as _fsync  # the checkpoints' own fsync
 
 TEXT, ARRAY, META = "train.text", "train.sa", "train.sa.json"
 INDEX_NAMES = (TEXT, ARRAY, META, f"{TEXT}.tmp", f"{ARRAY}.tmp", f"{META}.tmp", "train.sa.lock")
@@ -267,11 +268,3 @@ def build_index(store: Path, train_ids: np.ndarray, tokenizer, *, quiet: bool = 
     if index is None:  # pragma: no cover - the files changed under us
         raise LstmgenError(f"the copy index of {store} could not be read back; try again")
     return index
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
